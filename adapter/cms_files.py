@@ -26,6 +26,7 @@ from adapter.domain import MueEdit, Provenance, PtpEdit
 from adapter.errors import MappingError
 
 _CODE = re.compile(r"^[0-9A-Z][0-9]{3}[0-9A-Z]$")
+_UNITS = re.compile(r"^[0-9]+$")
 _CHIROPRACTIC = frozenset({"98940", "98941", "98942", "98943"})
 
 
@@ -112,7 +113,7 @@ def read_mue_file(
             rationale = cells[3] if len(cells) > 3 else ""
             if not _CODE.match(code):
                 raise MappingError(file, line, f"{code!r} is not a HCPCS/CPT code")
-            if not value.isdigit():
+            if not _UNITS.match(value):
                 raise MappingError(file, line, f"MUE value {value!r} is not a whole number")
             if code in seen:
                 raise MappingError(file, line, f"code {code} is listed twice")

@@ -419,11 +419,16 @@ class Rulebook:
         return self.payers.get(payer_id)
 
     def ptp_edit(self, column1: str, column2: str, on: date) -> PtpEdit | None:
-        """The pair edit in effect; an edit from an imported CMS file wins over a curated one."""
-        edits = [e for e in self.ptp.get((column1, column2), ()) if e.provenance.in_effect(on)]
-        if not edits:
-            return None
-        return max(edits, key=lambda e: (e.from_cms_file, e.provenance.effective_from))
+        """The pair edit in effect on ``on``.
+
+        When an imported CMS file lists the pair at all, only the CMS file's rows count (so a
+        deletion in the CMS file ends the curated edit too); otherwise the curated rows do.
+        """
+        edits = self.ptp.get((column1, column2), ())
+        if any(e.from_cms_file for e in edits):
+            edits = tuple(e for e in edits if e.from_cms_file)
+        current = [e for e in edits if e.provenance.in_effect(on)]
+        return max(current, key=lambda e: e.provenance.effective_from) if current else None
 
     def mue_edit(self, code: str, on: date) -> MueEdit | None:
         edits = [e for e in self.mue.get(code, ()) if e.provenance.in_effect(on)]

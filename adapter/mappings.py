@@ -217,6 +217,12 @@ class _CmsFile(BaseModel):
     effective_to: date | None = None
     source: Annotated[str, Field(min_length=3)]
 
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> _CmsFile:
+        if self.effective_to is not None and self.effective_to < self.effective_from:
+            raise ValueError("effective_to is before effective_from")
+        return self
+
 
 class _Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
