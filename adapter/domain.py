@@ -114,6 +114,23 @@ class FindingCode(StrEnum):
     KX_REVIEW = "kx-targeted-review"
     KX_SPEND_UNKNOWN = "kx-spend-unknown"
     KX_THRESHOLD_UNKNOWN = "kx-threshold-unknown"
+    COVERAGE_MISSING = "coverage-missing"
+
+
+#: Who must act on a finding: the clinician (fix the documentation) or the billing office.
+BILLING_FINDINGS = frozenset(
+    {
+        FindingCode.CODE_SUBSTITUTED,
+        FindingCode.CODE_BUNDLED,
+        FindingCode.MUE_EXCEEDED,
+        FindingCode.NCCI_DISTINCT,
+        FindingCode.KX_APPLIED,
+        FindingCode.KX_REVIEW,
+        FindingCode.KX_SPEND_UNKNOWN,
+        FindingCode.KX_THRESHOLD_UNKNOWN,
+        FindingCode.COVERAGE_MISSING,
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +207,7 @@ class ServiceDay:
 
     ``evaluated_at`` is the moment of evaluation, passed in by the shell (the core reads no clock);
     None disables the future-time check. ``plan_of_care`` None means it was not looked up.
+    ``coverage_known`` False means no active coverage was found and ``payer`` is a default.
     """
 
     patient_id: str
@@ -201,6 +219,7 @@ class ServiceDay:
     kx_spend: KxSpend = field(default_factory=KxSpend)
     other_patient_sessions: tuple[BusyPeriod, ...] = ()
     evaluated_at: datetime | None = None
+    coverage_known: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,6 +416,62 @@ class NoteRules:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RoleEntry:
+    """A practitioner role code and the discipline it means."""
+
+    system: str
+    code: str
+    discipline: Discipline
+    assistant: bool
+    provenance: Provenance
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoverageRule:
+    """A Coverage.type coding -> payer profile rule (exact code or prefix)."""
+
+    system: str
+    prefix: str | None
+    exact: str | None
+    payer: str
+    provenance: Provenance
+
+    def matches(self, system: str | None, code: str | None) -> bool:
+        if system != self.system or code is None:
+            return False
+        return code == self.exact if self.exact is not None else code.startswith(self.prefix or "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConceptTarget:
+    """A local/SNOMED CT code translated to a CPT code by a ConceptMap in mappings/."""
+
+    code: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeRules:
+    """How FHIR input maps to billing facts (roles, coverage, scope, concept maps)."""
+
+    roles: Mapping[tuple[str, str], RoleEntry]
+    coverage_rules: tuple[CoverageRule, ...]
+    default_coverage_payer: str
+    therapy_prefixes: tuple[str, ...]
+    concept_map: Mapping[tuple[str, str], ConceptTarget]
+
+    def in_scope(self, code: str) -> bool:
+        return code.startswith(self.therapy_prefixes)
+
+    def payer_for(self, system: str | None, code: str | None) -> tuple[str, str]:
+        """The payer profile for a coverage type coding, and the rule ref that decided it."""
+        for rule in self.coverage_rules:
+            if rule.matches(system, code):
+                return rule.payer, rule.provenance.ref
+        return self.default_coverage_payer, "fhir:coverage:default"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Rulebook:
     """All rules as validated, frozen data, stamped with a version on every output."""
 
@@ -410,6 +485,7 @@ class Rulebook:
     unit_thresholds: tuple[UnitThreshold, ...]
     evaluation_limits: EvaluationLimits
     notes: NoteRules
+    intake: IntakeRules
 
     def code(self, code: str, on: date) -> CodeEntry | None:
         """The catalog entry for ``code`` in effect on ``on``."""

@@ -13,6 +13,7 @@ two outputs with the same version were produced by byte-identical rules.
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
@@ -27,8 +28,11 @@ from adapter import cms_files
 from adapter.domain import (
     CodeEntry,
     CodeKind,
+    ConceptTarget,
+    CoverageRule,
     Discipline,
     EvaluationLimits,
+    IntakeRules,
     KxThreshold,
     MueEdit,
     NoteRules,
@@ -36,6 +40,7 @@ from adapter.domain import (
     Pooling,
     Provenance,
     PtpEdit,
+    RoleEntry,
     Rulebook,
     Severity,
     Substitution,
@@ -47,7 +52,10 @@ from adapter.errors import MappingError
 
 DEFAULT_MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
 FILES = ("rulebook.toml", "codes.toml", "payers.toml", "ncci_ptp.toml", "limits.toml",
-         "documentation.toml")  # fmt: skip
+         "documentation.toml", "fhir.toml")  # fmt: skip
+CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
+HCPCS_SYSTEM = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+BILLABLE_EQUIVALENCE = frozenset({"equivalent", "equal"})
 
 Code = Annotated[str, Field(pattern=r"^[0-9A-Z][0-9]{3}[0-9A-Z]$")]
 Confidence = Literal["HIGH", "MED", "LOW"]
@@ -207,6 +215,48 @@ class _Notes(_Entry):
 class _DocumentationFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     notes: dict[str, Any]
+
+
+class _Role(_Entry):
+    system: Annotated[str, Field(min_length=3)]
+    code: Annotated[str, Field(min_length=1)]
+    discipline: Discipline
+    assistant: bool
+
+    @model_validator(mode="after")
+    def _assistants(self) -> _Role:
+        if self.assistant and self.discipline not in (Discipline.PT, Discipline.OT):
+            raise ValueError("only PT and OT have assistants that bill (CQ/CO)")
+        return self
+
+
+class _CoverageType(_Entry):
+    system: Annotated[str, Field(min_length=3)]
+    prefix: str | None = None
+    exact: str | None = None
+    payer: str
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> _CoverageType:
+        if (self.prefix is None) == (self.exact is None):
+            raise ValueError("give exactly one of prefix or exact")
+        return self
+
+
+class _Scope(_Entry):
+    cpt_prefixes: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+class _Coverage(_Entry):
+    default_payer: str
+
+
+class _FhirFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    coverage: dict[str, Any]
+    scope: dict[str, Any]
+    role: list[dict[str, Any]]
+    coverage_type: list[dict[str, Any]] = []
 
 
 class _CmsFile(BaseModel):
@@ -480,6 +530,60 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         provenance=nr.provenance("documentation:notes"),
     )
 
+    # -- FHIR intake conventions and concept maps ---------------------------------------------
+    fhir_doc = _parse(_FhirFile, docs["fhir.toml"], f("fhir.toml"), "(file)")
+    roles = {}
+    role_rows = _entries(
+        fhir_doc.role, _Role, f("fhir.toml"), "role", lambda e: f"{e.system}|{e.code}"
+    )
+    for _label, r in role_rows:
+        roles[(r.system, r.code)] = RoleEntry(
+            system=r.system,
+            code=r.code,
+            discipline=r.discipline,
+            assistant=r.assistant,
+            provenance=r.provenance(f"fhir:role:{r.code}"),
+        )
+    coverage_rules = []
+    coverage_rows = _entries(
+        fhir_doc.coverage_type,
+        _CoverageType,
+        f("fhir.toml"),
+        "coverage_type",
+        lambda e: f"{e.system}|{e.prefix}|{e.exact}",
+    )
+    for label, ct in coverage_rows:
+        if ct.payer not in payers:
+            raise MappingError(f("fhir.toml"), label, f"payer {ct.payer} is not in payers.toml")
+        coverage_rules.append(
+            CoverageRule(
+                system=ct.system,
+                prefix=ct.prefix,
+                exact=ct.exact,
+                payer=ct.payer,
+                provenance=ct.provenance(f"fhir:coverage:{ct.exact or ct.prefix}"),
+            )
+        )
+    cov = _parse(_Coverage, fhir_doc.coverage, f("fhir.toml"), "[coverage]")
+    if cov.default_payer not in payers:
+        raise MappingError(f("fhir.toml"), "[coverage]", f"payer {cov.default_payer} is unknown")
+    scope = _parse(_Scope, fhir_doc.scope, f("fhir.toml"), "[scope]")
+    concept_map: dict[tuple[str, str], ConceptTarget] = {}
+    for path in sorted(root.glob("conceptmap-*.json")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        for key, target in _read_concept_map(path).items():
+            known(target.code, str(path), f"element {key[1]}")
+            if key in concept_map:
+                raise MappingError(str(path), f"element {key[1]}", "already mapped by another map")
+            concept_map[key] = target
+    intake = IntakeRules(
+        roles=MappingProxyType(roles),
+        coverage_rules=tuple(coverage_rules),
+        default_coverage_payer=cov.default_payer,
+        therapy_prefixes=tuple(scope.cpt_prefixes),
+        concept_map=MappingProxyType(concept_map),
+    )
+
     return Rulebook(
         version=f"{manifest.version}+{digest.hexdigest()[:12]}",
         codes=_freeze({k: tuple(v) for k, v in codes.items()}),
@@ -491,7 +595,64 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         unit_thresholds=tuple(thresholds),
         evaluation_limits=evaluation_limits,
         notes=notes,
+        intake=intake,
     )
+
+
+def _read_concept_map(path: Path) -> dict[tuple[str, str], ConceptTarget]:
+    """Read a FHIR ConceptMap (JSON) whose targets are CPT codes.
+
+    Required: ``resourceType`` ConceptMap, ``status`` active, ``date`` (the day it takes effect);
+    per group a ``source`` system and the CPT ``target`` system; per target a code, an
+    ``equivalence`` of equivalent/equal (anything looser cannot bill) and a ``comment`` naming its
+    source.
+    """
+    file = str(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MappingError(file, "(file)", f"not readable JSON: {err}") from None
+    if not isinstance(doc, dict) or doc.get("resourceType") != "ConceptMap":
+        raise MappingError(file, "(file)", "resourceType must be ConceptMap")
+    if doc.get("status") != "active":
+        raise MappingError(file, "status", "must be active (draft or retired maps do not bill)")
+    try:
+        effective = date.fromisoformat(str(doc.get("date", ""))[:10])
+    except ValueError:
+        raise MappingError(file, "date", "required: the date the map takes effect") from None
+    out: dict[tuple[str, str], ConceptTarget] = {}
+    for g, group in enumerate(doc.get("group") or [], start=1):
+        source, target_system = group.get("source"), group.get("target")
+        where = f"group #{g}"
+        if not source:
+            raise MappingError(file, where, "source system is required")
+        if target_system not in (CPT_SYSTEM, HCPCS_SYSTEM):
+            raise MappingError(file, where, f"target must be {CPT_SYSTEM} or {HCPCS_SYSTEM}")
+        for element in group.get("element") or []:
+            code = element.get("code")
+            where = f"group #{g} element {code}"
+            targets = element.get("target") or []
+            if not code or len(targets) != 1:
+                raise MappingError(file, where, "needs a code and exactly one target")
+            t = targets[0]
+            if t.get("equivalence") not in BILLABLE_EQUIVALENCE:
+                raise MappingError(
+                    file, where, f"equivalence {t.get('equivalence')!r} cannot bill: use equivalent"
+                )
+            if not t.get("code") or not t.get("comment"):
+                raise MappingError(file, where, "target needs a code and a comment (its source)")
+            out[(source, code)] = ConceptTarget(
+                code=t["code"],
+                provenance=Provenance(
+                    ref=f"conceptmap:{doc.get('id', path.stem)}:{code}",
+                    source=t["comment"],
+                    confidence="MED",
+                    effective_from=effective,
+                ),
+            )
+    if not out:
+        raise MappingError(file, "group", "maps no codes")
+    return out
 
 
 K = TypeVar("K")

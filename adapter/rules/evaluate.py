@@ -128,6 +128,16 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
                 no_dx,
             )
         )
+    if not day.coverage_known and interventions:
+        findings.append(
+            finding(
+                FindingCode.COVERAGE_MISSING,
+                WARN,
+                f"no active coverage found for the date of service: billed under the default "
+                f"profile {payer.id}; confirm the payer",
+                (iv.id for iv in interventions),
+            )
+        )
     if day.plan_of_care is False and interventions:
         findings.append(
             finding(
