@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from adapter import __version__
-from adapter.errors import AdapterError
+from adapter.config import Settings, load_settings
+from adapter.domain import Rulebook
+from adapter.errors import AdapterError, ConfigError
+from adapter.fhir.build import BuildOptions
+from adapter.intake import replay as replay_mod
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
+from adapter.pipeline import Options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +40,90 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAPPINGS_DIR,
         help="mappings directory (default: the shipped mappings/)",
     )
+    rp = sub.add_parser(
+        "replay",
+        help="replay FHIR bundles / NDJSON into the transaction bundles the adapter would write",
+        description="Read FHIR R4 Bundles (collection, transaction, batch, searchset), NDJSON "
+        "files or directories of them; evaluate every patient-day; write one transaction Bundle "
+        "per input file into --out; print a summary. Exit 0 when every input was read.",
+    )
+    rp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    rp.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    _common(rp)
+    rp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ex = sub.add_parser(
+        "explain",
+        help="explain, per patient-day, the minutes, method, units, modifiers and findings",
+    )
+    ex.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ex.add_argument("--encounter", metavar="ID", help="only patient-days of this Encounter id")
+    _common(ex)
     return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    p.add_argument("--payer", metavar="PROFILE", help="payer profile for every patient-day")
+    p.add_argument("--mappings", type=Path, metavar="DIR", help="mappings directory")
+
+
+def _setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
+    settings: Settings = load_settings(args.config)
+    rulebook = load_rulebook(args.mappings or settings.mappings or DEFAULT_MAPPINGS_DIR)
+    for name, value in (("--payer", args.payer), ("default_payer", settings.default_payer)):
+        if value is not None and value not in rulebook.payers:
+            raise ConfigError(
+                f"{name} {value!r} is not a payer profile ({', '.join(sorted(rulebook.payers))})"
+            )
+    options = Options(
+        payer_override=args.payer,
+        default_payer=settings.default_payer,
+        evaluated_at=datetime.now(UTC),
+        build=BuildOptions(
+            agent=f"therapy-charge-adapter {__version__}",
+            billing_recipient=settings.billing_recipient,
+        ),
+    )
+    return rulebook, options
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{message}\033[K", end="", file=sys.stderr, flush=True)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    rulebook, options = _setup(args)
+    summary = replay_mod.replay(args.paths, args.out, rulebook, options, progress=_progress)
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2))
+    else:
+        print(summary.table())
+    for p in summary.unreadable:
+        print(f"charge-adapter: InputError: {p.reason}", file=sys.stderr)
+    return 4 if summary.unreadable else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    rulebook, options = _setup(args)
+    shown = 0
+    for result, decision in replay_mod.decisions(args.paths, rulebook, options):
+        if args.encounter and not any(
+            e.split("/")[-1] == args.encounter.split("/")[-1]
+            for e in result.parsed.facts.encounters
+        ):
+            continue
+        if shown:
+            print()
+        print(decision.explain())
+        shown += 1
+    if shown == 0:
+        print("no patient-day matched" if args.encounter else "no billable therapy found")
+    return 0
 
 
 def _check_mappings(directory: Path) -> int:
@@ -57,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-mappings":
             return _check_mappings(args.directory)
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "explain":
+            return _explain(args)
         parser.print_help()
         return 0
     except AdapterError as err:

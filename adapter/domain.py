@@ -88,6 +88,7 @@ class FindingCode(StrEnum):
     ASSISTANT_NOT_PERMITTED = "assistant-not-permitted"
     ASSISTANT_UNSUPERVISED = "assistant-unsupervised"
     TIME_MISSING = "time-missing"
+    TIME_INVALID = "time-invalid"
     MINUTES_WITHOUT_TIMES = "minutes-without-times"
     TIME_INVERTED = "time-inverted"
     TIME_IN_FUTURE = "time-in-future"
@@ -167,6 +168,7 @@ class Intervention:
     diagnosis: bool = False
     note: str = ""
     body_site: str | None = None
+    time_error: str | None = None  # the documented time could not be read (e.g. no UTC offset)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

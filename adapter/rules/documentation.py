@@ -218,7 +218,17 @@ def resolve(
     span: Span | None = None
     documented_minutes: int | None = None
     encounter = encounters.get(iv.encounter_id) if iv.encounter_id else None
-    if iv.start is not None and iv.end is not None:
+    if iv.time_error is not None:
+        out.append(
+            finding(
+                FindingCode.TIME_INVALID,
+                ERR,
+                f"the documented time cannot be read: {iv.time_error}",
+                ids,
+            )
+        )
+        held = True
+    elif iv.start is not None and iv.end is not None:
         if iv.end < iv.start:
             out.append(
                 finding(FindingCode.TIME_INVERTED, ERR, "end time is before start time", ids)

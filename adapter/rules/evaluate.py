@@ -94,7 +94,7 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
         raise ValueError(f"unknown payer profile {day.payer!r}; known: {sorted(rulebook.payers)}")
     findings: list[Finding] = []
     explanation: list[str] = [
-        f"Patient {day.patient_id}, date of service {day.service_date}, payer profile "
+        f"{day.patient_id}, date of service {day.service_date}, payer profile "
         f"{payer.id} ({payer.name}), rulebook {rulebook.version}.",
     ]
     encounters = {e.id: e for e in day.encounters}

@@ -1,0 +1,299 @@
+"""Domain -> FHIR R4 JSON: the resources the adapter writes for one patient-day.
+
+Every resource carries a deterministic business identifier and goes into the transaction as a
+conditional update (``PUT Type?identifier=system|value``; Provenance, which has no identifier, by
+``_tag``), so posting the same bundle twice changes nothing. Nothing here reads a clock: the same
+decision always gives byte-identical JSON. Output conventions are documented in the README.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, Severity
+from adapter.fhir import codes
+from adapter.fhir.parse import DayFacts
+
+Resource = dict[str, Any]
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.BASE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildOptions:
+    """Deployment choices for what is written."""
+
+    agent: str = "therapy-charge-adapter"
+    billing_recipient: str | None = None  # e.g. "Organization/billing-office"; None: not posted
+
+
+def _bare(key: str) -> str:
+    return key.split("/", 1)[1] if "/" in key else key
+
+
+def _entry(resource: Resource, system: str, value: str) -> Resource:
+    full_url = f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{system}|{value}')}"
+    kind = resource["resourceType"]
+    if kind == "Provenance":
+        url = f"Provenance?_tag={system}|{value}"
+    else:
+        url = f"{kind}?identifier={system}|{value}"
+    return {"fullUrl": full_url, "resource": resource, "request": {"method": "PUT", "url": url}}
+
+
+def _ref(key: str) -> Resource:
+    return {"reference": key}
+
+
+def _line_value(day_key: str, line: ChargeLine) -> str:
+    assistant = "A" if {"CQ", "CO"} & set(line.modifiers) else "T"
+    return f"{day_key}:{line.code}:{line.discipline.value}:{assistant}"
+
+
+def _span(line: ChargeLine, facts: DayFacts) -> Resource:
+    starts = [s for i in line.intervention_ids if (s := facts.spans.get(i, (None, None))[0])]
+    ends = [e for i in line.intervention_ids if (e := facts.spans.get(i, (None, None))[1])]
+    if len(starts) == len(ends) == len(line.intervention_ids):
+        return {"occurrencePeriod": {"start": min(starts), "end": max(ends)}}
+    return {"occurrenceDateTime": facts.service_date}
+
+
+def _performers(ids: Sequence[str], facts: DayFacts) -> list[str]:
+    return list(dict.fromkeys(p for i in ids for p in facts.performers.get(i, ())))
+
+
+def _encounter_of(ids: Sequence[str], facts: DayFacts) -> str | None:
+    return next((e for i in ids if (e := facts.intervention_encounter.get(i))), None)
+
+
+def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> list[Resource]:
+    """The transaction entries for one patient-day, in a fixed order."""
+    day_key = f"{_bare(facts.patient)}:{facts.service_date}"
+    version_ext = {"url": codes.EXT_RULEBOOK, "valueString": decision.rulebook_version}
+    entries: list[Resource] = []
+    charge_urls: list[str] = []
+    icd = [dict(d) for d in facts.diagnoses if "system" in d]
+
+    for line in decision.lines:
+        value = _line_value(day_key, line)
+        performers = _performers(line.intervention_ids, facts)
+        encounter = _encounter_of(line.intervention_ids, facts)
+        item: Resource = {
+            "resourceType": "ChargeItem",
+            "extension": [
+                *(
+                    {
+                        "url": codes.EXT_MODIFIER,
+                        "valueCoding": {"system": codes.modifier_system(m), "code": m},
+                    }
+                    for m in line.modifiers
+                ),
+                version_ext,
+                {"url": codes.EXT_METHOD, "valueCode": line.method},
+                {"url": codes.EXT_MINUTES, "valueInteger": line.minutes},
+                *({"url": codes.EXT_RULE_REF, "valueString": r} for r in line.rule_refs),
+            ],
+            "identifier": [{"system": codes.ID_CHARGE_ITEM, "value": value}],
+            "status": "billable",
+            "code": {"coding": [{"system": codes.code_system(line.code), "code": line.code}]},
+            "subject": _ref(facts.patient),
+            **({"context": _ref(encounter)} if encounter else {}),
+            **_span(line, facts),
+            **({"performer": [{"actor": _ref(p)} for p in performers]} if performers else {}),
+            "quantity": {"value": line.units},
+            **({"reason": [{"coding": [c]} for c in icd]} if icd else {}),
+            "service": [_ref(i) for i in line.intervention_ids],
+            "note": [{"text": "; ".join(line.reasons)}],
+        }
+        entry = _entry(item, codes.ID_CHARGE_ITEM, value)
+        charge_urls.append(entry["fullUrl"])
+        entries.append(entry)
+
+    if decision.lines:
+        entries.append(_claim(decision, facts, day_key, charge_urls, version_ext))
+
+    entries += _communications(decision, facts, day_key, options)
+
+    targets = [e["fullUrl"] for e in entries]
+    if targets:
+        entries.append(_provenance(decision, facts, day_key, targets, options))
+    return entries
+
+
+def _claim(
+    decision: Decision,
+    facts: DayFacts,
+    day_key: str,
+    charge_urls: Sequence[str],
+    version_ext: Resource,
+) -> Resource:
+    team = list(
+        dict.fromkeys(p for ln in decision.lines for p in _performers(ln.intervention_ids, facts))
+    )
+    diagnoses: list[Resource] = []
+    for n, d in enumerate(facts.diagnoses, start=1):
+        if "system" in d:
+            diagnoses.append({"sequence": n, "diagnosisCodeableConcept": {"coding": [dict(d)]}})
+        else:
+            diagnoses.append({"sequence": n, "diagnosisReference": _ref(str(d["reference"]))})
+    items = []
+    for n, (line, url) in enumerate(zip(decision.lines, charge_urls, strict=True), start=1):
+        people = _performers(line.intervention_ids, facts)
+        encounter = _encounter_of(line.intervention_ids, facts)
+        items.append(
+            {
+                "extension": [{"url": codes.EXT_CHARGE_ITEM, "valueReference": {"reference": url}}],
+                "sequence": n,
+                **({"careTeamSequence": [team.index(p) + 1 for p in people]} if people else {}),
+                **(
+                    {"diagnosisSequence": [d["sequence"] for d in diagnoses][:4]}
+                    if diagnoses
+                    else {}
+                ),
+                "productOrService": {
+                    "coding": [{"system": codes.code_system(line.code), "code": line.code}]
+                },
+                **(
+                    {
+                        "modifier": [
+                            {"coding": [{"system": codes.modifier_system(m), "code": m}]}
+                            for m in line.modifiers
+                        ]
+                    }
+                    if line.modifiers
+                    else {}
+                ),
+                "servicedDate": facts.service_date,
+                "quantity": {"value": line.units},
+                **({"encounter": [_ref(encounter)]} if encounter else {}),
+            }
+        )
+    coverage = (
+        _ref(facts.coverage)
+        if facts.coverage
+        else {"display": f"no active coverage found; billed under profile {decision.payer}"}
+    )
+    claim: Resource = {
+        "resourceType": "Claim",
+        "extension": [version_ext],
+        "identifier": [{"system": codes.ID_CLAIM, "value": day_key}],
+        "status": "draft",
+        "type": {"coding": [{"system": codes.CLAIM_TYPE, "code": "professional"}]},
+        "use": "claim",
+        "patient": _ref(facts.patient),
+        "created": facts.service_date,
+        "provider": _ref(facts.provider) if facts.provider else {"display": "unknown provider"},
+        "priority": {"coding": [{"system": codes.PROCESS_PRIORITY, "code": "normal"}]},
+        **(
+            {"careTeam": [{"sequence": n, "provider": _ref(p)} for n, p in enumerate(team, 1)]}
+            if team
+            else {}
+        ),
+        **({"diagnosis": diagnoses} if diagnoses else {}),
+        "insurance": [{"sequence": 1, "focal": True, "coverage": coverage}],
+        "item": items,
+    }
+    return _entry(claim, codes.ID_CLAIM, day_key)
+
+
+def _sentence(f: Finding) -> str:
+    what = "Blocks billing" if f.severity is Severity.ERROR else "Please review"
+    about = f" ({', '.join(f.intervention_ids)})" if f.intervention_ids else ""
+    return f"{what}{about}: {f.message}."
+
+
+def _communications(
+    decision: Decision, facts: DayFacts, day_key: str, options: BuildOptions
+) -> list[Resource]:
+    groups: dict[tuple[str, ...], list[Finding]] = {}
+    for f in decision.findings:
+        if f.severity is Severity.INFO:
+            continue
+        if f.code in BILLING_FINDINGS:
+            if options.billing_recipient is None:
+                continue
+            recipients: tuple[str, ...] = (options.billing_recipient,)
+        else:
+            recipients = tuple(sorted(_performers(f.intervention_ids, facts)))
+        groups.setdefault(recipients, []).append(f)
+    out = []
+    for recipients, findings in sorted(groups.items()):
+        value = f"{day_key}:{'+'.join(_bare(r) for r in recipients) or 'unassigned'}"
+        about_ids = list(dict.fromkeys(i for f in findings for i in f.intervention_ids))
+        encounters = list(
+            dict.fromkeys(e for i in about_ids if (e := facts.intervention_encounter.get(i)))
+        )
+        codes_seen = list(dict.fromkeys(f.code for f in findings))
+        errors = sum(f.severity is Severity.ERROR for f in findings)
+        opening = (
+            f"Therapy charge review for {facts.service_date}: {len(findings)} item(s) to fix"
+            + (f", {errors} blocking billing" if errors else "")
+            + "."
+        )
+        resource: Resource = {
+            "resourceType": "Communication",
+            "identifier": [{"system": codes.ID_COMMUNICATION, "value": value}],
+            "status": "completed",
+            "category": [{"coding": [{"system": codes.COMMUNICATION_CATEGORY, "code": "alert"}]}],
+            "priority": "urgent" if errors else "routine",
+            "subject": _ref(facts.patient),
+            **(
+                {"about": [_ref(r) for r in [*about_ids, *encounters]]}
+                if about_ids or encounters
+                else {}
+            ),
+            **({"recipient": [_ref(r) for r in recipients]} if recipients else {}),
+            "reasonCode": [
+                {"coding": [{"system": codes.CS_FINDING, "code": c.value}]} for c in codes_seen
+            ],
+            "payload": [{"contentString": opening}]
+            + [{"contentString": _sentence(f)} for f in findings],
+        }
+        out.append(_entry(resource, codes.ID_COMMUNICATION, value))
+    return out
+
+
+def _provenance(
+    decision: Decision,
+    facts: DayFacts,
+    day_key: str,
+    targets: Sequence[str],
+    options: BuildOptions,
+) -> Resource:
+    sources = list(dict.fromkeys(i for ln in decision.lines for i in ln.intervention_ids))
+    sources += [m for m in dict.fromkeys(i for m in decision.minutes for i in m.intervention_ids)
+                if m not in sources]  # fmt: skip
+    sources += [i for f in decision.findings for i in f.intervention_ids if i not in sources]
+    div = (
+        '<div xmlns="http://www.w3.org/1999/xhtml"><pre>'
+        + html.escape(decision.explain(), quote=False)
+        + "</pre></div>"
+    )
+    resource: Resource = {
+        "resourceType": "Provenance",
+        "meta": {"tag": [{"system": codes.CS_PATIENT_DAY, "code": day_key}]},
+        "text": {"status": "generated", "div": div},
+        "target": [{"reference": t} for t in targets],
+        "recorded": facts.recorded,
+        "policy": [f"urn:therapy-charge-adapter:rulebook:{decision.rulebook_version}"],
+        "activity": {"coding": [{"system": codes.DATA_OPERATION, "code": "CREATE"}]},
+        "agent": [
+            {
+                "type": {"coding": [{"system": codes.PROVENANCE_AGENT_TYPE, "code": "assembler"}]},
+                "who": {"display": options.agent},
+            }
+        ],
+        **(
+            {"entity": [{"role": "source", "what": _ref(i)} for i in dict.fromkeys(sources)]}
+            if sources
+            else {}
+        ),
+    }
+    return _entry(resource, codes.CS_PATIENT_DAY, day_key)
+
+
+def transaction(entries: Sequence[Mapping[str, Any]]) -> Resource:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}

@@ -1,0 +1,267 @@
+"""Offline replay: FHIR bundles / NDJSON in, one transaction Bundle per input file out.
+
+1. every input file streams into the on-disk ``Spool`` (memory stays flat);
+2. the spool yields patient-days in (file, patient, date) order; each goes through
+   ``pipeline.process_day``;
+3. each input file that held procedures gets ``<name>.transaction.json`` in the output folder,
+   written entry by entry. Output is deterministic: the same input gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from adapter.domain import Decision, Rulebook
+from adapter.errors import InputError
+from adapter.fhir.parse import Problem
+from adapter.intake.sources import InputFile, Item, expand, read
+from adapter.intake.spool import Spool
+from adapter.pipeline import DayResult, Options, process_day
+
+Progress = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class FileReport:
+    name: str
+    resources: int = 0
+    output: str | None = None
+    patient_days: int = 0
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a replay did, for people (``table``) and machines (``as_json``)."""
+
+    rulebook_version: str
+    files: list[FileReport] = field(default_factory=list)
+    unreadable: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    procedures: Counter[str] = field(default_factory=Counter)  # by status
+    not_therapy: int = 0
+    patient_days: int = 0
+    lines: int = 0
+    units: int = 0
+    charge_items: int = 0
+    claims: int = 0
+    communications: int = 0
+    findings: Counter[str] = field(default_factory=Counter)
+    payers: Counter[str] = field(default_factory=Counter)
+
+    def add(self, result: DayResult) -> None:
+        self.not_therapy += len(result.parsed.not_therapy)
+        for p in result.parsed.problems:
+            self.note(p)
+        d = result.decision
+        if d is None:
+            return
+        self.patient_days += 1
+        self.payers[d.payer] += 1
+        self.lines += len(d.lines)
+        self.units += sum(ln.units for ln in d.lines)
+        self.findings.update(f.code.value for f in d.findings)
+        kinds = Counter(e["resource"]["resourceType"] for e in result.entries)
+        self.charge_items += kinds["ChargeItem"]
+        self.claims += kinds["Claim"]
+        self.communications += kinds["Communication"]
+
+    def note(self, problem: Problem, keep: int = 200) -> None:
+        self.problem_count += 1
+        if len(self.problems) < keep:
+            self.problems.append(problem)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rulebook_version": self.rulebook_version,
+            "files": [
+                {
+                    "name": f.name,
+                    "resources": f.resources,
+                    "patient_days": f.patient_days,
+                    "output": f.output,
+                }
+                for f in self.files
+            ],
+            "unreadable": [{"file": p.where, "reason": p.reason} for p in self.unreadable],
+            "procedures": dict(sorted(self.procedures.items())),
+            "not_therapy": self.not_therapy,
+            "patient_days": self.patient_days,
+            "payers": dict(sorted(self.payers.items())),
+            "lines": self.lines,
+            "units": self.units,
+            "charge_items": self.charge_items,
+            "claims": self.claims,
+            "communications": self.communications,
+            "findings": dict(sorted(self.findings.items())),
+            "problem_count": self.problem_count,
+            "problems": [{"where": p.where, "reason": p.reason} for p in self.problems],
+        }
+
+    def table(self) -> str:
+        rows = [
+            ("rulebook", self.rulebook_version),
+            ("input files", f"{len(self.files)} read, {len(self.unreadable)} unreadable"),
+            ("procedures", ", ".join(f"{k} {v}" for k, v in sorted(self.procedures.items()))
+             or "none"),
+            ("not therapy", str(self.not_therapy)),
+            ("patient-days", f"{self.patient_days} ("
+             + ", ".join(f"{k} {v}" for k, v in sorted(self.payers.items())) + ")"),
+            ("lines / units", f"{self.lines} / {self.units}"),
+            ("written", f"{self.charge_items} ChargeItem, {self.claims} Claim, "
+             f"{self.communications} Communication"),
+            ("input problems", str(self.problem_count)),
+        ]  # fmt: skip
+        width = max(len(k) for k, _ in rows)
+        out = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        if self.findings:
+            out.append("")
+            out.append("findings".ljust(width) + "  count")
+            out += [f"  {k.ljust(width)}{v:>7}" for k, v in sorted(self.findings.items())]
+        if self.problems:
+            out.append("")
+            out.append(f"input problems (first {len(self.problems)} of {self.problem_count}):")
+            out += [f"  {p.where}: {p.reason}" for p in self.problems[:20]]
+        if self.unreadable:
+            out.append("")
+            out.append("unreadable inputs:")
+            out += [f"  {p.where}: {p.reason}" for p in self.unreadable]
+        outputs = [f for f in self.files if f.output]
+        if outputs:
+            out.append("")
+            out.append("outputs:")
+            out += [f"  {f.output}  ({f.patient_days} patient-days)" for f in outputs]
+        return "\n".join(out)
+
+
+class _BundleWriter:
+    """Writes one transaction Bundle entry by entry (constant memory, deterministic bytes)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh: IO[str] = path.open("w", encoding="utf-8")
+        self.fh.write('{\n "resourceType": "Bundle",\n "type": "transaction",\n "entry": [')
+        self.count = 0
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.fh.write(("," if self.count else "") + "\n  " + json.dumps(entry, ensure_ascii=False))
+        self.count += 1
+
+    def close(self) -> None:
+        self.fh.write(("\n " if self.count else "") + "]\n}\n")
+        self.fh.close()
+
+
+def _output_name(name: str) -> str:
+    for suffix in (".ndjson.gz", ".jsonl.gz", ".ndjson", ".jsonl", ".json"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)] + ".transaction.json"
+    return name + ".transaction.json"
+
+
+def ingest(
+    files: Sequence[InputFile], spool: Spool, summary: Summary, progress: Progress | None
+) -> None:
+    for index, file in enumerate(files):
+        report = FileReport(name=file.name)
+        summary.files.append(report)
+        try:
+            for n, item in enumerate(read(file), start=1):
+                if isinstance(item, Problem):
+                    summary.note(item)
+                    continue
+                assert isinstance(item, Item)
+                spool.add(item.resource, file=index, where=item.where, full_url=item.full_url)
+                report.resources += 1
+                if progress and n % 50_000 == 0:
+                    progress(f"reading {file.name}: {n} resources")
+        except InputError as err:
+            summary.unreadable.append(Problem(file.name, str(err)))
+    spool.finish()
+    for p in spool.problems:
+        summary.note(p)
+    summary.problem_count += spool.problem_count - len(spool.problems)
+    summary.procedures.update(spool.status_counts())
+
+
+def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[int, DayResult]]:
+    """Evaluate every patient-day in the spool: (input file index, result)."""
+    for file, patient, dos in spool.days():
+        spool.clear_cache()
+        procs = spool.procedures_of(patient, dos)
+        yield (
+            file,
+            process_day(procs, spool, rulebook, patient=patient, service_date=dos, options=options),
+        )
+
+
+def replay(
+    paths: Sequence[Path],
+    out: Path,
+    rulebook: Rulebook,
+    options: Options,
+    *,
+    progress: Progress | None = None,
+    on_day: Callable[[DayResult], None] | None = None,
+) -> Summary:
+    """Replay ``paths`` into transaction bundles under ``out``; return the summary."""
+    files = expand(paths)
+    summary = Summary(rulebook_version=rulebook.version)
+    with tempfile.TemporaryDirectory(prefix="charge-adapter-spool-") as tmp:
+        spool = Spool(Path(tmp) / "spool.sqlite")
+        try:
+            ingest(files, spool, summary, progress)
+            current: tuple[int, _BundleWriter] | None = None
+
+            def open_output(index: int) -> _BundleWriter:
+                name = _output_name(files[index].name)
+                summary.files[index].output = str(out / name)
+                return _BundleWriter(out / name)
+
+            for index, result in days(spool, rulebook, options):
+                if current is None or current[0] != index:
+                    if current is not None:
+                        current[1].close()
+                    current = (index, open_output(index))
+                for entry in result.entries:
+                    current[1].write(entry)
+                summary.add(result)
+                if result.decision is not None:
+                    summary.files[index].patient_days += 1
+                if on_day is not None:
+                    on_day(result)
+                if progress and result.decision and summary.patient_days % 5_000 == 0:
+                    progress(f"{summary.patient_days} patient-days")
+            if current is not None:
+                current[1].close()
+            for index in spool.procedure_files():
+                if summary.files[index].output is None:  # procedures, none billable: empty
+                    open_output(index).close()
+        finally:
+            spool.close()
+    return summary
+
+
+def decisions(
+    paths: Sequence[Path], rulebook: Rulebook, options: Options
+) -> Iterator[tuple[DayResult, Decision]]:
+    """Evaluate without writing anything (for ``explain``)."""
+    files = expand(paths)
+    summary = Summary(rulebook_version=rulebook.version)
+    with tempfile.TemporaryDirectory(prefix="charge-adapter-spool-") as tmp:
+        spool = Spool(Path(tmp) / "spool.sqlite")
+        try:
+            ingest(files, spool, summary, None)
+            if summary.unreadable:
+                raise InputError("; ".join(f"{p.where}: {p.reason}" for p in summary.unreadable))
+            for _, result in days(spool, rulebook, options):
+                if result.decision is not None:
+                    yield result, result.decision
+        finally:
+            spool.close()

@@ -1,0 +1,130 @@
+"""Offline inputs: FHIR Bundle JSON files, NDJSON (bulk export) files and directories of them.
+
+``expand`` turns the PATH arguments into an ordered list of input files; ``read`` streams one
+file's resources. A file that cannot be read at all raises ``InputError``; a malformed resource
+inside a good file is yielded as a ``Problem`` and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from adapter.errors import InputError
+from adapter.fhir.parse import Problem
+
+BUNDLE_TYPES = frozenset({"collection", "transaction", "batch", "searchset", "history"})
+SUFFIXES = (".json", ".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    path: Path
+    name: str  # relative name used for the output file and messages
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    resource: dict[str, Any]
+    where: str
+    full_url: str | None = None
+
+
+def _is_input(path: Path) -> bool:
+    return path.name.endswith(SUFFIXES)
+
+
+def expand(paths: Sequence[Path]) -> list[InputFile]:
+    """Files named directly, and every input file under named directories (sorted)."""
+    out: list[InputFile] = []
+    for p in paths:
+        if p.is_dir():
+            out += [
+                InputFile(path=f, name=str(f.relative_to(p)))
+                for f in sorted(p.rglob("*"))
+                if f.is_file() and _is_input(f)
+            ]
+        elif p.is_file():
+            out.append(InputFile(path=p, name=p.name))
+        else:
+            raise InputError(f"{p}: no such file or directory")
+    return out
+
+
+def _open(path: Path) -> IO[str]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def read(file: InputFile) -> Iterator[Item | Problem]:
+    """Stream the resources of one input file."""
+    if ".ndjson" in file.path.name or ".jsonl" in file.path.name:
+        yield from _read_ndjson(file)
+    else:
+        yield from _read_json(file)
+
+
+def _read_ndjson(file: InputFile) -> Iterator[Item | Problem]:
+    try:
+        with _open(file.path) as fh:
+            for n, line in enumerate(fh, start=1):
+                where = f"{file.name}:{n}"
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    yield Problem(where, f"not JSON: {err.msg}")
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
+                    yield Problem(where, "not a FHIR resource (no resourceType)")
+                    continue
+                yield Item(obj, where)
+    except (OSError, UnicodeDecodeError, EOFError) as err:
+        raise InputError(f"{file.name}: cannot be read: {err}") from None
+
+
+def _read_json(file: InputFile) -> Iterator[Item | Problem]:
+    try:
+        with _open(file.path) as fh:
+            doc = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{file.name}: not JSON ({err.msg} at line {err.lineno})") from None
+    except (OSError, UnicodeDecodeError, EOFError) as err:
+        raise InputError(f"{file.name}: cannot be read: {err}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
+        raise InputError(f"{file.name}: not a FHIR resource or Bundle (no resourceType)")
+    if doc["resourceType"] != "Bundle":
+        yield Item(doc, file.name)
+        return
+    kind = doc.get("type")
+    if kind not in BUNDLE_TYPES:
+        raise InputError(
+            f"{file.name}: Bundle type {kind!r} is not one of {', '.join(sorted(BUNDLE_TYPES))}"
+        )
+    entries = doc.get("entry") or []
+    if not isinstance(entries, list):
+        raise InputError(f"{file.name}: Bundle.entry is not a list")
+    for n, entry in enumerate(entries):
+        where = f"{file.name}#entry[{n}]"
+        if not isinstance(entry, dict):
+            yield Problem(where, "entry is not an object")
+            continue
+        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        if isinstance(request, dict) and request.get("method") == "DELETE":
+            yield Problem(where, "DELETE entries are not replayed")
+            continue
+        search = entry.get("search") if isinstance(entry.get("search"), dict) else {}
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            yield Problem(where, "entry has no resource")
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        yield Item(resource, where, full_url)

@@ -1,0 +1,264 @@
+"""An on-disk spool that groups streamed FHIR resources into patient-days.
+
+Replay reads inputs of any size: every resource goes into a temporary SQLite file (indexes on
+patient + date of service, practitioner roles, coverages, care plans, performers), so memory holds
+one patient-day at a time however many files or NDJSON lines come in. The spool also answers the
+parser's ``Lookup`` questions. When the same resource arrives twice, the highest
+``meta.lastUpdated`` / ``meta.versionId`` wins (later input wins a tie).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapter.fhir.parse import Problem, ref_key, reference_of, service_date_of
+
+Resource = dict[str, Any]
+
+_SCHEMA = """
+CREATE TABLE resources(key TEXT PRIMARY KEY, type TEXT NOT NULL, body TEXT NOT NULL,
+                       rank TEXT NOT NULL, file INTEGER NOT NULL);
+CREATE TABLE aliases(alias TEXT PRIMARY KEY, key TEXT NOT NULL);
+CREATE TABLE procedures(key TEXT PRIMARY KEY, patient TEXT NOT NULL, dos TEXT, status TEXT,
+                        encounter TEXT, file INTEGER NOT NULL);
+CREATE INDEX procedures_day ON procedures(patient, dos);
+CREATE TABLE actors(proc TEXT NOT NULL, actor TEXT NOT NULL);
+CREATE INDEX actors_actor ON actors(actor);
+CREATE INDEX actors_proc ON actors(proc);
+CREATE TABLE links(kind TEXT NOT NULL, owner TEXT NOT NULL, key TEXT NOT NULL);
+CREATE INDEX links_owner ON links(kind, owner);
+CREATE INDEX links_key ON links(key);
+"""
+_KEPT = frozenset(
+    {"Procedure", "Encounter", "Practitioner", "PractitionerRole", "Coverage", "CarePlan",
+     "Patient", "Organization", "Condition"}
+)  # fmt: skip
+
+
+def _rank(resource: Resource) -> str:
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    assert isinstance(meta, dict)
+    updated = meta.get("lastUpdated")
+    stamp = ""
+    if isinstance(updated, str):
+        try:
+            stamp = (
+                datetime.fromisoformat(updated.replace("Z", "+00:00")).astimezone(UTC).isoformat()
+            )
+        except ValueError:
+            stamp = ""
+    version = str(meta.get("versionId") or "")
+    return f"{stamp}|{version.zfill(12) if version.isdigit() else version}"
+
+
+@dataclass(slots=True)
+class SpoolStats:
+    resources: int = 0
+    ignored: int = 0  # resource types replay does not need
+    superseded: int = 0  # an older version of a resource already spooled
+
+
+class Spool:
+    """The spool file and the ``Lookup`` the parser uses."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self.db = sqlite3.connect(str(path))
+        self.db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;" + _SCHEMA
+        )
+        self.stats = SpoolStats()
+        self.problems: list[Problem] = []
+        self.problem_count = 0
+        self._cache: dict[str, Resource | None] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def problem(self, where: str, reason: str, *, keep: int = 200) -> None:
+        self.problem_count += 1
+        if len(self.problems) < keep:
+            self.problems.append(Problem(where, reason))
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(
+        self, resource: Resource, *, file: int, where: str, full_url: str | None = None
+    ) -> None:
+        """Spool one resource read from input ``file`` (``where`` locates it for messages)."""
+        kind = resource.get("resourceType")
+        if not isinstance(kind, str):
+            self.problem(where, "not a FHIR resource (no resourceType)")
+            return
+        if kind not in _KEPT:
+            self.stats.ignored += 1
+            return
+        rid = resource.get("id")
+        if isinstance(rid, str) and rid:
+            key = f"{kind}/{rid}"
+        elif full_url and full_url.startswith("urn:uuid:"):
+            key = full_url
+        else:
+            self.problem(where, f"{kind} without an id")
+            return
+        if full_url and full_url != key:
+            self.db.execute(
+                "INSERT OR REPLACE INTO aliases VALUES (?, ?)", (ref_key(full_url), key)
+            )
+        rank = _rank(resource)
+        row = self.db.execute("SELECT rank FROM resources WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            if row[0] > rank:
+                self.stats.superseded += 1
+                return
+            self.stats.superseded += 1
+            self._forget(key)
+        if kind == "Procedure" and not self._index_procedure(resource, key, file, where):
+            return
+        self.db.execute(
+            "INSERT INTO resources VALUES (?, ?, ?, ?, ?)",
+            (key, kind, json.dumps(resource, separators=(",", ":")), rank, file),
+        )
+        self.stats.resources += 1
+        owner = None
+        if kind == "PractitionerRole":
+            owner, link = reference_of(resource.get("practitioner")), "role"
+        elif kind == "Coverage":
+            owner, link = reference_of(resource.get("beneficiary")), "coverage"
+        elif kind == "CarePlan":
+            owner, link = reference_of(resource.get("subject")), "careplan"
+        if owner:
+            self.db.execute("INSERT INTO links VALUES (?, ?, ?)", (link, ref_key(owner), key))
+
+    def _forget(self, key: str) -> None:
+        for sql in (
+            "DELETE FROM resources WHERE key = ?",
+            "DELETE FROM procedures WHERE key = ?",
+            "DELETE FROM actors WHERE proc = ?",
+            "DELETE FROM links WHERE key = ?",
+        ):
+            self.db.execute(sql, (key,))
+
+    def _index_procedure(self, proc: Resource, key: str, file: int, where: str) -> bool:
+        subject = reference_of(proc.get("subject"))
+        if not subject:
+            self.problem(where, f"{key} has no subject: cannot tell whose charge it is")
+            return False
+        encounter = reference_of(proc.get("encounter"))
+        status = proc.get("status") if isinstance(proc.get("status"), str) else None
+        self.db.execute(
+            "INSERT INTO procedures VALUES (?, ?, ?, ?, ?, ?)",
+            (key, ref_key(subject), service_date_of(proc), status,
+             ref_key(encounter) if encounter else None, file),
+        )  # fmt: skip
+        actors = {
+            ref_key(r)
+            for p in proc.get("performer") or []
+            if isinstance(p, dict) and (r := reference_of(p.get("actor")))
+        }
+        self.db.executemany("INSERT INTO actors VALUES (?, ?)", [(key, a) for a in actors])
+        return True
+
+    def finish(self) -> None:
+        """Resolve urn:uuid references and place procedures without a date by their encounter."""
+        for table, column in (
+            ("procedures", "patient"),
+            ("procedures", "encounter"),
+            ("actors", "actor"),
+            ("links", "owner"),
+        ):
+            self.db.execute(
+                f"UPDATE {table} SET {column} = (SELECT key FROM aliases WHERE alias = {column}) "
+                f"WHERE {column} IN (SELECT alias FROM aliases)"
+            )
+        undated = self.db.execute(
+            "SELECT key, encounter FROM procedures WHERE dos IS NULL AND status = 'completed'"
+        ).fetchall()
+        for key, encounter in undated:
+            enc = self.get(encounter) if encounter else None
+            period = enc.get("period") if enc and isinstance(enc.get("period"), dict) else {}
+            start = period.get("start") if isinstance(period, dict) else None
+            if isinstance(start, str) and len(start) >= 10:
+                self.db.execute("UPDATE procedures SET dos = ? WHERE key = ?", (start[:10], key))
+            else:
+                self.problem(key, "no performed time and no encounter period: no date of service")
+        self.db.commit()
+
+    # -- reading ---------------------------------------------------------------------------
+    def days(self) -> Iterator[tuple[int, str, str]]:
+        """(file, patient, date) of every patient-day with completed procedures, in order."""
+        cur = self.db.execute(
+            "SELECT MIN(file) AS f, patient, dos FROM procedures "
+            "WHERE status = 'completed' AND dos IS NOT NULL GROUP BY patient, dos "
+            "ORDER BY f, patient, dos"
+        )
+        yield from cur
+
+    def procedures_of(self, patient: str, dos: str) -> list[Resource]:
+        rows = self.db.execute(
+            "SELECT r.body FROM procedures p JOIN resources r ON r.key = p.key "
+            "WHERE p.patient = ? AND p.dos = ? AND p.status = 'completed' ORDER BY p.key",
+            (patient, dos),
+        )
+        return [json.loads(b) for (b,) in rows]
+
+    def procedure_files(self) -> list[int]:
+        return [f for (f,) in self.db.execute("SELECT DISTINCT file FROM procedures ORDER BY file")]
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT COALESCE(status, '(none)'), COUNT(*) FROM procedures GROUP BY 1"
+        )
+        return dict(rows.fetchall())
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # Lookup protocol ---------------------------------------------------------------------
+    def key_of(self, ref: str) -> str:
+        key = ref_key(ref)
+        row = self.db.execute("SELECT key FROM aliases WHERE alias = ?", (key,)).fetchone()
+        return str(row[0]) if row else key
+
+    def get(self, ref: str) -> Resource | None:
+        key = self.key_of(ref)
+        if key not in self._cache:
+            row = self.db.execute("SELECT body FROM resources WHERE key = ?", (key,)).fetchone()
+            self._cache[key] = json.loads(row[0]) if row else None
+        return self._cache[key]
+
+    def _linked(self, kind: str, owner: str) -> list[Resource]:
+        rows = self.db.execute(
+            "SELECT r.body FROM links l JOIN resources r ON r.key = l.key "
+            "WHERE l.kind = ? AND l.owner = ? ORDER BY l.key",
+            (kind, self.key_of(owner)),
+        )
+        return [json.loads(b) for (b,) in rows]
+
+    def roles_of(self, practitioner_key: str) -> Sequence[Resource]:
+        return self._linked("role", practitioner_key)
+
+    def coverages_of(self, patient_key: str) -> Sequence[Resource]:
+        return self._linked("coverage", patient_key)
+
+    def care_plans_of(self, patient_key: str) -> Sequence[Resource]:
+        return self._linked("careplan", patient_key)
+
+    def sessions_of(
+        self, actor_keys: Iterable[str], service_date: str, exclude_patient: str
+    ) -> Sequence[Resource]:
+        keys = list(actor_keys)
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(
+            "SELECT DISTINCT r.body FROM actors a JOIN procedures p ON p.key = a.proc "
+            f"JOIN resources r ON r.key = p.key WHERE a.actor IN ({marks}) AND p.dos = ? "
+            "AND p.patient != ? ORDER BY p.key",
+            (*keys, service_date, exclude_patient),
+        )
+        return [json.loads(b) for (b,) in rows]
