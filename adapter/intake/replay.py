@@ -19,8 +19,9 @@ from typing import IO, Any
 
 from adapter.domain import Decision, Rulebook
 from adapter.errors import InputError
+from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
-from adapter.intake.sources import InputFile, Item, expand, read
+from adapter.intake.sources import InputFile, Item, document_items, expand, read
 from adapter.intake.spool import Spool
 from adapter.pipeline import DayResult, Options, process_day
 
@@ -265,3 +266,39 @@ def decisions(
                     yield result, result.decision
         finally:
             spool.close()
+
+
+def evaluate_bundle(
+    bundle: dict[str, Any], rulebook: Rulebook, options: Options | None = None
+) -> tuple[dict[str, Any], list[Decision], Summary]:
+    """Evaluate one FHIR Bundle in memory: (output transaction Bundle, decisions, summary).
+
+    Raises ``InputError`` when the bundle itself cannot be read; malformed entries are skipped
+    and listed in the summary's problems.
+    """
+    options = options or Options()
+    summary = Summary(rulebook_version=rulebook.version)
+    summary.files.append(FileReport(name="bundle"))
+    spool = Spool(":memory:")
+    try:
+        for item in document_items(bundle, "bundle"):
+            if isinstance(item, Problem):
+                summary.note(item)
+            else:
+                spool.add(item.resource, file=0, where=item.where, full_url=item.full_url)
+                summary.files[0].resources += 1
+        spool.finish()
+        for p in spool.problems:
+            summary.note(p)
+        summary.procedures.update(spool.status_counts())
+        entries: list[dict[str, Any]] = []
+        found: list[Decision] = []
+        for _, result in days(spool, rulebook, options):
+            summary.add(result)
+            entries += result.entries
+            if result.decision is not None:
+                found.append(result.decision)
+        summary.files[0].patient_days = len(found)
+        return transaction(entries), found, summary
+    finally:
+        spool.close()

@@ -97,29 +97,34 @@ def _read_json(file: InputFile) -> Iterator[Item | Problem]:
         raise InputError(f"{file.name}: not JSON ({err.msg} at line {err.lineno})") from None
     except (OSError, UnicodeDecodeError, EOFError) as err:
         raise InputError(f"{file.name}: cannot be read: {err}") from None
+    yield from document_items(doc, file.name)
+
+
+def document_items(doc: Any, name: str) -> Iterator[Item | Problem]:
+    """The resources of one parsed JSON document: a Bundle's entries, or the resource itself."""
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
-        raise InputError(f"{file.name}: not a FHIR resource or Bundle (no resourceType)")
+        raise InputError(f"{name}: not a FHIR resource or Bundle (no resourceType)")
     if doc["resourceType"] != "Bundle":
-        yield Item(doc, file.name)
+        yield Item(doc, name)
         return
     kind = doc.get("type")
     if kind not in BUNDLE_TYPES:
         raise InputError(
-            f"{file.name}: Bundle type {kind!r} is not one of {', '.join(sorted(BUNDLE_TYPES))}"
+            f"{name}: Bundle type {kind!r} is not one of {', '.join(sorted(BUNDLE_TYPES))}"
         )
     entries = doc.get("entry") or []
     if not isinstance(entries, list):
-        raise InputError(f"{file.name}: Bundle.entry is not a list")
+        raise InputError(f"{name}: Bundle.entry is not a list")
     for n, entry in enumerate(entries):
-        where = f"{file.name}#entry[{n}]"
+        where = f"{name}#entry[{n}]"
         if not isinstance(entry, dict):
             yield Problem(where, "entry is not an object")
             continue
-        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        request = entry.get("request")
         if isinstance(request, dict) and request.get("method") == "DELETE":
             yield Problem(where, "DELETE entries are not replayed")
             continue
-        search = entry.get("search") if isinstance(entry.get("search"), dict) else {}
+        search = entry.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":
             continue
         resource = entry.get("resource")
