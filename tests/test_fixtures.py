@@ -1,0 +1,101 @@
+"""Replay every case in fixtures/ and compare with its hand-written expected.toml.
+
+Each case folder holds an input (Bundle JSON or NDJSON files) and ``expected.toml``: per
+patient-day the payer profile, the billable lines and every finding code. Every resource the
+replay writes must validate against the R4B models.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapter.domain import Rulebook
+from adapter.fhir.validate import validation_errors
+from adapter.intake.replay import replay
+from adapter.mappings import load_rulebook
+from adapter.pipeline import DayResult, Options
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+CASES = sorted(p.parent for p in FIXTURES.glob("*/expected.toml"))
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def rulebook() -> Rulebook:
+    return load_rulebook()
+
+
+def line_text(code: str, units: int, modifiers: tuple[str, ...]) -> str:
+    return " ".join([code, f"x{units}", *modifiers])
+
+
+def run(paths: list[Path], out: Path, rulebook: Rulebook) -> tuple[dict[tuple[str, str], Any], Any]:
+    days: dict[tuple[str, str], Any] = {}
+
+    def on_day(result: DayResult) -> None:
+        d = result.decision
+        if d is None:
+            return
+        days[(d.patient_id, d.service_date.isoformat())] = {
+            "payer": d.payer,
+            "lines": sorted(line_text(ln.code, ln.units, ln.modifiers) for ln in d.lines),
+            "findings": sorted({f.code.value for f in d.findings}),
+        }
+
+    summary = replay(paths, out, rulebook, Options(evaluated_at=NOW), on_day=on_day)
+    return days, summary
+
+
+def test_there_are_at_least_30_cases() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_fixture(case: Path, rulebook: Rulebook, tmp_path: Path) -> None:
+    expected = tomllib.loads((case / "expected.toml").read_text())
+    days, summary = run([case], tmp_path, rulebook)
+    assert not summary.unreadable
+    want = {
+        (d["patient"], str(d["date"])): {
+            "payer": d["payer"],
+            "lines": sorted(d["lines"]),
+            "findings": sorted(set(d["findings"])),
+        }
+        for d in expected.get("day", [])
+    }
+    assert days == want
+    skipped = summary.not_therapy + sum(
+        n for status, n in summary.procedures.items() if status != "completed"
+    )
+    assert skipped == expected.get("skipped_procedures", 0)
+    for out in tmp_path.rglob("*.transaction.json"):
+        bundle = json.loads(out.read_text())
+        assert validation_errors(bundle) == []
+        for entry in bundle["entry"]:
+            assert validation_errors(entry["resource"]) == [], entry["resource"]["resourceType"]
+
+
+def test_whole_library_replays_byte_identically_and_like_each_case(
+    rulebook: Rulebook, tmp_path: Path
+) -> None:
+    first, _summary = run([FIXTURES], tmp_path / "a", rulebook)
+    second, _ = run([FIXTURES], tmp_path / "b", rulebook)
+    assert first == second
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.json"))
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.json"))
+    assert files_a == files_b and files_a
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    expected_days: Counter[tuple[str, str]] = Counter()
+    for case in CASES:
+        for d in tomllib.loads((case / "expected.toml").read_text()).get("day", []):
+            expected_days[(d["patient"], str(d["date"]))] += 1
+    assert set(first) == set(expected_days)
+    assert max(expected_days.values(), default=1) == 1, "patient ids must be unique across cases"
