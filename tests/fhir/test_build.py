@@ -1,0 +1,139 @@
+"""The resources the adapter writes (README "Output conventions")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from adapter import Rulebook, evaluate_bundle, load_rulebook
+from adapter.fhir import codes
+from adapter.fhir.validate import validation_errors
+
+from .make import GOOD, NAME, at, bundle, context, procedure
+
+
+@pytest.fixture(scope="module")
+def rulebook() -> Rulebook:
+    return load_rulebook()
+
+
+def day_bundle(**kw: Any) -> dict[str, Any]:
+    return bundle(
+        *context(),
+        procedure("a", "97530", at("09:00"), at("09:30")),
+        procedure("b", "97116", at("09:30"), at("09:45"), "PractitionerRole/r-pta"),
+        procedure("c", "97112", at("10:00"), at("10:20"), note="vague"),
+        **kw,
+    )
+
+
+def by_type(out: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == kind]
+
+
+def test_every_resource_validates_and_uses_conditional_updates(rulebook: Rulebook) -> None:
+    out, _ = evaluate_bundle(day_bundle(), rulebook)
+    assert out["type"] == "transaction" and validation_errors(out) == []
+    kinds = [e["resource"]["resourceType"] for e in out["entry"]]
+    assert kinds == ["ChargeItem"] * 3 + ["Claim", "Communication", "Provenance"]
+    for e in out["entry"]:
+        assert validation_errors(e["resource"]) == [], e["resource"]["resourceType"]
+        assert e["request"]["method"] == "PUT"
+        assert e["fullUrl"].startswith("urn:uuid:")
+        kind = e["resource"]["resourceType"]
+        if kind == "Provenance":
+            tag = e["resource"]["meta"]["tag"][0]
+            assert e["request"]["url"] == f"Provenance?_tag={tag['system']}|{tag['code']}"
+        else:
+            ident = e["resource"]["identifier"][0]
+            assert e["request"]["url"] == f"{kind}?identifier={ident['system']}|{ident['value']}"
+
+
+def test_charge_items_carry_units_modifiers_and_their_sources(rulebook: Rulebook) -> None:
+    out, (_d,) = evaluate_bundle(day_bundle(), rulebook)
+    items = {ci["code"]["coding"][0]["code"]: ci for ci in by_type(out, "ChargeItem")}
+    b = items["97116"]
+    mods = [x["valueCoding"]["code"] for x in b["extension"] if x["url"] == codes.EXT_MODIFIER]
+    assert mods == ["GP", "CQ", "XU"]
+    assert b["quantity"]["value"] == 1 and b["status"] == "billable"
+    assert b["service"] == [{"reference": "Procedure/b"}]
+    assert b["context"] == {"reference": "Encounter/e1"}
+    assert b["occurrencePeriod"] == {"start": at("09:30"), "end": at("09:45")}
+    refs = [x["valueString"] for x in b["extension"] if x["url"] == codes.EXT_RULE_REF]
+    assert "ncci:97530/97116" in refs and "payer:medicare" in refs
+    version = [x["valueString"] for x in b["extension"] if x["url"] == codes.EXT_RULEBOOK]
+    assert version == [rulebook.version]
+    assert "XU" in b["note"][0]["text"]
+
+
+def test_claim_has_one_item_per_line_in_modifier_order(rulebook: Rulebook) -> None:
+    out, (d,) = evaluate_bundle(day_bundle(), rulebook)
+    (claim,) = by_type(out, "Claim")
+    assert (claim["status"], claim["use"]) == ("draft", "claim")
+    assert claim["insurance"][0]["coverage"] == {"reference": "Coverage/cov-p1"}
+    assert claim["created"] == "2026-03-02"
+    items = [
+        (i["productOrService"]["coding"][0]["code"], i["quantity"]["value"],
+         [m["coding"][0]["code"] for m in i.get("modifier", [])])
+        for i in claim["item"]
+    ]  # fmt: skip
+    assert items == [(ln.code, ln.units, list(ln.modifiers)) for ln in d.lines]
+    assert all(i["servicedDate"] == "2026-03-02" for i in claim["item"])
+    assert claim["diagnosis"][0]["diagnosisCodeableConcept"]["coding"][0]["code"] == "M17.11"
+    team = [t["provider"]["reference"] for t in claim["careTeam"]]
+    assert set(team) == {"Practitioner/pt", "Practitioner/pta"}
+
+
+def test_communication_goes_to_the_performer_with_coded_findings(rulebook: Rulebook) -> None:
+    out, _ = evaluate_bundle(day_bundle(), rulebook)
+    (comm,) = by_type(out, "Communication")
+    assert comm["recipient"] == [{"reference": "Practitioner/pt"}]
+    assert comm["about"] == [{"reference": "Procedure/c"}, {"reference": "Encounter/e1"}]
+    assert comm["category"][0]["coding"][0]["code"] == "alert"
+    reason = {c["coding"][0]["code"] for c in comm["reasonCode"]}
+    assert reason == {"note-vague"}  # kx-spend-unknown is for billing, not the clinician
+    assert all(c["coding"][0]["system"] == codes.CS_FINDING for c in comm["reasonCode"])
+
+
+def test_billing_findings_go_to_a_configured_billing_recipient(rulebook: Rulebook) -> None:
+    out, _ = evaluate_bundle(day_bundle(), rulebook, billing_recipient="Organization/billing")
+    comms = by_type(out, "Communication")
+    billing = [c for c in comms if c["recipient"] == [{"reference": "Organization/billing"}]]
+    assert len(billing) == 1
+    assert {c["coding"][0]["code"] for c in billing[0]["reasonCode"]} == {"kx-spend-unknown"}
+
+
+def test_provenance_explains_and_targets_everything_written(rulebook: Rulebook) -> None:
+    out, (d,) = evaluate_bundle(day_bundle(), rulebook)
+    (prov,) = by_type(out, "Provenance")
+    written = [e["fullUrl"] for e in out["entry"] if e["resource"]["resourceType"] != "Provenance"]
+    assert [t["reference"] for t in prov["target"]] == written
+    assert "CMS total-time" in prov["text"]["div"]
+    assert {e["what"]["reference"] for e in prov["entity"]} == {
+        "Procedure/a", "Procedure/b", "Procedure/c"
+    }  # fmt: skip
+    assert prov["policy"] == [f"urn:therapy-charge-adapter:rulebook:{d.rulebook_version}"]
+
+
+def test_output_holds_no_names_birth_dates_or_note_text(rulebook: Rulebook) -> None:
+    out, _ = evaluate_bundle(day_bundle(), rulebook)
+    text = json.dumps(out)
+    assert NAME not in text and "1941-02-03" not in text and GOOD not in text
+
+
+def test_same_input_same_bytes_and_identifiers_stable(rulebook: Rulebook) -> None:
+    first, _ = evaluate_bundle(day_bundle(), rulebook)
+    second, _ = evaluate_bundle(day_bundle(), rulebook)
+    assert json.dumps(first) == json.dumps(second)
+    values = [e["request"]["url"] for e in first["entry"]]
+    assert len(values) == len(set(values))
+
+
+def test_nothing_written_for_a_day_without_findings_or_lines(rulebook: Rulebook) -> None:
+    out, ds = evaluate_bundle(
+        bundle(*context(), procedure("a", "97112", at("09:00"), at("09:30"), status="not-done")),
+        rulebook,
+    )
+    assert out["entry"] == [] and ds == []

@@ -1,0 +1,279 @@
+"""FHIR input conventions (README "Input conventions"), through the public evaluate_bundle API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adapter import Rulebook, evaluate_bundle, load_rulebook
+from adapter.domain import CodeSource, Decision
+from adapter.fhir.parse import parse_datetime, ref_key, resolve_code, service_date_of
+
+from .make import at, bundle, context, procedure, role
+
+
+@pytest.fixture(scope="module")
+def rulebook() -> Rulebook:
+    return load_rulebook()
+
+
+def decide(rulebook: Rulebook, *resources: dict[str, Any], **kw: Any) -> list[Decision]:
+    return evaluate_bundle(bundle(*resources), rulebook, **kw)[1]
+
+
+def lines(d: Decision) -> list[str]:
+    return sorted(" ".join([ln.code, f"x{ln.units}", *ln.modifiers]) for ln in d.lines)
+
+
+def codes(d: Decision) -> set[str]:
+    return {f.code.value for f in d.findings}
+
+
+@pytest.mark.parametrize(
+    ("ref", "key"),
+    [
+        ("Patient/1", "Patient/1"),
+        ("https://emr.example/fhir/Patient/1", "Patient/1"),
+        ("Patient/1/_history/3", "Patient/1"),
+        ("http://x/fhir/R4/Encounter/e-1.2/_history/1", "Encounter/e-1.2"),
+        ("urn:uuid:0b99ec41-968f-519f", "urn:uuid:0b99ec41-968f-519f"),
+    ],
+)  # fmt: skip
+def test_ref_key(ref: str, key: str) -> None:
+    assert ref_key(ref) == key
+
+
+def test_datetimes_need_an_offset() -> None:
+    assert parse_datetime("2026-03-02T09:00:00-05:00")[0] is not None
+    assert parse_datetime("2026-03-02T14:00:00Z")[0] is not None
+    value, why = parse_datetime("2026-03-02T09:00:00")
+    assert value is None and why and "offset" in why
+
+
+def test_date_of_service_is_the_local_date_in_the_procedures_own_offset() -> None:
+    late = procedure("a", "97110", "2026-03-02T23:30:00-05:00", "2026-03-02T23:50:00-05:00")
+    assert service_date_of(late) == "2026-03-02"  # 04:30 UTC on the 3rd
+
+
+def test_code_resolution_order(rulebook: Rulebook) -> None:
+    both = procedure(
+        "a", None, None, None,
+        coding=[{"system": "http://example.org/fhir/CodeSystem/local-therapy", "code": "NMR"},
+                {"system": "http://www.ama-assn.org/go/cpt", "code": "97110"}],
+    )  # fmt: skip
+    resolved = resolve_code(both, rulebook)
+    assert resolved and (resolved.code, resolved.source) == ("97110", CodeSource.CPT)
+    local = procedure(
+        "b", None, None, None,
+        coding=[{"system": "http://example.org/fhir/CodeSystem/local-therapy", "code": "NMR"}],
+    )  # fmt: skip
+    resolved = resolve_code(local, rulebook)
+    assert resolved and (resolved.code, resolved.source) == ("97112", CodeSource.CONCEPT_MAP)
+    text = procedure("c", None, None, None, text="Neuromuscular re-education, standing")
+    resolved = resolve_code(text, rulebook)
+    assert resolved and (resolved.code, resolved.source) == ("97112", CodeSource.TEXT)
+    assert (
+        resolve_code(procedure("d", None, None, None, text="Ultrasound guided"), rulebook) is None
+    )
+
+
+def test_basic_day_bills_and_every_reference_form_resolves(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook,
+        *context(),
+        procedure("a", "97112", at("09:00"), at("09:24"), "https://emr.example/fhir/PractitionerRole/r-pt"),
+        procedure("b", "97110", at("09:24"), at("09:47"), "Practitioner/pt"),
+    )  # fmt: skip
+    assert d.payer == "medicare"
+    assert lines(d) == ["97110 x1 GP", "97112 x2 GP"]
+    assert codes(d) == {"kx-spend-unknown"}
+
+
+def test_transaction_input_with_urn_uuid_references(rulebook: Rulebook) -> None:
+    res = [*context(), procedure("a", "97112", at("09:00"), at("09:30"), "urn:uuid:1111")]
+    res = [r for r in res if r.get("id") != "r-pt"]
+    doc = bundle(*res, kind="transaction")
+    doc["entry"].append(
+        {
+            "fullUrl": "urn:uuid:1111",
+            "resource": role("r-pt", "Practitioner/pt", "225100000X"),
+            "request": {"method": "PUT", "url": "PractitionerRole/r-pt"},
+        }
+    )
+    (d,) = evaluate_bundle(doc, rulebook)[1]
+    assert lines(d) == ["97112 x2 GP"]
+
+
+def test_not_completed_and_not_therapy_procedures_are_not_billed(rulebook: Rulebook) -> None:
+    _out, ds = evaluate_bundle(
+        bundle(
+            *context(),
+            procedure("a", "97112", at("09:00"), at("09:30"), status="entered-in-error"),
+            procedure("b", "99213", at("10:00"), at("10:30")),
+            procedure("c", "97110", at("11:00"), at("11:30")),
+        ),
+        rulebook,
+    )
+    (d,) = ds
+    assert lines(d) == ["97110 x2 GP"]
+    assert {i for ln in d.lines for i in ln.intervention_ids} == {"Procedure/c"}
+
+
+def test_unlisted_therapy_code_is_an_error_not_ignored(rulebook: Rulebook) -> None:
+    (d,) = decide(rulebook, *context(), procedure("a", "97999", at("09:00"), at("09:30")))
+    assert "unknown-code" in codes(d)
+
+
+def test_time_without_offset_is_an_error_finding(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook, *context(), procedure("a", "97112", "2026-03-02T09:00:00", "2026-03-02T09:30:00")
+    )
+    assert "time-invalid" in codes(d) and d.lines == ()
+
+
+def test_roles_give_discipline_and_assistant_status(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook,
+        *context(),
+        procedure("a", "97112", at("09:00"), at("09:30"), "PractitionerRole/r-pta"),
+        procedure("b", "97530", at("10:00"), at("10:30"), "PractitionerRole/r-ot"),
+    )
+    assert lines(d) == ["97112 x2 GP CQ", "97530 x2 GO"]
+
+
+def test_role_without_taxonomy_means_no_discipline(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook,
+        *context(),
+        role("r-x", "Practitioner/x", None),
+        procedure("a", "97112", at("09:00"), at("09:30"), "PractitionerRole/r-x"),
+    )
+    assert "no-discipline" in codes(d) and d.lines == ()
+
+
+def test_dangling_performer_is_a_problem_and_holds_the_line(rulebook: Rulebook) -> None:
+    _out, ds, summary = __import__("adapter.intake.replay", fromlist=["x"]).evaluate_bundle(
+        bundle(
+            *context(), procedure("a", "97112", at("09:00"), at("09:30"), "PractitionerRole/ghost")
+        ),
+        rulebook,
+    )
+    (d,) = ds
+    assert "no-discipline" in codes(d)
+    assert any("does not resolve" in p.reason for p in summary.problems)
+
+
+def test_practitioner_with_roles_in_two_disciplines_is_ambiguous(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook,
+        *context(),
+        role("r-pt-ot", "Practitioner/pt", "225X00000X"),
+        procedure("a", "97112", at("09:00"), at("09:30"), "Practitioner/pt"),
+    )
+    assert "no-discipline" in codes(d)
+
+
+@pytest.mark.parametrize(
+    ("sopt", "payer"),
+    [("1", "medicare"), ("121", "medicare"), ("2", "medicaid"), ("21", "medicaid"),
+     ("31", "tricare"), ("311", "tricare"), ("3111", "tricare"), ("312", "commercial"),
+     ("5", "commercial"), ("81", "commercial")],
+)  # fmt: skip
+def test_coverage_type_selects_the_payer_profile(rulebook: Rulebook, sopt: str, payer: str) -> None:
+    (d,) = decide(rulebook, *context(sopt=sopt), procedure("a", "97112", at("09:00"), at("09:30")))
+    assert d.payer == payer
+    assert "coverage-missing" not in codes(d)
+
+
+def test_no_coverage_uses_the_default_and_warns(rulebook: Rulebook) -> None:
+    (d,) = decide(rulebook, *context(sopt=None), procedure("a", "97112", at("09:00"), at("09:30")))
+    assert d.payer == "medicare" and "coverage-missing" in codes(d)
+    (d,) = decide(
+        rulebook, *context(sopt=None), procedure("a", "97112", at("09:00"), at("09:30")),
+        default_payer="commercial",
+    )  # fmt: skip
+    assert d.payer == "commercial"
+
+
+def test_inactive_or_expired_coverage_is_not_used(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook,
+        *context(sopt="5", period={"end": "2026-01-31"}),
+        procedure("a", "97112", at("09:00"), at("09:30")),
+    )
+    assert "coverage-missing" in codes(d)
+
+
+def test_payer_override(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook, *context(sopt="121"), procedure("a", "97112", at("09:00"), at("09:30")),
+        payer="commercial",
+    )  # fmt: skip
+    assert d.payer == "commercial" and "coverage-missing" not in codes(d)
+
+
+def test_ytd_spend_extension_drives_kx(rulebook: Rulebook) -> None:
+    ext = [{"url": "https://therapy-charge-adapter.org/fhir/StructureDefinition/therapy-ytd-allowed-pt-slp",
+            "valueMoney": {"value": 2600, "currency": "USD"}}]  # fmt: skip
+    (d,) = decide(
+        rulebook, *context(extension=ext), procedure("a", "97112", at("09:00"), at("09:30"))
+    )
+    assert lines(d) == ["97112 x2 GP KX"]
+
+
+def test_no_care_plan_warns(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook, *context(care_plan=False), procedure("a", "97112", at("09:00"), at("09:30"))
+    )
+    assert "no-plan-of-care" in codes(d)
+
+
+def test_group_category_marks_a_group_session(rulebook: Rulebook) -> None:
+    (d,) = decide(
+        rulebook,
+        *context(),
+        procedure("a", "97110", at("09:00"), at("09:30"), category={"text": "Group therapy"}),
+    )
+    assert "group-billed-one-on-one" in codes(d)
+
+
+def test_encounter_diagnosis_counts_and_supervisor_comes_from_participants(
+    rulebook: Rulebook,
+) -> None:
+    p = procedure("a", "97112", at("09:00"), at("09:30"), "PractitionerRole/r-pta")
+    del p["reasonCode"]
+    (d,) = decide(rulebook, *context(), p)
+    assert "no-diagnosis" in codes(d)  # encounter e1 has no diagnosis
+    assert "assistant-unsupervised" not in codes(d)  # r-pt is a participant
+
+
+def test_concurrent_one_on_one_with_another_patient(rulebook: Rulebook) -> None:
+    other = procedure(
+        "z", "97110", at("09:10"), at("09:40"), "PractitionerRole/r-pt", patient="Patient/p2",
+        encounter=None,
+    )  # fmt: skip
+    ds = decide(
+        rulebook, *context(), *context(patient="p2")[-2:], other,
+        procedure("a", "97112", at("09:00"), at("09:30")),
+    )  # fmt: skip
+    assert all("concurrent-patients" in codes(d) for d in ds) and len(ds) == 2
+
+
+def test_procedure_without_subject_is_reported_not_billed(rulebook: Rulebook) -> None:
+    from adapter.intake.replay import evaluate_bundle as full
+
+    p = procedure("a", "97112", at("09:00"), at("09:30"))
+    del p["subject"]
+    _, ds, summary = full(bundle(*context(), p), rulebook)
+    assert ds == [] and any("no subject" in x.reason for x in summary.problems)
+
+
+def test_higher_version_wins_whatever_the_order(rulebook: Rulebook) -> None:
+    v1 = procedure("a", "97112", at("09:00"), at("09:30"), meta={"versionId": "1"})
+    v2 = procedure("a", "97112", at("09:00"), at("09:45"), meta={"versionId": "2"})
+    for order in ([v1, v2], [v2, v1]):
+        doc = bundle(*context())
+        doc["entry"] += [{"resource": r} for r in order]
+        (d,) = evaluate_bundle(doc, rulebook)[1]
+        assert lines(d) == ["97112 x3 GP"]

@@ -1,0 +1,152 @@
+"""charge-adapter replay / explain over files, NDJSON and directories."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapter.cli import main
+
+from ..fhir.make import NAME, at, bundle, context, procedure
+
+
+def write_bundle(path: Path, *resources: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bundle(*resources)))
+    return path
+
+
+def write_ndjson(path: Path, lines: list[str], compress: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "\n".join(lines) + "\n"
+    if compress:
+        path.write_bytes(gzip.compress(data.encode()))
+    else:
+        path.write_text(data)
+    return path
+
+
+DAY = [*context(), procedure("a", "97112", at("09:00"), at("09:24")),
+       procedure("b", "97110", at("09:24"), at("09:47"))]  # fmt: skip
+
+
+def test_replay_writes_one_transaction_per_input_and_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_bundle(tmp_path / "in" / "day.json", *DAY)
+    assert main(["replay", str(src), "--out", str(tmp_path / "out")]) == 0
+    out = json.loads((tmp_path / "out" / "day.transaction.json").read_text())
+    assert out["resourceType"] == "Bundle" and out["type"] == "transaction"
+    assert [e["resource"]["resourceType"] for e in out["entry"]] == [
+        "ChargeItem", "ChargeItem", "Claim", "Provenance"
+    ]  # fmt: skip
+    text = capsys.readouterr().out
+    assert "patient-days    1 (medicare 1)" in text and "3 / 3" not in text
+    assert "lines / units   2 / 3" in text and "kx-spend-unknown" in text
+    assert NAME not in text
+
+
+def test_replay_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_bundle(tmp_path / "day.json", *DAY)
+    assert main(["replay", str(src), "--out", str(tmp_path / "out"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["patient_days"], summary["lines"], summary["units"]) == (1, 2, 3)
+    assert summary["findings"] == {"kx-spend-unknown": 1}
+    assert summary["files"][0]["output"].endswith("day.transaction.json")
+
+
+def test_ndjson_bulk_export_directory_with_a_bad_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    by_type: dict[str, list[str]] = {}
+    for r in DAY:
+        by_type.setdefault(r["resourceType"], []).append(json.dumps(r))
+    by_type["Procedure"] += ["{not json", "[1, 2]"]
+    for kind, rows in by_type.items():
+        gz = kind == "Patient"
+        write_ndjson(tmp_path / "export" / f"{kind}.ndjson{'.gz' if gz else ''}", rows, gz)
+    assert main(["replay", str(tmp_path / "export"), "--out", str(tmp_path / "out"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["patient_days"] == 1 and summary["units"] == 3
+    assert summary["problem_count"] == 2
+    wheres = {p["where"] for p in summary["problems"]}
+    assert {"Procedure.ndjson:3", "Procedure.ndjson:4"} == wheres
+    assert (tmp_path / "out" / "Procedure.transaction.json").exists()
+    assert not (tmp_path / "out" / "Practitioner.transaction.json").exists()
+
+
+def test_unreadable_input_fails_with_a_reason_but_the_rest_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_bundle(tmp_path / "in" / "good.json", *DAY)
+    (tmp_path / "in" / "broken.json").write_text("{ nope")
+    code = main(["replay", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    assert code == 4
+    err = capsys.readouterr().err
+    assert "broken.json: not JSON" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "out" / "good.transaction.json").exists()
+    assert good.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ('{"resourceType": "Bundle", "type": "document", "entry": []}', "Bundle type"),
+        ('{"hello": 1}', "no resourceType"),
+    ],
+)
+def test_wrong_documents_are_unreadable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, reason: str
+) -> None:
+    (tmp_path / "x.json").write_text(content)
+    assert main(["replay", str(tmp_path / "x.json"), "--out", str(tmp_path / "o")]) == 4
+    assert reason in capsys.readouterr().err
+
+
+def test_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 4
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_unknown_payer_override_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_bundle(tmp_path / "day.json", *DAY)
+    assert main(["replay", str(src), "--out", str(tmp_path / "o"), "--payer", "acme"]) == 2
+    assert "not a payer profile" in capsys.readouterr().err
+
+
+def test_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_bundle(tmp_path / "day.json", *[r for r in DAY if r["resourceType"] != "Coverage"])
+    cfg = tmp_path / "adapter.toml"
+    cfg.write_text('default_payer = "commercial"\nbilling_recipient = "Organization/billing"\n')
+    args = ["replay", str(src), "--out", str(tmp_path / "o"), "--json", "--config", str(cfg)]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["payers"] == {"commercial": 1} and summary["communications"] == 1
+    cfg.write_text("colour = 'blue'\n")
+    assert main(args) == 2
+    assert "colour" in capsys.readouterr().err
+
+
+def test_replaying_twice_gives_identical_bytes(tmp_path: Path) -> None:
+    src = write_bundle(tmp_path / "day.json", *DAY)
+    for out in ("o1", "o2"):
+        assert main(["replay", str(src), "--out", str(tmp_path / out), "--json"]) == 0
+    a = (tmp_path / "o1" / "day.transaction.json").read_bytes()
+    assert a == (tmp_path / "o2" / "day.transaction.json").read_bytes()
+
+
+def test_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_bundle(tmp_path / "day.json", *DAY)
+    assert main(["explain", str(src), "--encounter", "e1"]) == 0
+    text = capsys.readouterr().out
+    assert "total 47 min -> 3 unit(s)" in text
+    assert "97112 x2 GP" in text and "GP: delivered under a PT plan of care" in text
+    assert "kx-spend-unknown" in text
+    assert main(["explain", str(src), "--encounter", "other"]) == 0
+    assert "no patient-day matched" in capsys.readouterr().out
