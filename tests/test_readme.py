@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -27,7 +29,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert test_cmd in ci
 
 
-def test_python_examples_run(capsys: object) -> None:
+def test_python_examples_run(capsys: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
     examples = blocks("python")
     assert examples
     for code in examples:
