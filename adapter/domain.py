@@ -95,6 +95,7 @@ class FindingCode(StrEnum):
     TIME_OUTSIDE_ENCOUNTER = "time-outside-encounter"
     TIME_OFF_SERVICE_DATE = "time-off-service-date"
     UNDER_8_MINUTES = "under-8-minutes"
+    NO_UNIT_LEFT = "no-unit-left"
     NOTHING_BILLABLE = "nothing-billable"
     SAME_CODE_OVERLAP = "same-code-overlap"
     OVERLAPPING_SERVICES = "overlapping-services"

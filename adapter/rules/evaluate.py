@@ -227,7 +227,7 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
         if c.timed and c.units == 0:
             findings.append(
                 finding(
-                    FindingCode.UNDER_8_MINUTES,
+                    FindingCode.UNDER_8_MINUTES if c.minutes < 8 else FindingCode.NO_UNIT_LEFT,
                     INFO,
                     f"{c.code} documented for {c.minutes} min: {c.zero_reason}; documented, "
                     "not billed",

@@ -51,7 +51,7 @@ def test_cms_example_97035_documented_not_billed(rulebook: Rulebook) -> None:
     )
     zero = [m for m in d.minutes if m.code == "97035"]
     assert zero and zero[0].minutes == 8 and zero[0].units == 0
-    assert any(f.code.value == "under-8-minutes" and f.line_code == "97035" for f in d.findings)
+    assert any(f.code.value == "no-unit-left" and f.line_code == "97035" for f in d.findings)
 
 
 def test_cms_20_20_is_two_and_one_never_three_of_one(rulebook: Rulebook) -> None:
