@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -123,8 +124,9 @@ class Summary:
         out = [f"{k.ljust(width)}  {v}" for k, v in rows]
         if self.findings:
             out.append("")
-            out.append("findings".ljust(width) + "  count")
-            out += [f"  {k.ljust(width)}{v:>7}" for k, v in sorted(self.findings.items())]
+            fw = max(len(k) for k in self.findings)
+            out.append("findings".ljust(fw + 2) + "  count")
+            out += [f"  {k.ljust(fw)}  {v:>5}" for k, v in sorted(self.findings.items())]
         if self.problems:
             out.append("")
             out.append(f"input problems (first {len(self.problems)} of {self.problem_count}):")
@@ -134,7 +136,11 @@ class Summary:
             out.append("unreadable inputs:")
             out += [f"  {p.where}: {p.reason}" for p in self.unreadable]
         outputs = [f for f in self.files if f.output]
-        if outputs:
+        if len(outputs) > 10:
+            root = os.path.commonpath([str(Path(f.output).parent) for f in outputs if f.output])
+            out.append("")
+            out.append(f"outputs: {len(outputs)} transaction bundles under {root}/")
+        elif outputs:
             out.append("")
             out.append("outputs:")
             out += [f"  {f.output}  ({f.patient_days} patient-days)" for f in outputs]
