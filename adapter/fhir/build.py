@@ -1,8 +1,10 @@
 """Domain -> FHIR R4 JSON: the resources the adapter writes for one patient-day.
 
 Every resource carries a deterministic business identifier and goes into the transaction as a
-conditional update (``PUT Type?identifier=system|value``; Provenance, which has no identifier, by
-``_tag``), so posting the same bundle twice changes nothing. Nothing here reads a clock: the same
+conditional create (``POST`` with ``ifNoneExist: identifier=system|value``; Provenance, which has
+no identifier, by ``_tag``), so posting the same bundle twice changes nothing; ``write_mode``
+"update" uses conditional updates (``PUT Type?identifier=...``) instead, for write-back that must
+replace earlier content. Nothing here reads a clock: the same
 decision always gives byte-identical JSON. Output conventions are documented in the README.
 """
 
@@ -12,7 +14,7 @@ import html
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, Severity
 from adapter.fhir import codes
@@ -28,20 +30,24 @@ class BuildOptions:
 
     agent: str = "therapy-charge-adapter"
     billing_recipient: str | None = None  # e.g. "Organization/billing-office"; None: not posted
+    #: "create": conditional create (POST + ifNoneExist): posting the same bundle again is a no-op.
+    #: "update": conditional update (PUT Type?identifier=...): later corrections replace content.
+    write_mode: Literal["create", "update"] = "create"
 
 
 def _bare(key: str) -> str:
     return key.split("/", 1)[1] if "/" in key else key
 
 
-def _entry(resource: Resource, system: str, value: str) -> Resource:
+def _entry(resource: Resource, system: str, value: str, mode: str) -> Resource:
     full_url = f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{system}|{value}')}"
     kind = resource["resourceType"]
-    if kind == "Provenance":
-        url = f"Provenance?_tag={system}|{value}"
+    query = f"_tag={system}|{value}" if kind == "Provenance" else f"identifier={system}|{value}"
+    if mode == "update":
+        request = {"method": "PUT", "url": f"{kind}?{query}"}
     else:
-        url = f"{kind}?identifier={system}|{value}"
-    return {"fullUrl": full_url, "resource": resource, "request": {"method": "PUT", "url": url}}
+        request = {"method": "POST", "url": kind, "ifNoneExist": query}
+    return {"fullUrl": full_url, "resource": resource, "request": request}
 
 
 def _ref(key: str) -> Resource:
@@ -108,12 +114,12 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
             "service": [_ref(i) for i in line.intervention_ids],
             "note": [{"text": "; ".join(line.reasons)}],
         }
-        entry = _entry(item, codes.ID_CHARGE_ITEM, value)
+        entry = _entry(item, codes.ID_CHARGE_ITEM, value, options.write_mode)
         charge_urls.append(entry["fullUrl"])
         entries.append(entry)
 
     if decision.lines:
-        entries.append(_claim(decision, facts, day_key, charge_urls, version_ext))
+        entries.append(_claim(decision, facts, day_key, charge_urls, version_ext, options=options))
 
     entries += _communications(decision, facts, day_key, options)
 
@@ -129,6 +135,8 @@ def _claim(
     day_key: str,
     charge_urls: Sequence[str],
     version_ext: Resource,
+    *,
+    options: BuildOptions,
 ) -> Resource:
     team = list(
         dict.fromkeys(p for ln in decision.lines for p in _performers(ln.intervention_ids, facts))
@@ -196,7 +204,7 @@ def _claim(
         "insurance": [{"sequence": 1, "focal": True, "coverage": coverage}],
         "item": items,
     }
-    return _entry(claim, codes.ID_CLAIM, day_key)
+    return _entry(claim, codes.ID_CLAIM, day_key, options.write_mode)
 
 
 def _sentence(f: Finding) -> str:
@@ -252,7 +260,7 @@ def _communications(
             "payload": [{"contentString": opening}]
             + [{"contentString": _sentence(f)} for f in findings],
         }
-        out.append(_entry(resource, codes.ID_COMMUNICATION, value))
+        out.append(_entry(resource, codes.ID_COMMUNICATION, value, options.write_mode))
     return out
 
 
@@ -292,7 +300,7 @@ def _provenance(
             else {}
         ),
     }
-    return _entry(resource, codes.CS_PATIENT_DAY, day_key)
+    return _entry(resource, codes.CS_PATIENT_DAY, day_key, options.write_mode)
 
 
 def transaction(entries: Sequence[Mapping[str, Any]]) -> Resource:

@@ -403,7 +403,8 @@ def service_day(
             if cond and {"reference": cond} not in diagnoses:
                 diagnoses.append({"reference": lookup.key_of(cond)})
         diagnoses += [c for c in icd_codings(enc) if c not in diagnoses]
-        provider = provider or reference_of(enc.get("serviceProvider"))
+        org = reference_of(enc.get("serviceProvider"))
+        provider = provider or (lookup.key_of(org) if org else None)
         encounters.append(
             EncounterContext(
                 id=enc_key,

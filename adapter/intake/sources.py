@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,19 +40,29 @@ def _is_input(path: Path) -> bool:
 
 
 def expand(paths: Sequence[Path]) -> list[InputFile]:
-    """Files named directly, and every input file under named directories (sorted)."""
-    out: list[InputFile] = []
+    """Files named directly, and every input file under named directories (sorted).
+
+    Names are relative to the one directory given, or else to the common parent of all the
+    paths, so two inputs never share an output name; a file named twice is read once.
+    """
     for p in paths:
-        if p.is_dir():
-            out += [
-                InputFile(path=f, name=str(f.relative_to(p)))
-                for f in sorted(p.rglob("*"))
-                if f.is_file() and _is_input(f)
-            ]
-        elif p.is_file():
-            out.append(InputFile(path=p, name=p.name))
-        else:
+        if not p.exists():
             raise InputError(f"{p}: no such file or directory")
+    resolved = [p.resolve() for p in paths]
+    if len(resolved) == 1 and resolved[0].is_dir():
+        root = resolved[0]
+    else:
+        root = Path(os.path.commonpath([p.parent for p in resolved]))
+    out: list[InputFile] = []
+    seen: set[Path] = set()
+    for p in resolved:
+        found = (
+            sorted(f for f in p.rglob("*") if f.is_file() and _is_input(f)) if p.is_dir() else [p]
+        )
+        for f in found:
+            if f not in seen:
+                seen.add(f)
+                out.append(InputFile(path=f, name=str(f.relative_to(root))))
     return out
 
 

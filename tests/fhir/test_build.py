@@ -40,15 +40,26 @@ def test_every_resource_validates_and_uses_conditional_updates(rulebook: Ruleboo
     assert kinds == ["ChargeItem"] * 3 + ["Claim", "Communication", "Provenance"]
     for e in out["entry"]:
         assert validation_errors(e["resource"]) == [], e["resource"]["resourceType"]
-        assert e["request"]["method"] == "PUT"
         assert e["fullUrl"].startswith("urn:uuid:")
         kind = e["resource"]["resourceType"]
         if kind == "Provenance":
             tag = e["resource"]["meta"]["tag"][0]
-            assert e["request"]["url"] == f"Provenance?_tag={tag['system']}|{tag['code']}"
+            query = f"_tag={tag['system']}|{tag['code']}"
         else:
             ident = e["resource"]["identifier"][0]
-            assert e["request"]["url"] == f"{kind}?identifier={ident['system']}|{ident['value']}"
+            query = f"identifier={ident['system']}|{ident['value']}"
+        assert e["request"] == {"method": "POST", "url": kind, "ifNoneExist": query}
+
+
+def test_update_mode_uses_conditional_updates(rulebook: Rulebook) -> None:
+    from adapter.fhir.build import BuildOptions
+    from adapter.intake.replay import evaluate_bundle as full
+    from adapter.pipeline import Options
+
+    out, _, _ = full(day_bundle(), rulebook, Options(build=BuildOptions(write_mode="update")))
+    for e in out["entry"]:
+        assert e["request"]["method"] == "PUT"
+        assert e["request"]["url"].startswith(e["resource"]["resourceType"] + "?")
 
 
 def test_charge_items_carry_units_modifiers_and_their_sources(rulebook: Rulebook) -> None:
@@ -127,7 +138,7 @@ def test_same_input_same_bytes_and_identifiers_stable(rulebook: Rulebook) -> Non
     first, _ = evaluate_bundle(day_bundle(), rulebook)
     second, _ = evaluate_bundle(day_bundle(), rulebook)
     assert json.dumps(first) == json.dumps(second)
-    values = [e["request"]["url"] for e in first["entry"]]
+    values = [e["request"]["ifNoneExist"] for e in first["entry"]]
     assert len(values) == len(set(values))
 
 

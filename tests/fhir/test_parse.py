@@ -277,3 +277,16 @@ def test_higher_version_wins_whatever_the_order(rulebook: Rulebook) -> None:
         doc["entry"] += [{"resource": r} for r in order]
         (d,) = evaluate_bundle(doc, rulebook)[1]
         assert lines(d) == ["97112 x3 GP"]
+
+
+def test_every_written_reference_is_resolved_not_a_raw_urn(rulebook: Rulebook) -> None:
+    res = [*context(), procedure("a", "97112", at("09:00"), at("09:30"))]
+    enc = next(r for r in res if r["resourceType"] == "Encounter")
+    enc["serviceProvider"] = {"reference": "urn:uuid:org-1"}
+    doc = bundle(*res, kind="transaction")
+    doc["entry"].append({"fullUrl": "urn:uuid:org-1",
+                         "resource": {"resourceType": "Organization", "id": "clinic"}})  # fmt: skip
+    out, _ = evaluate_bundle(doc, rulebook)
+    (claim,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Claim"]
+    assert claim["provider"] == {"reference": "Organization/clinic"}
+    assert "urn:uuid:org-1" not in str(out)

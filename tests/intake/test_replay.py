@@ -150,3 +150,15 @@ def test_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "kx-spend-unknown" in text
     assert main(["explain", str(src), "--encounter", "other"]) == 0
     assert "no patient-day matched" in capsys.readouterr().out
+
+
+def test_several_directories_with_the_same_file_names_do_not_collide(tmp_path: Path) -> None:
+    a = write_bundle(tmp_path / "in" / "a" / "input.json", *DAY)
+    other = [*context(patient="p2"), procedure("x", "97110", at("09:00"), at("09:30"),
+                                               patient="Patient/p2")]  # fmt: skip
+    b = write_bundle(tmp_path / "in" / "b" / "input.json", *other)
+    out = tmp_path / "out"
+    assert main(["replay", str(a.parent), str(b.parent), str(a), "--out", str(out)]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.json")) == [
+        "a/input.transaction.json", "b/input.transaction.json"
+    ]  # fmt: skip

@@ -1,0 +1,68 @@
+"""Replay output posted to a real FHIR R4 server: accepted by its strict validation, and posting
+the same transaction twice changes nothing (no new resource, no new version)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from adapter.intake.replay import replay
+from adapter.mappings import load_rulebook
+from adapter.pipeline import Options
+from tests.fhir_server import FhirServer
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
+CASES = ["knee-balance-47min", "tbi-pta-pt-split-transaction", "back-pain-note-missing-and-vague"]
+
+
+def as_transaction(bundle: dict[str, Any]) -> dict[str, Any]:
+    entries = []
+    for e in bundle["entry"]:
+        r = e["resource"]
+        entries.append(
+            {"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
+             "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+        )  # fmt: skip
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def load_input(case: str) -> dict[str, Any]:
+    doc = json.loads((FIXTURES / case / "input.json").read_text())
+    if doc["type"] != "transaction":
+        doc = as_transaction(doc)
+    return doc
+
+
+def test_replayed_bundles_post_twice_without_change(fresh_fhir: FhirServer, tmp_path: Path) -> None:
+    rulebook = load_rulebook()
+    for case in CASES:
+        status, outcome = fresh_fhir.request("POST", "", load_input(case))
+        assert status == 200, outcome
+    replay([FIXTURES / c for c in CASES], tmp_path, rulebook, Options())
+    outputs = sorted(tmp_path.rglob("*.transaction.json"))
+    assert len(outputs) == len(CASES)
+    first: list[str] = []
+    for path in outputs:
+        status, resp = fresh_fhir.request("POST", "", json.loads(path.read_text()))
+        assert status == 200, resp
+        first += [e["response"]["location"] for e in resp["entry"]]
+    assert all(loc.endswith("/_history/1") for loc in first)
+    for path in outputs:
+        status, resp = fresh_fhir.request("POST", "", json.loads(path.read_text()))
+        assert status == 200, resp
+        again = [e["response"]["location"] for e in resp["entry"]]
+        assert set(again) <= set(first)  # the same resources, same versions
+    items = fresh_fhir.search("ChargeItem?_count=200")
+    claims = fresh_fhir.search("Claim?_count=200")
+    written = sum(
+        1
+        for p in outputs
+        for e in json.loads(p.read_text())["entry"]
+        if e["resource"]["resourceType"] == "ChargeItem"
+    )
+    assert len(items) == written and len(claims) == 3
+    knee = [i for i in items if "knee-balance-47min" in i["identifier"][0]["value"]]
+    assert sorted((i["code"]["coding"][0]["code"], i["quantity"]["value"]) for i in knee) == [
+        ("97110", 1), ("97112", 2)
+    ]  # fmt: skip
