@@ -1,0 +1,272 @@
+"""A small FHIR R4 REST client: read, search (all pages), transaction, capability check.
+
+Standard FHIR REST only, so HAPI FHIR, Epic, Oracle Health or the test server can sit behind it.
+Retries live here and only here: 408/429/500/502/503/504 and connection errors are temporary and
+retried with exponential backoff, honouring ``Retry-After`` up to a cap; anything else is fatal
+and raised with the server's OperationOutcome. A 401 refreshes the token once without counting
+as a retry. Delays are parameters so tests run without sleeping. Logs carry methods, resource
+types, ids and status codes, never bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from adapter.errors import FatalServerError, FhirServerError, TemporaryServerError
+from adapter.fhir.auth import Auth, NoAuth
+
+log = logging.getLogger(__name__)
+TEMPORARY = frozenset({408, 429, 500, 502, 503, 504})
+FHIR_JSON = "application/fhir+json"
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    retry_after_cap: float = 120.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+def _retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, min(seconds, cap))
+
+
+class FhirClient:
+    """A FHIR R4 server at ``base_url``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: Auth | None = None,
+        *,
+        timeout: tuple[float, float] = (5.0, 60.0),
+        retry: RetryPolicy | None = None,
+        verify: bool | str = True,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.auth: Auth = auth or NoAuth()
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.session = session or requests.Session()
+        self.session.verify = verify
+        self.session.headers.update({"Accept": FHIR_JSON, "User-Agent": "therapy-charge-adapter"})
+        self.retries = 0  # temporary failures retried, for metrics
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
+
+    def _wait(self, state: RetryCallState) -> float:
+        err = state.outcome.exception() if state.outcome else None
+        hinted = getattr(err, "retry_after", None)
+        if isinstance(hinted, float):
+            return hinted
+        delay = self.retry.initial_delay * (2 ** (state.attempt_number - 1))
+        return float(min(delay, self.retry.max_delay))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send one request with retries on temporary failures; raise on any error status."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.retries += 1
+            err = state.outcome.exception() if state.outcome else None
+            log.warning("retrying %s %s after %s", method, path.split("?", maxsplit=1)[0], err)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TemporaryServerError),
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=self._wait,
+            sleep=self.retry.sleep,
+            reraise=True,
+            before_sleep=before_sleep,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._send(method, path, params, json_body, headers)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> requests.Response:
+        refreshed = False
+        while True:
+            hdrs = dict(headers or {})
+            hdrs.update(self.auth.headers(self.session))
+            if json_body is not None:
+                hdrs["Content-Type"] = FHIR_JSON
+            try:
+                resp = self.session.request(
+                    method, self.url(path), params=params, json=json_body, headers=hdrs,
+                    timeout=self.timeout,
+                )  # fmt: skip
+            except requests.Timeout:
+                raise TemporaryServerError(f"{method} {path}: timed out") from None
+            except requests.ConnectionError:
+                raise TemporaryServerError(f"{method} {path}: connection failed") from None
+            if resp.status_code == 401 and not refreshed and self.auth.invalidate():
+                refreshed = True
+                continue
+            if resp.status_code < 400:
+                return resp
+            raise self._error(method, path, resp)
+
+    def _error(self, method: str, path: str, resp: requests.Response) -> FhirServerError:
+        outcome: dict[str, Any] | None = None
+        detail = ""
+        try:
+            body = resp.json()
+            if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+                outcome = body
+                detail = "; ".join(
+                    str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code"))
+                    for i in body.get("issue", [])
+                )
+        except ValueError:
+            pass
+        message = f"{method} {path.split('?', maxsplit=1)[0]} answered {resp.status_code}" + (
+            f": {detail}" if detail else ""
+        )
+        if resp.status_code in TEMPORARY:
+            err = TemporaryServerError(message, status=resp.status_code, outcome=outcome)
+            err.retry_after = _retry_after(  # type: ignore[attr-defined]
+                resp.headers.get("Retry-After"), self.retry.retry_after_cap
+            )
+            return err
+        return FatalServerError(message, status=resp.status_code, outcome=outcome)
+
+    # -- FHIR interactions ------------------------------------------------------------------
+    def capabilities(self) -> Resource:
+        return dict(self.request("GET", "metadata").json())
+
+    def read(self, kind: str, rid: str) -> Resource:
+        return dict(self.request("GET", f"{kind}/{rid}").json())
+
+    def search(self, kind: str, params: Mapping[str, str]) -> Iterator[Resource]:
+        """Every resource of every page (matches and includes), following ``next`` links."""
+        resp = self.request("GET", kind, params=params)
+        pages = 0
+        while True:
+            bundle = resp.json()
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource")
+                if (
+                    isinstance(resource, dict)
+                    and resource.get("resourceType") != "OperationOutcome"
+                ):
+                    yield resource
+            nxt = next(
+                (ln.get("url") for ln in bundle.get("link") or [] if ln.get("relation") == "next"),
+                None,
+            )
+            pages += 1
+            if not nxt or pages > 1000:
+                return
+            resp = self.request("GET", urljoin(self.base_url + "/", nxt))
+
+    def transaction(self, bundle: Resource) -> Resource:
+        return dict(self.request("POST", "", json_body=bundle).json())
+
+    def create(self, resource: Resource) -> Resource:
+        return dict(self.request("POST", resource["resourceType"], json_body=resource).json())
+
+    def update(self, resource: Resource) -> Resource:
+        kind, rid = resource["resourceType"], resource["id"]
+        return dict(self.request("PUT", f"{kind}/{rid}", json_body=resource).json())
+
+    def delete(self, kind: str, rid: str) -> None:
+        self.request("DELETE", f"{kind}/{rid}")
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    ok: bool
+    what: str
+    detail: str
+
+
+REQUIRED_READ = (
+    "Procedure",
+    "Encounter",
+    "Practitioner",
+    "PractitionerRole",
+    "Coverage",
+    "CarePlan",
+)
+REQUIRED_WRITE = ("ChargeItem", "Claim", "Communication", "Provenance")
+
+
+def check_capabilities(
+    statement: Resource, *, write: bool = True, subscriptions: bool = False
+) -> list[Capability]:
+    """What the adapter needs from a CapabilityStatement, one line each."""
+    rest = next((r for r in statement.get("rest") or [] if r.get("mode") == "server"), None)
+    if rest is None:
+        rest = (statement.get("rest") or [{}])[0]
+    resources = {r.get("type"): r for r in rest.get("resource") or []}
+    system = {i.get("code") for i in rest.get("interaction") or []}
+
+    def has(kind: str, *codes: str) -> bool:
+        ints = {i.get("code") for i in resources.get(kind, {}).get("interaction") or []}
+        return kind in resources and all(c in ints for c in codes)
+
+    out = [
+        Capability(
+            has(k, "read", "search-type"),
+            f"{k} read and search",
+            "" if has(k, "read", "search-type") else "missing",
+        )
+        for k in REQUIRED_READ
+    ]
+    if write:
+        for k in REQUIRED_WRITE:
+            ok = has(k, "create") or has(k, "update")
+            out.append(Capability(ok, f"{k} write", "" if ok else "no create/update interaction"))
+        out.append(
+            Capability(
+                "transaction" in system,
+                "transactions",
+                "" if "transaction" in system else "missing",
+            )
+        )
+    if subscriptions:
+        ok = has("Subscription", "create")
+        out.append(Capability(ok, "Subscription create", "" if ok else "missing"))
+    return out

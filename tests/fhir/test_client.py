@@ -1,0 +1,119 @@
+"""The FHIR client against the real FHIR server: searches, retries, errors, capability checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from adapter.errors import FatalServerError, TemporaryServerError
+from adapter.fhir.client import FhirClient, RetryPolicy, check_capabilities
+from tests.fault_proxy import FaultProxy
+from tests.fhir_server import FhirServer
+
+from .make import context
+
+
+@pytest.fixture
+def proxy(fhir: FhirServer) -> Iterator[FaultProxy]:
+    p = FaultProxy(fhir.base)
+    yield p
+    p.close()
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def seed(fhir: FhirServer, patient: str) -> None:
+    entries = [
+        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+        for r in context(patient=patient)
+    ]
+    status, body = fhir.request("POST", "", {"resourceType": "Bundle", "type": "transaction",
+                                             "entry": entries})  # fmt: skip
+    assert status == 200, body
+
+
+def test_search_follows_pages_and_includes(fhir: FhirServer) -> None:
+    seed(fhir, "client-p1")
+    client = FhirClient(fhir.base)
+    roles = list(
+        client.search(
+            "PractitionerRole", {"_count": "1", "_include": "PractitionerRole:practitioner"}
+        )
+    )
+    kinds = {r["resourceType"] for r in roles}
+    assert kinds == {"PractitionerRole", "Practitioner"}
+    assert len([r for r in roles if r["resourceType"] == "PractitionerRole"]) >= 3
+
+
+def test_503_then_200_is_retried(fhir: FhirServer, proxy: FaultProxy) -> None:
+    seed(fhir, "client-p2")
+    sleeps = Sleeps()
+    client = FhirClient(proxy.base, retry=RetryPolicy(attempts=5, initial_delay=0.25, sleep=sleeps))
+    proxy.plan.extend(["503", "502"])
+    patient = client.read("Patient", "client-p2")
+    assert patient["id"] == "client-p2"
+    assert client.retries == 2 and sleeps.calls == [0.25, 0.5]
+    print(f"retried 2 injected failures, waits {sleeps.calls}")
+
+
+def test_429_retry_after_is_honoured_and_capped(fhir: FhirServer, proxy: FaultProxy) -> None:
+    seed(fhir, "client-p3")
+    sleeps = Sleeps()
+    policy = RetryPolicy(attempts=4, retry_after_cap=5.0, sleep=sleeps)
+    client = FhirClient(proxy.base, retry=policy)
+    proxy.plan.extend(["429:3", "429:600"])
+    assert client.read("Patient", "client-p3")["id"] == "client-p3"
+    assert sleeps.calls == [3.0, 5.0]
+
+
+def test_timeouts_are_temporary_and_retried(fhir: FhirServer, proxy: FaultProxy) -> None:
+    seed(fhir, "client-p4")
+    client = FhirClient(proxy.base, timeout=(2.0, 0.5), retry=RetryPolicy(sleep=Sleeps()))
+    proxy.plan.append("sleep:1.5")
+    assert client.read("Patient", "client-p4")["id"] == "client-p4"
+    assert client.retries == 1
+
+
+def test_temporary_failures_give_up_after_the_attempts(proxy: FaultProxy) -> None:
+    client = FhirClient(proxy.base, retry=RetryPolicy(attempts=3, sleep=Sleeps()))
+    proxy.plan.extend(["503"] * 5)
+    with pytest.raises(TemporaryServerError) as err:
+        client.read("Patient", "whatever")
+    assert err.value.status == 503 and err.value.outcome is not None
+
+
+def test_fatal_errors_carry_the_operation_outcome(fhir: FhirServer) -> None:
+    client = FhirClient(fhir.base, retry=RetryPolicy(sleep=Sleeps()))
+    with pytest.raises(FatalServerError) as err:
+        client.read("Patient", "does-not-exist")
+    assert err.value.status == 404
+    assert err.value.outcome and err.value.outcome["resourceType"] == "OperationOutcome"
+    assert client.retries == 0
+
+
+def test_connection_refused_is_temporary() -> None:
+    from tests.fhir_server import free_port
+
+    client = FhirClient(
+        f"http://127.0.0.1:{free_port()}/fhir", retry=RetryPolicy(attempts=2, sleep=Sleeps())
+    )
+    with pytest.raises(TemporaryServerError, match="connection failed"):
+        client.capabilities()
+
+
+def test_capability_check_against_the_real_server(fhir: FhirServer) -> None:
+    statement = FhirClient(fhir.base).capabilities()
+    checks = check_capabilities(statement, subscriptions=True)
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    trimmed = {**statement, "rest": [{**statement["rest"][0], "interaction": [],
+                                      "resource": [r for r in statement["rest"][0]["resource"]
+                                                   if r["type"] != "ChargeItem"]}]}  # fmt: skip
+    missing = {c.what for c in check_capabilities(trimmed) if not c.ok}
+    assert missing == {"ChargeItem write", "transactions"}
