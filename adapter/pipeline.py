@@ -1,21 +1,29 @@
-"""The one place that wires intake -> parse -> evaluate -> build.
+"""The one place that wires intake -> parse -> evaluate -> build -> write-back.
 
-Every source (replay today; webhook and polling later) hands a patient-day's completed Procedures
-and a ``Lookup`` for their context to ``process_day`` and gets back the decision and the
-transaction entries to write.
+Every source hands a patient-day's completed Procedures and a ``Lookup`` for their context to
+``process_day`` and gets back the decision and the transaction entries. Replay writes them to
+files; the live service (webhook, polling) calls ``sync_day``, which gathers the day from the EMR
+and writes only the difference to the target server.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from adapter.domain import Decision, Rulebook
-from adapter.fhir.build import BuildOptions, build_day
+from adapter.errors import FatalServerError
+from adapter.fhir.build import BuildOptions, build_day, day_key_of, transaction
+from adapter.fhir.client import FhirClient
 from adapter.fhir.parse import Lookup, ParsedDay, service_day
+from adapter.fhir.writeback import WriteResult, existing_for_day, plan
+from adapter.intake.live import ChangeEvent, days_of, gather_day
 from adapter.rules import evaluate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,3 +66,78 @@ def process_day(
         return DayResult(parsed, None, [])
     decision = evaluate(parsed.day, rulebook)
     return DayResult(parsed, decision, build_day(decision, parsed.facts, options.build))
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What syncing one patient-day with the server did."""
+
+    patient: str
+    service_date: str
+    decision: Decision | None
+    write: WriteResult
+    problems: int
+
+
+def sync_day(
+    emr: FhirClient,
+    target: FhirClient,
+    rulebook: Rulebook,
+    *,
+    patient: str,
+    service_date: str,
+    options: Options,
+    attempts: int = 3,
+) -> SyncResult:
+    """Recompute one patient-day from the EMR and write the difference to ``target``.
+
+    A concurrent change to one of the day's resources (412 on If-Match) re-reads and retries.
+    """
+    day_key = day_key_of(patient, service_date)
+    for attempt in range(1, attempts + 1):
+        spool = gather_day(emr, patient, service_date)
+        try:
+            result = process_day(
+                spool.procedures_of(patient, service_date), spool, rulebook,
+                patient=patient, service_date=service_date, options=options,
+            )  # fmt: skip
+        finally:
+            spool.close()
+        existing = existing_for_day(target, day_key)
+        entries, written = plan(
+            result.entries,
+            existing,
+            day_key=day_key,
+            correction_recipient=options.build.billing_recipient,
+        )
+        if entries:
+            try:
+                target.transaction(transaction(entries))
+            except FatalServerError as err:
+                if err.status in (409, 412) and attempt < attempts:
+                    log.info("day %s changed while writing; retrying", day_key)
+                    continue
+                raise
+        log.info(
+            "day %s: %d created, %d updated, %d voided, %d unchanged",
+            day_key, len(written.created), len(written.updated), len(written.voided),
+            len(written.unchanged),
+        )  # fmt: skip
+        return SyncResult(
+            patient, service_date, result.decision, written, len(result.parsed.problems)
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def handle_events(
+    emr: FhirClient,
+    target: FhirClient,
+    rulebook: Rulebook,
+    events: Sequence[ChangeEvent],
+    options: Options,
+) -> list[SyncResult]:
+    """Recompute and write back every patient-day a batch of changes touches."""
+    return [
+        sync_day(emr, target, rulebook, patient=p, service_date=d, options=options)
+        for p, d in sorted(days_of(emr, events))
+    ]

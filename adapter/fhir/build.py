@@ -39,9 +39,20 @@ def _bare(key: str) -> str:
     return key.split("/", 1)[1] if "/" in key else key
 
 
-def _entry(resource: Resource, system: str, value: str, mode: str) -> Resource:
+def day_tag(day_key: str) -> Resource:
+    """The tag on everything written for one patient-day (finds it again; marks our own writes)."""
+    return {"system": codes.CS_PATIENT_DAY, "code": day_key}
+
+
+def day_key_of(patient: str, service_date: str) -> str:
+    return f"{_bare(patient)}:{service_date}"
+
+
+def _entry(resource: Resource, system: str, value: str, mode: str, day_key: str) -> Resource:
     full_url = f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{system}|{value}')}"
     kind = resource["resourceType"]
+    if kind != "Provenance":
+        resource = {"resourceType": kind, "meta": {"tag": [day_tag(day_key)]}} | resource
     query = f"_tag={system}|{value}" if kind == "Provenance" else f"identifier={system}|{value}"
     if mode == "update":
         request = {"method": "PUT", "url": f"{kind}?{query}"}
@@ -77,7 +88,7 @@ def _encounter_of(ids: Sequence[str], facts: DayFacts) -> str | None:
 
 def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> list[Resource]:
     """The transaction entries for one patient-day, in a fixed order."""
-    day_key = f"{_bare(facts.patient)}:{facts.service_date}"
+    day_key = day_key_of(facts.patient, facts.service_date)
     version_ext = {"url": codes.EXT_RULEBOOK, "valueString": decision.rulebook_version}
     entries: list[Resource] = []
     charge_urls: list[str] = []
@@ -114,7 +125,7 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
             "service": [_ref(i) for i in line.intervention_ids],
             "note": [{"text": "; ".join(line.reasons)}],
         }
-        entry = _entry(item, codes.ID_CHARGE_ITEM, value, options.write_mode)
+        entry = _entry(item, codes.ID_CHARGE_ITEM, value, options.write_mode, day_key)
         charge_urls.append(entry["fullUrl"])
         entries.append(entry)
 
@@ -204,7 +215,7 @@ def _claim(
         "insurance": [{"sequence": 1, "focal": True, "coverage": coverage}],
         "item": items,
     }
-    return _entry(claim, codes.ID_CLAIM, day_key, options.write_mode)
+    return _entry(claim, codes.ID_CLAIM, day_key, options.write_mode, day_key)
 
 
 def _sentence(f: Finding) -> str:
@@ -260,7 +271,7 @@ def _communications(
             "payload": [{"contentString": opening}]
             + [{"contentString": _sentence(f)} for f in findings],
         }
-        out.append(_entry(resource, codes.ID_COMMUNICATION, value, options.write_mode))
+        out.append(_entry(resource, codes.ID_COMMUNICATION, value, options.write_mode, day_key))
     return out
 
 
@@ -282,7 +293,7 @@ def _provenance(
     )
     resource: Resource = {
         "resourceType": "Provenance",
-        "meta": {"tag": [{"system": codes.CS_PATIENT_DAY, "code": day_key}]},
+        "meta": {"tag": [day_tag(day_key)]},
         "text": {"status": "generated", "div": div},
         "target": [{"reference": t} for t in targets],
         "recorded": facts.recorded,
@@ -300,7 +311,7 @@ def _provenance(
             else {}
         ),
     }
-    return _entry(resource, codes.CS_PATIENT_DAY, day_key, options.write_mode)
+    return _entry(resource, codes.CS_PATIENT_DAY, day_key, options.write_mode, day_key)
 
 
 def transaction(entries: Sequence[Mapping[str, Any]]) -> Resource:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TEMPORARY = frozenset({408, 429, 500, 502, 503, 504})
 FHIR_JSON = "application/fhir+json"
 Resource = dict[str, Any]
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +95,7 @@ class FhirClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
@@ -122,7 +123,7 @@ class FhirClient:
         self,
         method: str,
         path: str,
-        params: Mapping[str, str] | None,
+        params: Params | None,
         json_body: Any,
         headers: Mapping[str, str] | None,
     ) -> requests.Response:
@@ -179,7 +180,7 @@ class FhirClient:
     def read(self, kind: str, rid: str) -> Resource:
         return dict(self.request("GET", f"{kind}/{rid}").json())
 
-    def search(self, kind: str, params: Mapping[str, str]) -> Iterator[Resource]:
+    def search(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every resource of every page (matches and includes), following ``next`` links."""
         resp = self.request("GET", kind, params=params)
         pages = 0

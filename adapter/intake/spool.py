@@ -215,6 +215,11 @@ class Spool:
         )
         return dict(rows.fetchall())
 
+    def resources(self, kind: str) -> list[Resource]:
+        """Every spooled resource of one type (for small, in-memory spools)."""
+        rows = self.db.execute("SELECT body FROM resources WHERE type = ? ORDER BY key", (kind,))
+        return [json.loads(b) for (b,) in rows]
+
     def clear_cache(self) -> None:
         self._cache.clear()
 

@@ -1,0 +1,104 @@
+"""The live path against the real FHIR server: poll, write back, edits, voids, idempotence."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from adapter.fhir.client import FhirClient
+from adapter.intake.polling import Watermark, poll
+from adapter.mappings import load_rulebook
+from adapter.pipeline import Options, handle_events
+from tests.fhir.make import at, context, procedure
+from tests.fhir_server import FhirServer
+
+RULEBOOK = load_rulebook()
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def put_all(fhir: FhirServer, *resources: dict[str, Any]) -> None:
+    entries = [
+        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+        for r in resources
+    ]
+    status, body = fhir.request("POST", "", {"resourceType": "Bundle", "type": "transaction",
+                                             "entry": entries})  # fmt: skip
+    assert status == 200, body
+
+
+def charge_lines(fhir: FhirServer, patient: str) -> list[tuple[str, int, str]]:
+    items = fhir.search(f"ChargeItem?subject=Patient/{patient}&_count=100")
+    return sorted(
+        (i["code"]["coding"][0]["code"], i["quantity"]["value"], i["status"]) for i in items
+    )
+
+
+def cycle(client: FhirClient, mark: Watermark) -> tuple[Watermark, Any]:
+    events, new_mark = poll(client, mark)
+    results = handle_events(client, client, RULEBOOK, events, Options(evaluated_at=NOW))
+    return new_mark, results
+
+
+def test_poll_write_edit_void_and_nothing_twice(fresh_fhir: FhirServer) -> None:
+    pid = "live-p1"
+    a = procedure("live-a", "97112", at("09:00"), at("09:24"), patient=f"Patient/{pid}")
+    b = procedure("live-b", "97110", at("09:24"), at("09:47"), patient=f"Patient/{pid}")
+    put_all(fresh_fhir, *context(patient=pid), a, b)
+    client = FhirClient(fresh_fhir.base)
+
+    mark, results = cycle(client, Watermark())
+    assert len(results) == 1 and results[0].write.created
+    assert charge_lines(fresh_fhir, pid) == [("97110", 1, "billable"), ("97112", 2, "billable")]
+    (claim,) = fresh_fhir.search(f"Claim?patient=Patient/{pid}")
+    assert [i["quantity"]["value"] for i in claim["item"]] == [1, 2]
+
+    # nothing changed: a second poll finds nothing; re-syncing the day writes nothing
+    mark, results = cycle(client, mark)
+    assert results == []
+    from adapter.intake.live import ChangeEvent
+
+    again = handle_events(client, client, RULEBOOK, [ChangeEvent("Procedure", "live-a")],
+                          Options(evaluated_at=NOW))  # fmt: skip
+    assert not again[0].write.changed and again[0].write.unchanged
+
+    # the clinician corrects 97110's end time: 23 -> 38 minutes; 62 min total -> 4 units
+    edited = copy.deepcopy(b)
+    edited["performedPeriod"]["end"] = at("10:02")
+    put_all(fresh_fhir, edited)
+    mark, results = cycle(client, mark)
+    assert results[0].write.updated
+    assert charge_lines(fresh_fhir, pid) == [("97110", 2, "billable"), ("97112", 2, "billable")]
+    (claim,) = fresh_fhir.search(f"Claim?patient=Patient/{pid}")
+    assert sorted(i["quantity"]["value"] for i in claim["item"]) == [2, 2]
+
+    # 97110 entered in error: its line is voided, 97112 alone remains (24 min -> 2 units)
+    voided = {**edited, "status": "entered-in-error"}
+    put_all(fresh_fhir, voided)
+    mark, results = cycle(client, mark)
+    assert results[0].write.voided
+    assert charge_lines(fresh_fhir, pid) == [
+        ("97110", 2, "entered-in-error"), ("97112", 2, "billable")
+    ]  # fmt: skip
+    items = fresh_fhir.search(f"ChargeItem?subject=Patient/{pid}&_count=100")
+    assert len(items) == 2  # updated in place, never duplicated
+
+
+def test_a_claim_past_draft_is_not_rewritten(fresh_fhir: FhirServer) -> None:
+    pid = "live-p2"
+    a = procedure("live2-a", "97112", at("09:00"), at("09:30"), patient=f"Patient/{pid}")
+    put_all(fresh_fhir, *context(patient=pid), a)
+    client = FhirClient(fresh_fhir.base)
+    mark, _ = cycle(client, Watermark())
+    (claim,) = fresh_fhir.search(f"Claim?patient=Patient/{pid}")
+    claim["status"] = "active"  # the billing office submitted it
+    put_all(fresh_fhir, claim)
+    put_all(fresh_fhir, {**a, "performedPeriod": {"start": at("09:00"), "end": at("09:45")}})
+    mark, results = cycle(client, mark)
+    assert results[0].write.claim_locked
+    (claim_after,) = fresh_fhir.search(f"Claim?patient=Patient/{pid}")
+    assert claim_after["status"] == "active" and claim_after["item"][0]["quantity"]["value"] == 2
+    comms = fresh_fhir.search(f"Communication?subject=Patient/{pid}")
+    texts = [p["contentString"] for c in comms for p in c["payload"]]
+    assert any("Submit a corrected claim" in t and "97112 x3" in t for t in texts)
+    assert charge_lines(fresh_fhir, pid) == [("97112", 3, "billable")]
