@@ -1,0 +1,319 @@
+"""The Subscription webhook: every delivery shape in, one normalised ``Notification`` out.
+
+Accepted deliveries (all on the configured path, e.g. ``/notify``):
+
+- R4 rest-hook with the full resource: ``PUT|POST {path}/Procedure/{id}`` (HAPI style) or a
+  ``POST {path}`` whose body is the resource;
+- R4 rest-hook without payload (a ping): an empty ``POST {path}``: the adapter searches for what
+  changed (catch-up);
+- R4B/R5-backport notification Bundles (``type`` history, first entry the ``Parameters`` or
+  ``SubscriptionStatus``): ``handshake``, ``heartbeat``, ``event-notification`` with
+  ``full-resource``, ``id-only`` or ``empty`` content. Event numbers are tracked per
+  subscription; a gap (or a heartbeat counting more events than seen) triggers a catch-up.
+
+Every request must carry the shared secret header configured on the Subscription. Answers:
+200/204 once the notification is queued; 400 malformed JSON or Bundle; 401 missing or wrong
+secret; 404 wrong path; 405 wrong method; 413 body too large; 415 unsupported content type; 422
+a resource the adapter does not handle. Errors come as an OperationOutcome. Nothing from a body
+is logged: only resource ids, counts and the outcome.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from adapter.fhir import codes
+from adapter.fhir.parse import ref_key
+from adapter.intake.live import ChangeEvent, event_of
+
+log = logging.getLogger(__name__)
+Resource = dict[str, Any]
+HANDLED = frozenset({"Procedure", "Encounter"})
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A normalised delivery: changed resources (full or id-only), or a request to catch up."""
+
+    events: tuple[ChangeEvent, ...] = ()
+    catch_up: bool = False
+    subscription: str | None = None
+    kind: str = "event"  # event | ping | handshake | heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: Resource | None = None
+
+
+def outcome(status: int, code: str, message: str) -> Reply:
+    severity = "error" if status >= 400 else "information"
+    return Reply(
+        status,
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": severity, "code": code, "diagnostics": message}],
+        },
+    )
+
+
+@dataclass
+class EventCounter:
+    """Last event number seen per subscription, to notice lost notifications."""
+
+    last: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe(self, subscription: str, numbers: list[int], since_start: int | None) -> bool:
+        """Record event numbers; True when some were skipped (a gap: catch up)."""
+        with self.lock:
+            prev = self.last.get(subscription)
+            gap = False
+            for n in sorted(numbers):
+                if prev is not None and n > prev + 1:
+                    gap = True
+                prev = n if prev is None else max(prev, n)
+            if since_start is not None and (prev is None or since_start > prev):
+                gap = gap or (prev is not None and since_start > prev)
+                prev = since_start if prev is None else max(prev, since_start)
+            if prev is not None:
+                self.last[subscription] = prev
+            return gap
+
+
+def _param_value(p: Resource) -> Any:
+    return next((v for k, v in p.items() if k.startswith("value")), None)
+
+
+def parse_backport(bundle: Resource) -> tuple[str | None, str | None, list[Resource], int | None]:
+    """(type, subscription, events [{number, focus}], events-since-subscription-start)."""
+    entries = bundle.get("entry") or []
+    first = (entries[0].get("resource") if entries and isinstance(entries[0], dict) else None) or {}
+    kind = subscription = None
+    since: int | None = None
+    events: list[Resource] = []
+    if first.get("resourceType") == "Parameters":
+        for p in first.get("parameter") or []:
+            name = p.get("name")
+            if name == "type":
+                kind = p.get("valueCode")
+            elif name == "subscription":
+                subscription = (p.get("valueReference") or {}).get("reference")
+            elif name in ("events-since-subscription-start", "eventsSinceSubscriptionStart"):
+                since = _as_int(_param_value(p))
+            elif name in ("notification-event", "notificationEvent"):
+                ev: Resource = {}
+                for part in p.get("part") or []:
+                    pn = part.get("name")
+                    if pn in ("event-number", "eventNumber"):
+                        ev["number"] = _as_int(_param_value(part))
+                    elif pn == "focus":
+                        ev["focus"] = (part.get("valueReference") or {}).get("reference")
+                events.append(ev)
+    elif first.get("resourceType") == "SubscriptionStatus":
+        kind = first.get("type")
+        subscription = (first.get("subscription") or {}).get("reference")
+        since = _as_int(first.get("eventsSinceSubscriptionStart"))
+        events = [
+            {
+                "number": _as_int(e.get("eventNumber")),
+                "focus": (e.get("focus") or {}).get("reference"),
+            }
+            for e in first.get("notificationEvent") or []
+        ]
+    return kind, subscription, events, since
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Receiver:
+    """Turns HTTP deliveries into ``Notification``s handed to ``enqueue`` (which must persist
+    them before returning: the delivery is acknowledged only after it returns)."""
+
+    def __init__(
+        self,
+        enqueue: Callable[[Notification], None],
+        *,
+        path: str = "/notify",
+        secret: str | None = None,
+        secret_header: str = "X-Adapter-Secret",
+        max_body: int = 5_000_000,
+    ) -> None:
+        self.enqueue = enqueue
+        self.path = "/" + path.strip("/")
+        self.secret = secret
+        self.secret_header = secret_header
+        self.max_body = max_body
+        self.counter = EventCounter()
+        self.received = 0
+        self.rejected = 0
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        reply = self._handle(method, path, {k.lower(): v for k, v in headers.items()}, body)
+        if reply.status >= 400:
+            self.rejected += 1
+            route = path.split("?", maxsplit=1)[0]
+            log.info("webhook rejected %s %s: %d", method, route, reply.status)
+        else:
+            self.received += 1
+        return reply
+
+    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        route = path.split("?", 1)[0].rstrip("/")
+        if route != self.path and not route.startswith(self.path + "/"):
+            return outcome(404, "not-found", "unknown path")
+        if method not in ("POST", "PUT"):
+            return outcome(405, "not-supported", "use POST or PUT")
+        if self.secret is not None:
+            given = headers.get(self.secret_header.lower(), "")
+            if not hmac.compare_digest(given.encode(), self.secret.encode()):
+                return outcome(401, "security", f"missing or wrong {self.secret_header} header")
+        if len(body) > self.max_body:
+            return outcome(413, "too-costly", f"body over {self.max_body} bytes")
+        if not body.strip():
+            if route == self.path:
+                self.enqueue(Notification(catch_up=True, kind="ping"))
+                return Reply(204)
+            return outcome(400, "required", "an update notification needs the resource")
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype not in JSON_TYPES:
+            return outcome(415, "not-supported", f"content type {ctype} is not FHIR JSON")
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return outcome(400, "invalid", "body is not JSON")
+        if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
+            return outcome(400, "invalid", "body is not a FHIR resource")
+        if doc["resourceType"] == "Bundle":
+            return self._bundle(doc)
+        tail = route[len(self.path) :].strip("/")
+        if tail:
+            expected = ref_key(tail)
+            if f"{doc['resourceType']}/{doc.get('id')}" != expected:
+                return outcome(400, "invalid", "resource does not match the URL")
+        if doc["resourceType"] not in HANDLED:
+            return outcome(422, "not-supported", f"{doc['resourceType']} is not handled")
+        if _is_own(doc):
+            return Reply(200)  # our own write: never react to it (no loops)
+        event = event_of(doc, "rest-hook")
+        if event is None:
+            return outcome(400, "invalid", "resource has no id")
+        self.enqueue(Notification(events=(event,)))
+        return Reply(200)
+
+    def _bundle(self, bundle: Resource) -> Reply:
+        if bundle.get("type") != "history":
+            return outcome(400, "invalid", "a notification Bundle must be of type history")
+        kind, subscription, events, since = parse_backport(bundle)
+        if kind is None or subscription is None:
+            return outcome(400, "invalid", "not a subscription notification (no status entry)")
+        sub = ref_key(subscription)
+        numbers = [e["number"] for e in events if isinstance(e.get("number"), int)]
+        if kind == "handshake":
+            self.counter.observe(sub, [], since)
+            return Reply(200)
+        gap = self.counter.observe(sub, numbers, since)
+        if kind == "heartbeat":
+            if gap:
+                self.enqueue(Notification(catch_up=True, subscription=sub, kind="heartbeat"))
+            return Reply(200)
+        if kind not in ("event-notification", "query-event"):
+            return outcome(400, "invalid", f"notification type {kind!r} is not handled")
+        full = {
+            f"{r.get('resourceType')}/{r.get('id')}": r
+            for e in (bundle.get("entry") or [])[1:]
+            if isinstance(e, dict) and isinstance(r := e.get("resource"), dict)
+        }
+        out: list[ChangeEvent] = []
+        for e in events:
+            focus = e.get("focus")
+            if not isinstance(focus, str):
+                continue  # empty content: nothing but the fact; catch up below
+            key = ref_key(focus)
+            kind_, _, rid = key.partition("/")
+            if kind_ not in HANDLED or not rid:
+                continue
+            resource = full.get(key)
+            if resource is not None and _is_own(resource):
+                continue
+            event = event_of(resource, "backport") if resource is not None else None
+            out.append(event or ChangeEvent(kind_, rid, source="backport"))
+        catch_up = gap or any(not isinstance(e.get("focus"), str) for e in events) or not events
+        self.enqueue(Notification(events=tuple(out), catch_up=catch_up,
+                                  subscription=sub))  # fmt: skip
+        return Reply(200)
+
+
+def _is_own(resource: Resource) -> bool:
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return any(isinstance(t, dict) and t.get("system") == codes.CS_PATIENT_DAY for t in tags or [])
+
+
+class WebhookServer:
+    """The receiver on a threaded HTTP server; ``stop`` stops accepting and closes."""
+
+    def __init__(self, receiver: Receiver, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.receiver = receiver
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "charge-adapter"
+
+            def log_message(self, *args: Any) -> None:  # no request lines (paths hold ids only)
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > outer.receiver.max_body:
+                    reply = outcome(413, "too-costly", "body too large")
+                    self.close_connection = True
+                else:
+                    body = self.rfile.read(length) if length else b""
+                    try:
+                        reply = outer.receiver.handle(
+                            self.command, self.path, dict(self.headers.items()), body
+                        )
+                    except Exception:  # never crash the server; the sender will retry
+                        log.exception("webhook failed to queue a delivery")
+                        reply = outcome(503, "transient", "could not queue; retry")
+                self._send(reply)
+
+            def _send(self, reply: Reply) -> None:
+                payload = json.dumps(reply.body).encode() if reply.body is not None else b""
+                self.send_response(reply.status)
+                if payload:
+                    self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if payload:
+                    self.wfile.write(payload)
+
+            do_POST = do_PUT = do_GET = do_DELETE = do_PATCH = _serve
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="webhook", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
