@@ -94,6 +94,8 @@ class FindingCode(StrEnum):
     TIME_IN_FUTURE = "time-in-future"
     TIME_OUTSIDE_ENCOUNTER = "time-outside-encounter"
     TIME_OFF_SERVICE_DATE = "time-off-service-date"
+    DATE_DIFFERS_FROM_ENCOUNTER = "date-differs-from-encounter"
+    MODIFIER_LIMIT = "modifier-limit"
     UNDER_8_MINUTES = "under-8-minutes"
     NO_UNIT_LEFT = "no-unit-left"
     NOTHING_BILLABLE = "nothing-billable"
@@ -321,6 +323,7 @@ class CodeEntry:
     kind: CodeKind
     disciplines: frozenset[Discipline]
     assistant_may_furnish: bool
+    one_on_one: bool
     provenance: Provenance
 
 
@@ -402,6 +405,7 @@ class UnitThreshold:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvaluationLimits:
     per_discipline_per_day: int
+    disciplines: frozenset[Discipline]
     exclusive_with_evaluation: frozenset[str]
     provenance: Provenance
 

@@ -92,6 +92,7 @@ class _Code(_Entry):
     kind: CodeKind
     disciplines: Annotated[list[Discipline], Field(min_length=1)]
     assistant_may_furnish: bool
+    one_on_one: bool
 
     @model_validator(mode="after")
     def _evaluations_not_by_assistants(self) -> _Code:
@@ -188,6 +189,7 @@ class _PairsFile(BaseModel):
 
 class _Evaluations(_Entry):
     per_discipline_per_day: Annotated[int, Field(ge=1)]
+    disciplines: Annotated[list[Discipline], Field(min_length=1)]
     exclusive_with_evaluation: list[Code]
 
 
@@ -369,6 +371,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
                 kind=c.kind,
                 disciplines=frozenset(c.disciplines),
                 assistant_may_furnish=c.assistant_may_furnish,
+                one_on_one=c.one_on_one,
                 provenance=c.provenance(f"codes:{c.code}"),
             )
         )
@@ -485,6 +488,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         known(code, f("limits.toml"), "[evaluations]")
     evaluation_limits = EvaluationLimits(
         per_discipline_per_day=ev.per_discipline_per_day,
+        disciplines=frozenset(ev.disciplines),
         exclusive_with_evaluation=frozenset(ev.exclusive_with_evaluation),
         provenance=ev.provenance("limits:evaluations"),
     )

@@ -460,6 +460,7 @@ CORRUPTIONS = {
             "codes.toml",
             '[[code]]\ncode = "97110"\ndescriptor = "Therapeutic exercise"\ntimed = true\n'
             'kind = "treatment"\ndisciplines = ["PT"]\nassistant_may_furnish = true\n'
+            "one_on_one = true\n"
             'source = "test overlap"\nconfidence = "LOW"\neffective_from = 2020-01-01\n',
         ),
         "codes.toml",

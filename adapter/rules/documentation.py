@@ -187,12 +187,13 @@ def resolve(
                 out.append(
                     finding(
                         FindingCode.NO_DISCIPLINE,
-                        WARN,
-                        f"{len(unknown)} performer(s) without a discipline; billed under the "
-                        "performers whose discipline is known",
+                        ERR,
+                        f"{len(unknown)} performer(s) without a discipline (PT, OT or SLP role): "
+                        "document their role or remove them from the procedure",
                         ids,
                     )
                 )
+                held = True
     if discipline is not None and discipline not in entry.disciplines:
         out.append(
             finding(
@@ -252,6 +253,22 @@ def resolve(
                     )
                 )
                 held = True
+            if (
+                encounter is not None
+                and encounter.start is not None
+                and encounter.start.date() != iv.start.date()
+                and encounter.start <= iv.start
+                and (encounter.end is None or iv.end <= encounter.end)
+            ):
+                out.append(
+                    finding(
+                        FindingCode.DATE_DIFFERS_FROM_ENCOUNTER,
+                        WARN,
+                        f"the procedure's local date {iv.start.date()} differs from its "
+                        f"encounter's {encounter.start.date()}: check the time zone of the times",
+                        ids,
+                    )
+                )
             if encounter is not None and (
                 (encounter.start is not None and iv.start < encounter.start)
                 or (encounter.end is not None and iv.end > encounter.end)
@@ -293,7 +310,7 @@ def resolve(
         documented_minutes = iv.minutes
 
     # -- group session billed one-on-one ---------------------------------------------------------
-    if entry.timed and is_group(iv, rulebook.notes):
+    if entry.one_on_one and is_group(iv, rulebook.notes):
         out.append(
             finding(
                 FindingCode.GROUP_BILLED_ONE_ON_ONE,

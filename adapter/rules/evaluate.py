@@ -16,7 +16,7 @@ Steps, each explained in the decision:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from adapter.domain import (
@@ -48,7 +48,14 @@ from adapter.rules.documentation import (
     overlaps,
     resolve,
 )
-from adapter.rules.modifiers import order_modifiers, split_timed, split_untimed
+from adapter.rules.modifiers import (
+    DISTINCT_MODIFIERS,
+    MAX_MODIFIERS,
+    MODIFIER_ORDER,
+    order_modifiers,
+    split_timed,
+    split_untimed,
+)
 from adapter.rules.units import allocate_ama, allocate_cms, band
 
 Key = tuple[Discipline, str]
@@ -69,6 +76,7 @@ class _Code:
     assistant_minutes_unknown: bool = False
     units: int = 0
     zero_reason: str = "under 8 min"
+    unit_reason: str = ""
     dropped: bool = False
     modifiers: set[str] = field(default_factory=set)
     refs: list[str] = field(default_factory=list)
@@ -171,60 +179,30 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     def label(key: Key) -> str:
         return key[1] if payer.pooling is not Pooling.POOLED else f"{key[1]} ({key[0]})"
 
-    # 4. units ----------------------------------------------------------------------------------
+    # 4-5. units, then edits; a timed code an edit drops lends no minutes to the others --------
     method_ref = f"payer:{payer.id}"
-    if payer.method is UnitMethod.CMS:
-        scope = "per discipline" if payer.pooling.value == "per_discipline" else "pooled"
-        explanation.append(
-            f"Units: CMS total-time method (MCPM Ch. 5 §20.2), timed minutes totalled {scope} "
-            f"[{method_ref}]."
-        )
-        pools: dict[str, list[_Code]] = defaultdict(list)
-        for c in codes.values():
-            if c.timed:
-                pool = "all" if payer.pooling is Pooling.POOLED else str(c.key[0])
-                pools[pool].append(c)
-        for pool, members in sorted(pools.items()):
-            alloc = allocate_cms({c.key: c.minutes for c in members}, rank, label)
-            explanation.append(
-                f"  {pool} timed: "
-                + ", ".join(
-                    f"{label(c.key)} {c.minutes} min [{', '.join(c.ids)}]"
-                    for c in sorted(members, key=lambda c: rank(c.key))
-                )
-            )
-            explanation += [f"    {step}" for step in alloc.steps]
-            for c in members:
-                c.units = alloc.units[c.key]
-                if alloc.total_units:
-                    c.zero_reason = "the CMS total-time units went to codes with more minutes"
-                else:
-                    c.zero_reason = f"{pool} timed total {alloc.total_minutes} min is under 8"
-                c.reasons.append(
-                    f"units: CMS total-time, {pool} timed total {alloc.total_minutes} min -> "
-                    f"{alloc.total_units} unit(s); {c.code} {c.minutes} min got {c.units}"
-                    + (" (remainder tie broken deterministically)" if alloc.tie_broken else "")
-                )
-    else:
-        explanation.append(
-            f"Units: CPT/AMA per-code method, each timed code on its own [{method_ref}]."
-        )
-        per_code = allocate_ama({c.key: c.minutes for c in codes.values() if c.timed})
-        for key, u in sorted(per_code.items(), key=lambda kv: rank(kv[0])):
-            c = codes[key]
-            c.units = u
-            c.reasons.append(f"units: CPT/AMA per code, {c.minutes} min -> {u} unit(s)")
-            explanation.append(
-                f"  {label(key)} {c.minutes} min [{', '.join(c.ids)}] -> {u} unit(s) ({band(u)})"
-            )
     for c in codes.values():
         c.refs.append(method_ref)
-        if not c.timed:
-            c.units = 1
-            c.reasons.append("units: untimed code, one unit per day regardless of minutes")
-            explanation.append(f"  {label(c.key)} untimed [{', '.join(c.ids)}] -> 1 unit")
+    edit_notes: list[str] = []
+    rounds = 0
+    while True:
+        rounds += 1
+        unit_notes = _allocate(codes, payer, rank, label, method_ref)
+        before = {k for k, c in codes.items() if c.dropped}
+        findings += _evaluation_limits(codes, rulebook, edit_notes)
+        findings += _ncci(codes, day, payer, rulebook, edit_notes)
+        newly = {k for k, c in codes.items() if c.dropped} - before
+        if not any(codes[k].timed for k in newly):
+            break
+    explanation += unit_notes
+    if rounds > 1:
+        explanation.append(
+            "  the minutes of timed codes the edits below do not bill were left out of the "
+            "total and the units allocated again"
+        )
+    explanation += list(dict.fromkeys(edit_notes))
     for c in sorted(codes.values(), key=lambda c: rank(c.key)):
-        if c.timed and c.units == 0:
+        if c.timed and c.units == 0 and not c.dropped:
             findings.append(
                 finding(
                     FindingCode.UNDER_8_MINUTES if c.minutes < 8 else FindingCode.NO_UNIT_LEFT,
@@ -235,10 +213,6 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
                     c.code,
                 )
             )
-
-    # 5. edits ----------------------------------------------------------------------------------
-    findings += _evaluation_limits(codes, rulebook, explanation)
-    findings += _ncci(codes, day, payer, rulebook, explanation)
     findings += _mue(codes, day, rulebook, explanation)
 
     # 6. lines ----------------------------------------------------------------------------------
@@ -250,12 +224,19 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
             continue
         discipline = c.key[0]
         base = set(c.modifiers)
-        base_reasons = list(c.reasons)
+        base_reasons = list(dict.fromkeys([c.unit_reason, *c.reasons]))
         refs = list(c.refs)
         disc_mod = payer.discipline_modifiers.get(discipline)
         if disc_mod:
             base.add(disc_mod)
             base_reasons.append(f"{disc_mod}: delivered under a {discipline} plan of care")
+        distinct = sorted(base & DISTINCT_MODIFIERS, key=MODIFIER_ORDER.index)
+        if len(distinct) > 1:  # one distinct-service modifier marks the whole line
+            base -= set(distinct[1:])
+            base_reasons.append(
+                f"{distinct[0]} kept: one distinct-service modifier is enough for the line "
+                f"({', '.join(distinct[1:])} not repeated)"
+            )
         kx = kx_mods.get(discipline)
         if kx:
             base.add("KX")
@@ -287,6 +268,18 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
             parts = [(c.units, base, base_reasons)]
         for units, mods, reasons in parts:
             if units <= 0:
+                continue
+            if len(mods) > MAX_MODIFIERS:
+                findings.append(
+                    finding(
+                        FindingCode.MODIFIER_LIMIT,
+                        ERR,
+                        f"{c.code} would need {len(mods)} modifiers; an 837P line holds "
+                        f"{MAX_MODIFIERS}: split the line by hand",
+                        c.ids,
+                        c.code,
+                    )
+                )
                 continue
             lines.append(
                 ChargeLine(
@@ -353,6 +346,69 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     )
 
 
+def _allocate(
+    codes: dict[Key, _Code],
+    payer: PayerProfile,
+    rank: Callable[[Key], tuple[int, str]],
+    label: Callable[[Key], str],
+    method_ref: str,
+) -> list[str]:
+    """Units for every code not dropped by an edit; returns the explanation lines."""
+    notes: list[str] = []
+    live = [c for c in codes.values() if not c.dropped]
+    for c in codes.values():
+        if c.dropped:
+            c.units = 0
+    if payer.method is UnitMethod.CMS:
+        scope = "per discipline" if payer.pooling is Pooling.PER_DISCIPLINE else "pooled"
+        notes.append(
+            f"Units: CMS total-time method (MCPM Ch. 5 §20.2), timed minutes totalled {scope} "
+            f"[{method_ref}]."
+        )
+        pools: dict[str, list[_Code]] = defaultdict(list)
+        for c in live:
+            if c.timed:
+                pools["all" if payer.pooling is Pooling.POOLED else str(c.key[0])].append(c)
+        for pool, members in sorted(pools.items()):
+            alloc = allocate_cms({c.key: c.minutes for c in members}, rank, label)
+            notes.append(
+                f"  {pool} timed: "
+                + ", ".join(
+                    f"{label(c.key)} {c.minutes} min [{', '.join(c.ids)}]"
+                    for c in sorted(members, key=lambda c: rank(c.key))
+                )
+            )
+            notes += [f"    {step}" for step in alloc.steps]
+            for c in members:
+                c.units = alloc.units[c.key]
+                c.zero_reason = (
+                    "the CMS total-time units went to codes with more minutes"
+                    if alloc.total_units
+                    else f"{pool} timed total {alloc.total_minutes} min is under 8"
+                )
+                c.unit_reason = (
+                    f"units: CMS total-time, {pool} timed total {alloc.total_minutes} min -> "
+                    f"{alloc.total_units} unit(s); {c.code} {c.minutes} min got {c.units}"
+                    + (" (remainder tie broken deterministically)" if alloc.tie_broken else "")
+                )
+    else:
+        notes.append(f"Units: CPT/AMA per-code method, each timed code on its own [{method_ref}].")
+        per_code = allocate_ama({c.key: c.minutes for c in live if c.timed})
+        for key, u in sorted(per_code.items(), key=lambda kv: rank(kv[0])):
+            c = codes[key]
+            c.units = u
+            c.unit_reason = f"units: CPT/AMA per code, {c.minutes} min -> {u} unit(s)"
+            notes.append(
+                f"  {label(key)} {c.minutes} min [{', '.join(c.ids)}] -> {u} unit(s) ({band(u)})"
+            )
+    for c in live:
+        if not c.timed:
+            c.units = 1
+            c.unit_reason = "units: untimed code, one unit per day regardless of minutes"
+            notes.append(f"  {label(c.key)} untimed [{', '.join(c.ids)}] -> 1 unit")
+    return notes
+
+
 def _count_minutes(c: _Code) -> None:
     """Minutes of one code: sessions add up, overlapping records count once.
 
@@ -388,7 +444,8 @@ def _evaluation_limits(
     evals = [c for c in codes.values() if c.billed and is_evaluation(c.services[0].entry)]
     by_discipline: dict[Discipline, list[_Code]] = defaultdict(list)
     for c in evals:
-        by_discipline[c.key[0]].append(c)
+        if c.key[0] in limits.disciplines:
+            by_discipline[c.key[0]].append(c)
     for discipline, group in sorted(by_discipline.items()):
         if len(group) > limits.per_discipline_per_day:
             names = ", ".join(sorted(c.code for c in group))

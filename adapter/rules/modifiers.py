@@ -10,6 +10,7 @@ from dataclasses import dataclass
 #: Default order on the line: discipline, assistant, distinct service, KX.
 MODIFIER_ORDER = ("GP", "GO", "GN", "CQ", "CO", "XE", "XS", "XP", "XU", "59", "KX")
 MAX_MODIFIERS = 4  # an 837P line holds at most four
+DISTINCT_MODIFIERS = frozenset({"59", "XE", "XS", "XP", "XU"})
 
 
 def order_modifiers(modifiers: set[str] | frozenset[str]) -> tuple[str, ...]:

@@ -189,3 +189,45 @@ def test_no_seven_day_rule_for_97112(rulebook: Rulebook) -> None:
     # the engine sees one day only and must bill 97112 on its own merits.
     d = evaluate(day(iv("a", "97112", 0, 30)), rulebook)
     assert units_by_code(d) == {"97112": 2}
+
+
+def test_a_dropped_code_lends_no_minutes_to_the_others(rulebook: Rulebook) -> None:
+    # review finding: 97140 (column 2 of 97161, not distinct) held; its 20 minutes must not
+    # raise 97110's units: 97110 alone is 20 min -> 1 unit
+    d = evaluate(
+        day(iv("e", "97161", 0, 30), iv("m", "97140", 20, 20), iv("x", "97110", 40, 20)), rulebook
+    )
+    assert units_by_code(d) == {"97161": 1, "97110": 1}
+    assert "allocated again" in d.explain()
+    d = evaluate(
+        day(iv("e", "97161", 0, 30), iv("t", "97750", 30, 20), iv("x", "97110", 50, 20)), rulebook
+    )
+    assert units_by_code(d) == {"97161": 1, "97110": 1}
+
+
+def test_slp_evaluations_are_not_limited_to_one_a_day(rulebook: Rulebook) -> None:
+    from .build import SLP
+
+    d = evaluate(day(iv("s1", "92523", 0, 60, SLP), iv("s2", "92524", 60, 30, SLP)), rulebook)
+    assert units_by_code(d) == {"92523": 1, "92524": 1}
+
+
+def test_two_distinct_service_reasons_give_one_modifier_not_a_crash(rulebook: Rulebook) -> None:
+    from decimal import Decimal
+
+    from adapter.domain import KxSpend
+
+    from .build import PTA
+
+    d = evaluate(
+        day(
+            iv("e", "97161", 0, 30),
+            iv("m", "97140", 30, 30, PTA, body_site="lumbar"),
+            iv("c", "98940", 70, 10, DC, body_site="cervical"),
+            kx_spend=KxSpend(pt_slp=Decimal("5000")),
+        ),
+        rulebook,
+    )
+    (m,) = [ln for ln in d.lines if ln.code == "97140"]
+    assert m.modifiers == ("GP", "CQ", "XS", "KX")
+    assert any("one distinct-service modifier" in r for r in m.reasons)

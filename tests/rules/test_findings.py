@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from adapter.domain import (
     BusyPeriod,
@@ -118,10 +118,11 @@ def test_performer_without_a_discipline(rulebook: Rulebook) -> None:
     assert d.lines == ()
 
 
-def test_extra_performer_without_discipline_is_a_warning(rulebook: Rulebook) -> None:
+def test_extra_performer_without_discipline_is_an_error(rulebook: Rulebook) -> None:
+    # domain.md §5: "no performer, or performer without a discipline" is an error
     d = evaluate(day(iv("a", "97112", 0, 30, PT, NOBODY)), rulebook)
-    assert only(d, FindingCode.NO_DISCIPLINE) == (WARN, ("a",))
-    assert units_by_code(d) == {"97112": 2}
+    assert only(d, FindingCode.NO_DISCIPLINE) == (ERR, ("a",))
+    assert d.lines == ()
 
 
 def test_mixed_disciplines_on_one_procedure(rulebook: Rulebook) -> None:
@@ -242,3 +243,29 @@ def test_every_line_is_explained(rulebook: Rulebook) -> None:
         assert any(r.startswith("units:") for r in ln.reasons)
         assert ln.code in d.explain()
     assert d.rulebook_version == rulebook.version
+
+
+def test_one_on_one_untimed_code_in_a_group_is_an_error(rulebook: Rulebook) -> None:
+    from .build import SLP
+
+    d = evaluate(day(iv("s", "92507", 0, 40, SLP, group=True)), rulebook)
+    assert only(d, FindingCode.GROUP_BILLED_ONE_ON_ONE)[0] is ERR and d.lines == ()
+    ok = evaluate(day(iv("g", "97150", 0, 40, group=True)), rulebook)
+    assert lines(ok) == [("97150", 1, ("GP",))]
+
+
+def test_procedure_date_differing_from_its_encounter_warns(rulebook: Rulebook) -> None:
+    from datetime import datetime
+
+    utc = UTC
+    enc = encounter(PT, start=datetime(2026, 3, 2, 18, 0, tzinfo=T0.tzinfo),
+                    end=datetime(2026, 3, 2, 21, 0, tzinfo=T0.tzinfo))  # fmt: skip
+    late = Intervention(
+        id="a", code="97110", performers=(PT,), diagnosis=True, encounter_id="enc-1",
+        start=datetime(2026, 3, 3, 0, 0, tzinfo=utc), end=datetime(2026, 3, 3, 0, 20, tzinfo=utc),
+        note="Therapeutic exercise with resistance bands; patient tolerated well, improved reps.",
+    )  # fmt: skip
+    from dataclasses import replace
+
+    d = evaluate(replace(day(late, encounters=(enc,)), service_date=late.start.date()), rulebook)  # type: ignore[union-attr]
+    assert only(d, FindingCode.DATE_DIFFERS_FROM_ENCOUNTER)[0] is WARN
