@@ -67,6 +67,14 @@ class CodeKind(StrEnum):
     MANIPULATION = "manipulation"
 
 
+class CoverageStatus(StrEnum):
+    """How the payer profile was chosen."""
+
+    KNOWN = "known"  # from the patient's active Coverage (or forced by the caller)
+    MISSING = "missing"  # no active Coverage: the configured default profile
+    UNTYPED = "untyped"  # a Coverage without a Source of Payment Typology code: the default
+
+
 class KxGroup(StrEnum):
     """The two Medicare therapy KX thresholds: PT and SLP combined; OT separate."""
 
@@ -119,6 +127,7 @@ class FindingCode(StrEnum):
     KX_SPEND_UNKNOWN = "kx-spend-unknown"
     KX_THRESHOLD_UNKNOWN = "kx-threshold-unknown"
     COVERAGE_MISSING = "coverage-missing"
+    COVERAGE_TYPE_UNKNOWN = "coverage-type-unknown"
 
 
 #: Who must act on a finding: the clinician (fix the documentation) or the billing office.
@@ -133,6 +142,7 @@ BILLING_FINDINGS = frozenset(
         FindingCode.KX_SPEND_UNKNOWN,
         FindingCode.KX_THRESHOLD_UNKNOWN,
         FindingCode.COVERAGE_MISSING,
+        FindingCode.COVERAGE_TYPE_UNKNOWN,
     }
 )
 
@@ -212,7 +222,7 @@ class ServiceDay:
 
     ``evaluated_at`` is the moment of evaluation, passed in by the shell (the core reads no clock);
     None disables the future-time check. ``plan_of_care`` None means it was not looked up.
-    ``coverage_known`` False means no active coverage was found and ``payer`` is a default.
+    ``coverage`` says whether ``payer`` came from the patient's coverage or is a default.
     """
 
     patient_id: str
@@ -224,7 +234,7 @@ class ServiceDay:
     kx_spend: KxSpend = field(default_factory=KxSpend)
     other_patient_sessions: tuple[BusyPeriod, ...] = ()
     evaluated_at: datetime | None = None
-    coverage_known: bool = True
+    coverage: CoverageStatus = CoverageStatus.KNOWN
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +454,7 @@ class CoverageRule:
     provenance: Provenance
 
     def matches(self, system: str | None, code: str | None) -> bool:
-        if system != self.system or code is None:
+        if system != self.system or not isinstance(code, str):
             return False
         return code == self.exact if self.exact is not None else code.startswith(self.prefix or "")
 

@@ -14,11 +14,12 @@ import html
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, Severity
 from adapter.fhir import codes
-from adapter.fhir.parse import DayFacts
+from adapter.fhir.parse import DayFacts, parse_datetime
 
 Resource = dict[str, Any]
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.BASE)
@@ -71,10 +72,20 @@ def _line_value(day_key: str, line: ChargeLine) -> str:
 
 
 def _span(line: ChargeLine, facts: DayFacts) -> Resource:
+    """The period the line's services cover (earliest start, latest end, by instant)."""
     starts = [s for i in line.intervention_ids if (s := facts.spans.get(i, (None, None))[0])]
     ends = [e for i in line.intervention_ids if (e := facts.spans.get(i, (None, None))[1])]
     if len(starts) == len(ends) == len(line.intervention_ids):
-        return {"occurrencePeriod": {"start": min(starts), "end": max(ends)}}
+        return {
+            "occurrencePeriod": {
+                "start": min(
+                    starts, key=lambda v: parse_datetime(v)[0] or datetime.max.replace(tzinfo=UTC)
+                ),
+                "end": max(
+                    ends, key=lambda v: parse_datetime(v)[0] or datetime.min.replace(tzinfo=UTC)
+                ),
+            }
+        }
     return {"occurrenceDateTime": facts.service_date}
 
 
@@ -227,20 +238,22 @@ def _sentence(f: Finding) -> str:
 def _communications(
     decision: Decision, facts: DayFacts, day_key: str, options: BuildOptions
 ) -> list[Resource]:
-    groups: dict[tuple[str, ...], list[Finding]] = {}
+    groups: dict[tuple[str, ...], tuple[list[Finding], tuple[str, ...]]] = {}
     for f in decision.findings:
         if f.severity is Severity.INFO:
             continue
-        if f.code in BILLING_FINDINGS:
-            if options.billing_recipient is None:
-                continue
-            recipients: tuple[str, ...] = (options.billing_recipient,)
+        if f.code in BILLING_FINDINGS:  # for the billing office; unaddressed when none is set
+            key: tuple[str, ...] = ("billing",)
+            recipients: tuple[str, ...] = (
+                (options.billing_recipient,) if options.billing_recipient else ()
+            )
         else:
             recipients = tuple(sorted(_performers(f.intervention_ids, facts)))
-        groups.setdefault(recipients, []).append(f)
+            key = recipients
+        groups.setdefault(key, ([], recipients))[0].append(f)
     out = []
-    for recipients, findings in sorted(groups.items()):
-        value = f"{day_key}:{'+'.join(_bare(r) for r in recipients) or 'unassigned'}"
+    for key, (findings, recipients) in sorted(groups.items()):
+        value = f"{day_key}:{'+'.join(_bare(r) for r in key) or 'unassigned'}"
         about_ids = list(dict.fromkeys(i for f in findings for i in f.intervention_ids))
         encounters = list(
             dict.fromkeys(e for i in about_ids if (e := facts.intervention_encounter.get(i)))

@@ -20,6 +20,7 @@ from adapter.domain import (
     BusyPeriod,
     Clinician,
     CodeSource,
+    CoverageStatus,
     Discipline,
     EncounterContext,
     Intervention,
@@ -78,6 +79,10 @@ def _dict(value: Any) -> Resource:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def reference_of(element: Any) -> str | None:
     if isinstance(element, dict):
         ref = element.get("reference")
@@ -114,11 +119,11 @@ def service_date_of(procedure: Resource) -> str | None:
 def _codings(concept: Any) -> list[Resource]:
     if not isinstance(concept, dict):
         return []
-    return [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+    return [c for c in _list(concept.get("coding")) if isinstance(c, dict)]
 
 
 def _concepts(value: Any) -> list[Resource]:
-    return [c for c in value or [] if isinstance(c, dict)] if isinstance(value, list) else []
+    return [c for c in _list(value) if isinstance(c, dict)]
 
 
 def _texts(concept: Any) -> list[str]:
@@ -180,6 +185,7 @@ class _Clinicians:
     lookup: Lookup
     rulebook: Rulebook
     problems: list[Problem]
+    service_date: str
     cache: dict[str, tuple[Clinician, frozenset[str]]] = field(default_factory=dict)
 
     def resolve(self, ref: str, where: str) -> tuple[Clinician, frozenset[str]]:
@@ -200,16 +206,15 @@ class _Clinicians:
                 ident = self.lookup.key_of(practitioner)
                 aliases.add(ident)
         elif resource.get("resourceType") == "Practitioner":
+            roles = [r for r in self.lookup.roles_of(key) if _role_in_effect(r, self.service_date)]
             found = {
-                d
-                for role in self.lookup.roles_of(key)
-                if (d := _role_discipline(role, self.rulebook)) is not None
+                d for role in roles if (d := _role_discipline(role, self.rulebook)) is not None
             }
-            aliases |= {f"PractitionerRole/{r.get('id')}" for r in self.lookup.roles_of(key)}
+            aliases |= {f"PractitionerRole/{r.get('id')}" for r in roles}
             if not found:
                 quals = [
-                    {"code": q.get("code")}
-                    for q in resource.get("qualification") or []
+                    {"code": [q.get("code")]}
+                    for q in _list(resource.get("qualification"))
                     if isinstance(q, dict)
                 ]
                 found = {d for q in quals if (d := _role_discipline(q, self.rulebook)) is not None}
@@ -226,6 +231,10 @@ class _Clinicians:
         )
         self.cache[key] = (clinician, frozenset(aliases))
         return self.cache[key]
+
+
+def _role_in_effect(role: Resource, service_date: str) -> bool:
+    return role.get("active") is not False and _in_period(role.get("period"), service_date)
 
 
 def _has_diagnosis(resource: Resource, *fields: str) -> bool:
@@ -258,7 +267,7 @@ def icd_codings(resource: Resource) -> list[Resource]:
 def _note(procedure: Resource) -> str:
     return " ".join(
         n["text"].strip()
-        for n in procedure.get("note") or []
+        for n in _list(procedure.get("note"))
         if isinstance(n, dict) and isinstance(n.get("text"), str)
     )
 
@@ -268,12 +277,14 @@ def _is_group(procedure: Resource) -> bool:
 
 
 def _money(value: Any) -> Decimal | None:
-    if isinstance(value, dict):
-        try:
-            return Decimal(str(value.get("value")))
-        except (InvalidOperation, ValueError):
-            return None
-    return None
+    amount = value.get("value") if isinstance(value, dict) else None
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        return None
+    try:
+        money = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        return None
+    return money if money.is_finite() and money >= 0 else None
 
 
 def _in_period(period: Any, service_date: str) -> bool:
@@ -322,7 +333,7 @@ def service_day(
 ) -> ParsedDay:
     """Build the ``ServiceDay`` for one patient's completed procedures on one date of service."""
     problems: list[Problem] = []
-    clinicians = _Clinicians(lookup, rulebook, problems)
+    clinicians = _Clinicians(lookup, rulebook, problems, service_date)
     interventions: list[Intervention] = []
     performers: dict[str, tuple[str, ...]] = {}
     iv_encounter: dict[str, str | None] = {}
@@ -333,7 +344,10 @@ def service_day(
     not_therapy: list[str] = []
     recorded: list[str] = []
     for proc in procedures:
-        key = f"Procedure/{proc.get('id')}" if proc.get("id") else str(proc.get("_key"))
+        key = f"Procedure/{proc['id']}" if isinstance(proc.get("id"), str) else proc.get("_key")
+        if not isinstance(key, str):
+            problems.append(Problem("Procedure", "procedure without an id or a fullUrl: skipped"))
+            continue
         resolved = resolve_code(proc, rulebook)
         if not is_therapy(resolved, rulebook):
             not_therapy.append(key)
@@ -344,7 +358,7 @@ def service_day(
         start, start_err = parse_datetime(raw_start)
         end, end_err = parse_datetime(raw_end)
         people: list[Clinician] = []
-        for perf in proc.get("performer") or []:
+        for perf in _list(proc.get("performer")):
             ref = reference_of(perf.get("actor")) if isinstance(perf, dict) else None
             if ref:
                 clinician, aliases = clinicians.resolve(ref, key)
@@ -394,11 +408,11 @@ def service_day(
         e_start, _ = parse_datetime(period.get("start"))
         e_end, _ = parse_datetime(period.get("end"))
         participants = []
-        for part in enc.get("participant") or []:
+        for part in _list(enc.get("participant")):
             ref = reference_of(part.get("individual")) if isinstance(part, dict) else None
             if ref:
                 participants.append(clinicians.resolve(ref, enc_key)[0])
-        for dx in enc.get("diagnosis") or []:
+        for dx in _list(enc.get("diagnosis")):
             cond = reference_of(dx.get("condition")) if isinstance(dx, dict) else None
             if cond and {"reference": cond} not in diagnoses:
                 diagnoses.append({"reference": lookup.key_of(cond)})
@@ -430,12 +444,24 @@ def service_day(
         )
     else:
         payer = default_payer
+    coverage_status = CoverageStatus.KNOWN
+    if payer_override is None and coverage is None:
+        coverage_status = CoverageStatus.MISSING
+    elif (
+        payer_override is None
+        and coverage is not None
+        and not any(
+            c.get("system") == codes.SOPT and isinstance(c.get("code"), str)
+            for c in _codings(coverage.get("type"))
+        )
+    ):
+        payer, coverage_status = default_payer, CoverageStatus.UNTYPED
     kx = KxSpend()
     if coverage is not None:
         ext = {
-            e.get("url"): _money(e.get("valueMoney"))
-            for e in coverage.get("extension") or []
-            if isinstance(e, dict)
+            e["url"]: _money(e.get("valueMoney"))
+            for e in _list(coverage.get("extension"))
+            if isinstance(e, dict) and isinstance(e.get("url"), str)
         }
         kx = KxSpend(pt_slp=ext.get(codes.EXT_YTD_PT_SLP), ot=ext.get(codes.EXT_YTD_OT))
 
@@ -476,7 +502,7 @@ def service_day(
             sorted(set(busy), key=lambda b: (b.clinician_id, b.start, b.code))
         ),
         evaluated_at=evaluated_at,
-        coverage_known=coverage is not None or payer_override is not None,
+        coverage=coverage_status,
     )
     facts = DayFacts(
         patient=patient,

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +42,45 @@ _KEPT = frozenset(
 
 
 def _rank(resource: Resource) -> str:
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-    assert isinstance(meta, dict)
+    """``meta.lastUpdated`` (as UTC) and ``meta.versionId``, stored as JSON for ``_newer``."""
+    meta = resource.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    stamp = None
     updated = meta.get("lastUpdated")
-    stamp = ""
     if isinstance(updated, str):
         try:
             stamp = (
                 datetime.fromisoformat(updated.replace("Z", "+00:00")).astimezone(UTC).isoformat()
             )
         except ValueError:
-            stamp = ""
-    version = str(meta.get("versionId") or "")
-    return f"{stamp}|{version.zfill(12) if version.isdigit() else version}"
+            stamp = None
+    version = meta.get("versionId")
+    return json.dumps([stamp, str(version) if isinstance(version, str | int) else None])
+
+
+def _newer(old: str, new: str) -> bool:
+    """Whether the copy ranked ``new`` replaces the one ranked ``old``.
+
+    The later ``lastUpdated`` wins when both have one and they differ; otherwise the higher
+    ``versionId`` (numerically when both are numbers); otherwise the copy read later.
+    """
+    (old_stamp, old_version), (new_stamp, new_version) = json.loads(old), json.loads(new)
+    if old_stamp and new_stamp and old_stamp != new_stamp:
+        return bool(new_stamp > old_stamp)
+    if old_version is not None and new_version is not None and old_version != new_version:
+        if old_version.isdigit() and new_version.isdigit():
+            return int(new_version) > int(old_version)
+        return bool(new_version > old_version)
+    return True
+
+
+def _date_of(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value[:10]).isoformat()
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -112,7 +138,7 @@ class Spool:
         rank = _rank(resource)
         row = self.db.execute("SELECT rank FROM resources WHERE key = ?", (key,)).fetchone()
         if row is not None:
-            if row[0] > rank:
+            if not _newer(row[0], rank):
                 self.stats.superseded += 1
                 return
             self.stats.superseded += 1
@@ -155,9 +181,10 @@ class Spool:
             (key, ref_key(subject), service_date_of(proc), status,
              ref_key(encounter) if encounter else None, file),
         )  # fmt: skip
+        performers = proc.get("performer")
         actors = {
             ref_key(r)
-            for p in proc.get("performer") or []
+            for p in (performers if isinstance(performers, list) else [])
             if isinstance(p, dict) and (r := reference_of(p.get("actor")))
         }
         self.db.executemany("INSERT INTO actors VALUES (?, ?)", [(key, a) for a in actors])
@@ -182,8 +209,9 @@ class Spool:
             enc = self.get(encounter) if encounter else None
             period = enc.get("period") if enc and isinstance(enc.get("period"), dict) else {}
             start = period.get("start") if isinstance(period, dict) else None
-            if isinstance(start, str) and len(start) >= 10:
-                self.db.execute("UPDATE procedures SET dos = ? WHERE key = ?", (start[:10], key))
+            dos = _date_of(start)
+            if dos is not None:
+                self.db.execute("UPDATE procedures SET dos = ? WHERE key = ?", (dos, key))
             else:
                 self.problem(key, "no performed time and no encounter period: no date of service")
         self.db.commit()
@@ -199,12 +227,14 @@ class Spool:
         yield from cur
 
     def procedures_of(self, patient: str, dos: str) -> list[Resource]:
+        """The day's completed Procedures; ``_key`` carries the spool key (``urn:uuid:…`` for
+        a procedure that has no id yet)."""
         rows = self.db.execute(
-            "SELECT r.body FROM procedures p JOIN resources r ON r.key = p.key "
+            "SELECT p.key, r.body FROM procedures p JOIN resources r ON r.key = p.key "
             "WHERE p.patient = ? AND p.dos = ? AND p.status = 'completed' ORDER BY p.key",
             (patient, dos),
         )
-        return [json.loads(b) for (b,) in rows]
+        return [{**json.loads(b), "_key": k} for k, b in rows]
 
     def procedure_files(self) -> list[int]:
         return [f for (f,) in self.db.execute("SELECT DISTINCT file FROM procedures ORDER BY file")]

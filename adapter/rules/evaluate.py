@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from adapter.domain import (
     ChargeLine,
     CodeMinutes,
+    CoverageStatus,
     Decision,
     Discipline,
     Finding,
@@ -136,13 +137,23 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
                 no_dx,
             )
         )
-    if not day.coverage_known and interventions:
+    if day.coverage is CoverageStatus.MISSING and interventions:
         findings.append(
             finding(
                 FindingCode.COVERAGE_MISSING,
                 WARN,
                 f"no active coverage found for the date of service: billed under the default "
                 f"profile {payer.id}; confirm the payer",
+                (iv.id for iv in interventions),
+            )
+        )
+    elif day.coverage is CoverageStatus.UNTYPED and interventions:
+        findings.append(
+            finding(
+                FindingCode.COVERAGE_TYPE_UNKNOWN,
+                WARN,
+                f"the active coverage has no Source of Payment Typology type: billed under the "
+                f"default profile {payer.id}; confirm the payer",
                 (iv.id for iv in interventions),
             )
         )

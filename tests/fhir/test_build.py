@@ -37,7 +37,7 @@ def test_every_resource_validates_and_uses_conditional_updates(rulebook: Ruleboo
     out, _ = evaluate_bundle(day_bundle(), rulebook)
     assert out["type"] == "transaction" and validation_errors(out) == []
     kinds = [e["resource"]["resourceType"] for e in out["entry"]]
-    assert kinds == ["ChargeItem"] * 3 + ["Claim", "Communication", "Provenance"]
+    assert kinds == ["ChargeItem"] * 3 + ["Claim", "Communication", "Communication", "Provenance"]
     for e in out["entry"]:
         assert validation_errors(e["resource"]) == [], e["resource"]["resourceType"]
         assert e["fullUrl"].startswith("urn:uuid:")
@@ -99,7 +99,11 @@ def test_claim_has_one_item_per_line_in_modifier_order(rulebook: Rulebook) -> No
 
 def test_communication_goes_to_the_performer_with_coded_findings(rulebook: Rulebook) -> None:
     out, _ = evaluate_bundle(day_bundle(), rulebook)
-    (comm,) = by_type(out, "Communication")
+    comms = by_type(out, "Communication")
+    (billing,) = [c for c in comms if c["identifier"][0]["value"].endswith(":billing")]
+    (comm,) = [c for c in comms if c is not billing]
+    assert "recipient" not in billing  # billing-office queue: no billing_recipient configured
+    assert {c["coding"][0]["code"] for c in billing["reasonCode"]} == {"kx-spend-unknown"}
     assert comm["recipient"] == [{"reference": "Practitioner/pt"}]
     assert comm["about"] == [{"reference": "Procedure/c"}, {"reference": "Encounter/e1"}]
     assert comm["category"][0]["coding"][0]["code"] == "alert"

@@ -290,3 +290,15 @@ def test_every_written_reference_is_resolved_not_a_raw_urn(rulebook: Rulebook) -
     (claim,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Claim"]
     assert claim["provider"] == {"reference": "Organization/clinic"}
     assert "urn:uuid:org-1" not in str(out)
+
+
+def test_an_older_copy_without_timestamps_never_beats_a_newer_version(rulebook: Rulebook) -> None:
+    new = procedure("a", "97110", at("09:00"), at("09:20"), status="entered-in-error",
+                    meta={"versionId": "2", "lastUpdated": "2026-03-02T15:00:00Z"})  # fmt: skip
+    old = procedure("a", "97110", at("09:00"), at("09:50"), meta={"versionId": "1"})
+    for order in ((new, old), (old, new)):
+        assert decide(rulebook, *context(), *order) == []
+    v10 = procedure("b", "97110", at("09:00"), at("09:50"), meta={"versionId": "10"})
+    v9 = procedure("b", "97110", at("09:00"), at("09:20"), meta={"versionId": "9"})
+    (d,) = decide(rulebook, *context(), v10, v9)  # numeric, not string, comparison
+    assert lines(d) == ["97110 x3 GP"]

@@ -42,7 +42,7 @@ def test_replay_writes_one_transaction_per_input_and_a_summary(
     out = json.loads((tmp_path / "out" / "day.transaction.json").read_text())
     assert out["resourceType"] == "Bundle" and out["type"] == "transaction"
     assert [e["resource"]["resourceType"] for e in out["entry"]] == [
-        "ChargeItem", "ChargeItem", "Claim", "Provenance"
+        "ChargeItem", "ChargeItem", "Claim", "Communication", "Provenance"
     ]  # fmt: skip
     text = capsys.readouterr().out
     assert "patient-days    1 (medicare 1)" in text and "3 / 3" not in text
