@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,10 +16,14 @@ from adapter import __version__
 from adapter.config import Settings, load_settings
 from adapter.domain import Rulebook
 from adapter.errors import AdapterError, ConfigError
+from adapter.fhir import subscriptions
 from adapter.fhir.build import BuildOptions
+from adapter.fhir.client import check_capabilities
 from adapter.intake import replay as replay_mod
+from adapter.intake.webhook import Notification, Receiver, WebhookServer
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.pipeline import Options
+from adapter.service import Service
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +65,29 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ex.add_argument("--encounter", metavar="ID", help="only patient-days of this Encounter id")
     _common(ex)
+
+    sv = sub.add_parser(
+        "serve", help="run the webhook receiver and worker (Ctrl-C / SIGTERM stops)"
+    )
+    _live(sv)
+    sv.add_argument("--host", help="listen address (default: webhook.host)")
+    sv.add_argument("--port", type=int, help="listen port (default: webhook.port)")
+    sb = sub.add_parser("subscribe", help="create or update the Subscriptions on the EMR")
+    _live(sb)
+    sb.add_argument("--endpoint", help="the URL the EMR calls (default: webhook.public_url)")
+    us = sub.add_parser("unsubscribe", help="remove the adapter's Subscriptions from the EMR")
+    _live(us)
+    pl = sub.add_parser("poll", help="poll the EMR for changed procedures (no Subscriptions)")
+    _live(pl)
+    pl.add_argument("--once", action="store_true", help="poll once and exit")
     return parser
+
+
+def _live(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    p.add_argument("--emr", metavar="URL", help="EMR FHIR base URL (default: emr_base_url)")
+    p.add_argument("--write", metavar="URL", help="write-back base URL (default: the EMR)")
+    p.add_argument("--mappings", type=Path, metavar="DIR", help="mappings directory")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -126,6 +155,94 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
+    settings = load_settings(args.config, emr_base_url=args.emr, write_base_url=args.write)
+    rulebook = load_rulebook(args.mappings or settings.mappings or DEFAULT_MAPPINGS_DIR)
+    if settings.default_payer not in rulebook.payers:
+        raise ConfigError(f"default_payer {settings.default_payer!r} is not a payer profile")
+    options = Options(
+        default_payer=settings.default_payer,
+        evaluated_at=None,
+        build=BuildOptions(
+            agent=f"therapy-charge-adapter {__version__}",
+            billing_recipient=settings.billing_recipient,
+        ),
+    )
+    return settings, rulebook, options
+
+
+def _service(args: argparse.Namespace) -> tuple[Settings, Service]:
+    settings, rulebook, options = _live_setup(args)
+    emr = settings.emr()
+    return settings, Service(emr, settings.target(emr), rulebook, options, settings.state_dir)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings, service = _service(args)
+    hook = settings.webhook
+    receiver = Receiver(
+        service.enqueue,
+        path=hook.path,
+        secret=hook.secret.get_secret_value() if hook.secret else None,
+        secret_header=hook.secret_header,
+        max_body=hook.max_body,
+    )
+    server = WebhookServer(receiver, args.host or hook.host, args.port or hook.port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    problems = [c for c in check_capabilities(service.emr.capabilities()) if not c.ok]
+    for c in problems:
+        print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
+    service.start()
+    server.start()
+    print(f"listening on {args.host or hook.host}:{server.port}{hook.path}", flush=True)
+    while not stop.wait(settings.poll_interval):
+        service.enqueue(Notification(catch_up=True, kind="sweep"))
+    server.stop()
+    service.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    settings, _, _ = _live_setup(args)
+    endpoint = args.endpoint or settings.webhook.public_url
+    if not endpoint:
+        raise ConfigError("no endpoint: set webhook.public_url or pass --endpoint")
+    emr = settings.emr()
+    hook, subs = settings.webhook, settings.subscription
+    header = f"{hook.secret_header}: {hook.secret.get_secret_value()}" if hook.secret else None
+    wanted = subscriptions.desired(
+        endpoint, kind=subs.kind, criteria=subs.criteria, content=subs.content,
+        topic=subs.topic, header=header,
+    )  # fmt: skip
+    for action, ref in subscriptions.ensure(emr, wanted):
+        print(f"{action:9} {ref}")
+    return 0
+
+
+def _unsubscribe(args: argparse.Namespace) -> int:
+    settings, _, _ = _live_setup(args)
+    for ref in subscriptions.remove(settings.emr()):
+        print(f"deleted   {ref}")
+    return 0
+
+
+def _poll(args: argparse.Namespace) -> int:
+    settings, service = _service(args)
+    while True:
+        events = service.catch_up()
+        print(
+            f"{len(events)} change(s); {service.counters.days} patient-day(s) synced, "
+            f"{service.counters.written} written",
+            flush=True,
+        )
+        if args.once:
+            return 0
+        time.sleep(settings.poll_interval)
+
+
 def _check_mappings(directory: Path) -> int:
     rulebook = load_rulebook(directory)
     ptp = sum(len(v) for v in rulebook.ptp.values())
@@ -151,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command in ("serve", "subscribe", "unsubscribe", "poll"):
+            return {"serve": _serve, "subscribe": _subscribe, "unsubscribe": _unsubscribe,
+                    "poll": _poll}[args.command](args)  # fmt: skip
         parser.print_help()
         return 0
     except AdapterError as err:

@@ -1,47 +1,157 @@
 """Run configuration, built once in the CLI and passed down explicitly.
 
-A TOML file (``--config FILE``) may set::
+A TOML file (``--config FILE``) holds it; every key is optional for ``replay``::
 
-    default_payer = "medicare"                      # profile when a patient has no active Coverage
-    billing_recipient = "Organization/billing"      # where billing-office findings are posted
-    mappings = "/etc/charge-adapter/mappings"       # rules directory (default: the shipped one)
+    default_payer = "medicare"              # profile when a patient has no usable Coverage
+    billing_recipient = "Organization/billing"   # where billing-office findings go
+    mappings = "/etc/charge-adapter/mappings"    # rules directory (default: the shipped one)
+    emr_base_url = "https://emr.example.org/fhir"     # where procedures are read
+    write_base_url = "https://billing.example.org/fhir"  # where charges go (default: the EMR)
+    state_dir = "/var/lib/charge-adapter"   # poll watermark and, later, the durable store
+    poll_interval = 60                      # seconds between polls / catch-up sweeps
+
+    [auth]            # how to reach the EMR: type = none | bearer | basic | smart
+    type = "smart"
+    client_id = "charge-adapter"
+    private_key = "/run/secrets/adapter.pem"      # PEM or JWK; RS384 or ES384
+    alg = "RS384"
+
+    [write_auth]      # the write target's, when it differs (default: the same as [auth])
+
+    [webhook]         # charge-adapter serve
+    host = "0.0.0.0"
+    port = 8080
+    path = "/notify"
+    public_url = "https://adapter.example.org/notify"   # what the EMR calls
+    secret = "…"                                     # sent by the EMR in secret_header
+
+    [subscription]    # charge-adapter subscribe
+    kind = "rest-hook"          # rest-hook (R4 criteria) | backport (R4 topic-based)
+    content = "full-resource"   # full-resource | id-only | empty (rest-hook: full-resource | empty)
+    topic = "…"                 # backport: the topic canonical URL the EMR offers
+    criteria = ["Procedure?", "Encounter?"]
+
+Secrets (tokens, passwords, the webhook secret) are ``SecretStr`` and never printed.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from adapter.errors import ConfigError
+from adapter.fhir.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendAuth
+from adapter.fhir.client import FhirClient
+
+Reference = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")]
 
 
-class Settings(BaseModel):
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class AuthSettings(_Model):
+    type: Literal["none", "bearer", "basic", "smart"] = "none"
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+    private_key: Path | None = None
+    alg: Literal["RS384", "ES384", "RS256", "ES256"] = "RS384"
+    kid: str | None = None
+    scope: str = "system/*.read system/*.write"
+    token_url: str | None = None
+
+    def build(self, base_url: str) -> Auth:
+        if self.type == "bearer":
+            if self.token is None:
+                raise ConfigError("auth type bearer needs token")
+            return BearerAuth(self.token.get_secret_value())
+        if self.type == "basic":
+            if not self.username or self.password is None:
+                raise ConfigError("auth type basic needs username and password")
+            return BasicAuth(self.username, self.password.get_secret_value())
+        if self.type == "smart":
+            if not self.client_id or self.private_key is None:
+                raise ConfigError("auth type smart needs client_id and private_key")
+            return SmartBackendAuth(
+                base_url, self.client_id, self.private_key, alg=self.alg, kid=self.kid,
+                scope=self.scope, token_url=self.token_url,
+            )  # fmt: skip
+        return NoAuth()
+
+
+class WebhookSettings(_Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    path: str = "/notify"
+    public_url: str | None = None
+    secret: SecretStr | None = None
+    secret_header: str = "X-Adapter-Secret"
+    max_body: Annotated[int, Field(gt=0)] = 5_000_000
+
+
+class SubscriptionSettings(_Model):
+    kind: Literal["rest-hook", "backport"] = "rest-hook"
+    content: Literal["full-resource", "id-only", "empty"] = "full-resource"
+    topic: str | None = None
+    criteria: list[str] = ["Procedure?", "Encounter?"]
+
+
+class Settings(_Model):
     default_payer: str = "medicare"
-    billing_recipient: (
-        Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")] | None
-    ) = None
+    billing_recipient: Reference | None = None
     mappings: Path | None = None
+    emr_base_url: str | None = None
+    write_base_url: str | None = None
+    state_dir: Path = Path("state")
+    poll_interval: Annotated[float, Field(gt=0)] = 60.0
+    auth: AuthSettings = AuthSettings()
+    write_auth: AuthSettings | None = None
+    webhook: WebhookSettings = WebhookSettings()
+    subscription: SubscriptionSettings = SubscriptionSettings()
+
+    def emr(self) -> FhirClient:
+        if not self.emr_base_url:
+            raise ConfigError("emr_base_url is not set (config file or --emr)")
+        return FhirClient(self.emr_base_url, self.auth.build(self.emr_base_url))
+
+    def target(self, emr: FhirClient) -> FhirClient:
+        if not self.write_base_url or self.write_base_url == self.emr_base_url:
+            return emr
+        auth = (self.write_auth or self.auth).build(self.write_base_url)
+        return FhirClient(self.write_base_url, auth)
 
 
-def load_settings(path: Path | None) -> Settings:
-    if path is None:
-        return Settings()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"{path}: cannot be read: {err}") from None
+def load_settings(path: Path | None, **overrides: object) -> Settings:
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"{path}: cannot be read: {err}") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = Settings.model_validate(data)
     except ValidationError as err:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{path}: {reasons}") from None
-    if settings.mappings is not None and not settings.mappings.is_absolute():
-        settings = settings.model_copy(update={"mappings": (path.parent / settings.mappings)})
+        raise ConfigError(f"{path or 'settings'}: {reasons}") from None
+    if path is not None:
+        base = path.parent
+        updates: dict[str, object] = {}
+        if settings.mappings is not None and not settings.mappings.is_absolute():
+            updates["mappings"] = base / settings.mappings
+        if not settings.state_dir.is_absolute() and "state_dir" in data:
+            updates["state_dir"] = base / settings.state_dir
+        for name in ("auth", "write_auth"):
+            auth = getattr(settings, name)
+            if auth is not None and auth.private_key and not auth.private_key.is_absolute():
+                updates[name] = auth.model_copy(update={"private_key": base / auth.private_key})
+        if updates:
+            settings = settings.model_copy(update=updates)
     return settings
