@@ -2,7 +2,9 @@
 
 ``plan`` is consumed one action per incoming request; when it is empty requests pass through.
 Actions: ``"pass"``, ``"503"`` / ``"500"`` / any status (answered with an OperationOutcome),
-``"429:<seconds>"`` (with ``Retry-After``), ``"sleep:<seconds>"`` (answer late, then forward).
+``"429:<seconds>"`` (with ``Retry-After``), ``"sleep:<seconds>"`` (answer late, then forward),
+``"lost:<status>"`` (forward, so the server applies the request, then answer ``status`` as if the
+response had been lost).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class FaultProxy:
                 if action.startswith("sleep:"):
                     time.sleep(float(action.split(":")[1]))
                     action = "pass"
+                if action.startswith("lost:"):
+                    self._forward(body, reply=False)
+                    self._reply(int(action.split(":")[1]), {})
+                    return
                 if action.startswith("429"):
                     wait = action.split(":")[1] if ":" in action else "1"
                     self._reply(429, {"Retry-After": wait})
@@ -61,7 +67,7 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def _forward(self, body: bytes | None) -> None:
+            def _forward(self, body: bytes | None, reply: bool = True) -> None:
                 path = self.path.split("/fhir", 1)[1] if "/fhir" in self.path else self.path
                 req = urllib.request.Request(
                     proxy.upstream + path, data=body, method=self.command,
@@ -73,6 +79,8 @@ class FaultProxy:
                         status, headers, payload = resp.status, resp.headers, resp.read()
                 except urllib.error.HTTPError as err:
                     status, headers, payload = err.code, err.headers, err.read()
+                if not reply:
+                    return
                 self.send_response(status)
                 for k, v in headers.items():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection"):
