@@ -211,6 +211,10 @@ def _subscribe(args: argparse.Namespace) -> int:
     if not endpoint:
         raise ConfigError("no endpoint: set webhook.public_url or pass --endpoint")
     emr = settings.emr()
+    missing = [c for c in check_capabilities(emr.capabilities(), write=False, subscriptions=True)
+               if not c.ok and c.what == "Subscription create"]  # fmt: skip
+    if missing:
+        raise ConfigError("the EMR's CapabilityStatement has no Subscription create: use poll")
     hook, subs = settings.webhook, settings.subscription
     header = f"{hook.secret_header}: {hook.secret.get_secret_value()}" if hook.secret else None
     wanted = subscriptions.desired(
@@ -231,6 +235,9 @@ def _unsubscribe(args: argparse.Namespace) -> int:
 
 def _poll(args: argparse.Namespace) -> int:
     settings, service = _service(args)
+    for c in check_capabilities(service.emr.capabilities(), write=service.target is service.emr):
+        if not c.ok:
+            print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
     while True:
         events = service.catch_up()
         print(
