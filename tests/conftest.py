@@ -26,3 +26,26 @@ def fresh_fhir(tmp_path: Path) -> Iterator[fhir_server.FhirServer]:
         yield server
     finally:
         server.stop()
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    """A throw-away PostgreSQL database on the local server (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"no PostgreSQL server reachable at 127.0.0.1:5432 ({err})")
+    name = f"adapter_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

@@ -1,0 +1,256 @@
+"""The durable store: inbox, dead letters, ledger, processing log and small state values.
+
+One schema and one behaviour for both back ends (``sqlite.py``, ``postgres.py``):
+
+- **inbox** — every notification, polled change or sweep request is a row *before* it is
+  acknowledged. Workers ``claim`` due rows under a lease (a crashed worker's rows come back when
+  the lease ends), then ``complete`` or ``fail`` them; failed rows are retried with backoff and,
+  after the configured attempts, become **dead letters** (kept with the error until a person
+  retries or discards them). Rows carry references and versions only, never resource bodies.
+  A duplicate delivery (same source, resource and version) is stored once.
+- **ledger** — per patient-day: the input versions seen, the decision's hash and what was
+  written; ``ledger_inputs`` maps each procedure to the days it was part of (so a procedure that
+  moved to another date also recomputes its old day).
+- **runs** — one row per processing of a patient-day (worker, decision hash, whether anything
+  was written): the evidence that no day was processed into two different results.
+- **kv** — small state values (the poll watermark).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    id: int
+    source: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    day: str
+    inputs: dict[str, str]
+    decision_hash: str
+    written: dict[str, Any]
+    updated_at: float
+
+
+class SqlStore:
+    """Shared SQL; subclasses set the dialect (placeholders, id type, claim query, locks)."""
+
+    placeholder = "?"
+    id_type = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def __init__(self, clock: Clock = time.time, max_attempts: int = 6, base_delay: float = 2.0):
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+
+    # -- dialect hooks -------------------------------------------------------------------------
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _claim_sql(
+        self, worker: str, limit: int, lease: float, now: float
+    ) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    @contextmanager
+    def day_lock(self, day: str) -> Iterator[None]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- schema ----------------------------------------------------------------------------------
+    def schema(self) -> list[str]:
+        return [
+            f"""CREATE TABLE IF NOT EXISTS inbox (
+                id {self.id_type}, received_at DOUBLE PRECISION NOT NULL, source TEXT NOT NULL,
+                payload TEXT NOT NULL, dedupe TEXT UNIQUE, status TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0, next_at DOUBLE PRECISION NOT NULL,
+                lease_until DOUBLE PRECISION, claimed_by TEXT, last_error TEXT,
+                done_at DOUBLE PRECISION)""",
+            "CREATE INDEX IF NOT EXISTS inbox_due ON inbox (status, next_at)",
+            """CREATE TABLE IF NOT EXISTS ledger (
+                day TEXT PRIMARY KEY, inputs TEXT NOT NULL, decision_hash TEXT NOT NULL,
+                written TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE IF NOT EXISTS ledger_inputs (
+                proc TEXT NOT NULL, day TEXT NOT NULL, version TEXT NOT NULL,
+                PRIMARY KEY (proc, day))""",
+            f"""CREATE TABLE IF NOT EXISTS runs (
+                id {self.id_type}, day TEXT NOT NULL, worker TEXT NOT NULL,
+                decision_hash TEXT NOT NULL, changed INTEGER NOT NULL,
+                at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS runs_day ON runs (day)",
+            "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ]
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._execute(self._sql(sql), params)
+
+    # -- inbox -----------------------------------------------------------------------------------
+    def enqueue(
+        self, payload: Mapping[str, Any], *, source: str, dedupe: str | None = None
+    ) -> bool:
+        """Store a notification durably; False when the same delivery was stored before."""
+        now = self.clock()
+        rows = self._run(
+            "INSERT INTO inbox (received_at, source, payload, dedupe, next_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING RETURNING id",
+            (now, source, json.dumps(payload, sort_keys=True), dedupe, now),
+        )
+        return bool(rows)
+
+    def claim(self, worker: str, *, limit: int = 10, lease: float = 60.0) -> list[InboxItem]:
+        """Due rows (pending, or processing with an expired lease), now leased to ``worker``."""
+        return [self._item(r) for r in self._claim_sql(worker, limit, lease, self.clock())]
+
+    def complete(self, item_id: int) -> None:
+        self._run(
+            "UPDATE inbox SET status = 'done', done_at = ?, lease_until = NULL WHERE id = ?",
+            (self.clock(), item_id),
+        )
+
+    def fail(self, item_id: int, error: str) -> str:
+        """Record a failure: retried with backoff, or a dead letter after the last attempt."""
+        rows = self._run("SELECT attempts FROM inbox WHERE id = ?", (item_id,))
+        attempts = int(rows[0][0]) if rows else self.max_attempts
+        if attempts >= self.max_attempts:
+            self._run(
+                "UPDATE inbox SET status = 'dead', last_error = ?, lease_until = NULL WHERE id = ?",
+                (error[:2000], item_id),
+            )
+            return "dead"
+        delay = self.base_delay * 2 ** max(0, attempts - 1)
+        self._run(
+            "UPDATE inbox SET status = 'pending', last_error = ?, next_at = ?, lease_until = NULL "
+            "WHERE id = ?",
+            (error[:2000], self.clock() + delay, item_id),
+        )
+        return "retry"
+
+    def counts(self) -> dict[str, int]:
+        return {
+            str(s): int(n)
+            for s, n in self._run("SELECT status, COUNT(*) FROM inbox GROUP BY status")
+        }
+
+    def dead_letters(self) -> list[InboxItem]:
+        return [
+            self._item(r) for r in self._run(f"{self._select()} WHERE status = 'dead' ORDER BY id")
+        ]
+
+    def get(self, item_id: int) -> InboxItem | None:
+        rows = self._run(f"{self._select()} WHERE id = ?", (item_id,))
+        return self._item(rows[0]) if rows else None
+
+    def retry(self, item_id: int) -> bool:
+        rows = self._run(
+            "UPDATE inbox SET status = 'pending', attempts = 0, next_at = ? "
+            "WHERE id = ? AND status = 'dead' RETURNING id",
+            (self.clock(), item_id),
+        )
+        return bool(rows)
+
+    def discard(self, item_id: int) -> bool:
+        return bool(
+            self._run("DELETE FROM inbox WHERE id = ? AND status = 'dead' RETURNING id", (item_id,))
+        )
+
+    @staticmethod
+    def _select() -> str:
+        return "SELECT id, source, payload, status, attempts, last_error, received_at FROM inbox"
+
+    @staticmethod
+    def _item(row: tuple[Any, ...]) -> InboxItem:
+        return InboxItem(
+            id=int(row[0]), source=str(row[1]), payload=json.loads(row[2]), status=str(row[3]),
+            attempts=int(row[4]), last_error=row[5], received_at=float(row[6]),
+        )  # fmt: skip
+
+    # -- ledger and runs -------------------------------------------------------------------------
+    def ledger_get(self, day: str) -> LedgerEntry | None:
+        rows = self._run(
+            "SELECT day, inputs, decision_hash, written, updated_at FROM ledger WHERE day = ?",
+            (day,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return LedgerEntry(str(r[0]), json.loads(r[1]), str(r[2]), json.loads(r[3]), float(r[4]))
+
+    def ledger_put(
+        self, day: str, inputs: Mapping[str, str], decision_hash: str, written: Mapping[str, Any],
+        *, worker: str, changed: bool,
+    ) -> None:  # fmt: skip
+        now = self.clock()
+        self._run(
+            "INSERT INTO ledger (day, inputs, decision_hash, written, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET inputs = excluded.inputs, "
+            "decision_hash = excluded.decision_hash, written = excluded.written, "
+            "updated_at = excluded.updated_at",
+            (day, json.dumps(dict(inputs), sort_keys=True), decision_hash,
+             json.dumps(dict(written), sort_keys=True), now),
+        )  # fmt: skip
+        for proc, version in inputs.items():
+            self._run(
+                "INSERT INTO ledger_inputs (proc, day, version) VALUES (?, ?, ?) "
+                "ON CONFLICT (proc, day) DO UPDATE SET version = excluded.version",
+                (proc, day, version),
+            )
+        self._run(
+            "INSERT INTO runs (day, worker, decision_hash, changed, at) VALUES (?, ?, ?, ?, ?)",
+            (day, worker, decision_hash, 1 if changed else 0, now),
+        )
+
+    def days_with(self, proc: str) -> list[str]:
+        return [
+            str(r[0]) for r in self._run("SELECT day FROM ledger_inputs WHERE proc = ?", (proc,))
+        ]
+
+    def seen_version(self, proc: str, version: str) -> bool:
+        """Whether this procedure was already processed at ``version`` or a later one."""
+        for (seen,) in self._run("SELECT version FROM ledger_inputs WHERE proc = ?", (proc,)):
+            if str(seen).isdigit() and version.isdigit() and int(seen) >= int(version):
+                return True
+            if str(seen) == version:
+                return True
+        return False
+
+    def runs(self) -> list[tuple[str, str, str, bool]]:
+        return [
+            (str(d), str(w), str(h), bool(c))
+            for d, w, h, c in self._run(
+                "SELECT day, worker, decision_hash, changed FROM runs ORDER BY id"
+            )
+        ]
+
+    # -- small values ----------------------------------------------------------------------------
+    def get_value(self, key: str) -> str | None:
+        rows = self._run("SELECT value FROM kv WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_value(self, key: str, value: str) -> None:
+        self._run(
+            "INSERT INTO kv (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

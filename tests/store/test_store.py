@@ -1,0 +1,167 @@
+"""The durable store, on SQLite and on a real PostgreSQL server (same behaviour)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapter.store import SqlStore, open_store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'adapter.db'}"
+    return str(request.getfixturevalue("pg_dsn"))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(url: str, clock: Clock) -> Iterator[SqlStore]:
+    s = open_store(url, clock=clock, max_attempts=3, base_delay=10)
+    yield s
+    s.close()
+
+
+def test_enqueue_is_durable_and_deduplicated(store: SqlStore, url: str) -> None:
+    assert store.enqueue({"events": [{"kind": "Procedure", "id": "a"}]}, source="rest-hook",
+                         dedupe="rest-hook:Procedure/a@2")  # fmt: skip
+    for _ in range(4):  # the same delivery four more times
+        assert not store.enqueue(
+            {"events": []}, source="rest-hook", dedupe="rest-hook:Procedure/a@2"
+        )
+    assert store.enqueue({"catch_up": True}, source="ping")  # no dedupe key: always stored
+    assert store.enqueue({"catch_up": True}, source="ping")
+    again = open_store(url)  # another process opening the same store sees them
+    try:
+        assert again.counts() == {"pending": 3}
+    finally:
+        again.close()
+
+
+def test_claim_lease_complete(store: SqlStore, clock: Clock) -> None:
+    for n in range(5):
+        store.enqueue({"n": n}, source="poll", dedupe=f"x{n}")
+    first = store.claim("w1", limit=3, lease=30)
+    assert [i.payload["n"] for i in first] == [0, 1, 2] and all(i.attempts == 1 for i in first)
+    second = store.claim("w2", limit=10, lease=30)
+    assert [i.payload["n"] for i in second] == [3, 4]
+    assert store.claim("w3") == []
+    store.complete(first[0].id)
+    clock.now += 31  # w1 and w2 died: their unfinished rows come back after the lease
+    back = store.claim("w3", limit=10)
+    assert sorted(i.payload["n"] for i in back) == [1, 2, 3, 4]
+    assert store.counts() == {"done": 1, "processing": 4}
+
+
+def test_failures_back_off_then_become_dead_letters(store: SqlStore, clock: Clock) -> None:
+    store.enqueue({"n": 1}, source="rest-hook", dedupe="one")
+    (item,) = store.claim("w")
+    assert store.fail(item.id, "TemporaryServerError: 503") == "retry"
+    assert store.claim("w") == []  # backing off
+    clock.now += 10
+    (item,) = store.claim("w")
+    assert store.fail(item.id, "again") == "retry"
+    clock.now += 20
+    (item,) = store.claim("w")
+    assert item.attempts == 3
+    assert store.fail(item.id, "FatalServerError: 422 invalid") == "dead"
+    clock.now += 1000
+    assert store.claim("w") == []
+    (dead,) = store.dead_letters()
+    assert dead.last_error == "FatalServerError: 422 invalid" and dead.status == "dead"
+    assert store.get(dead.id) == dead
+    assert store.retry(dead.id) and store.counts() == {"pending": 1}
+    (item,) = store.claim("w")
+    assert item.attempts == 1
+    for _ in range(3):  # fail it to death again
+        store.fail(item.id, "x")
+        clock.now += 100
+        item = next(iter(store.claim("w")), item)
+    assert not store.discard(12345)
+    assert store.discard(dead.id) and store.dead_letters() == [] and store.counts() == {}
+
+
+def test_concurrent_claims_never_share_a_row(url: str) -> None:
+    seed = open_store(url)
+    for n in range(300):
+        seed.enqueue({"n": n}, source="poll", dedupe=f"c{n}")
+    seed.close()
+    claimed: dict[str, list[int]] = {}
+
+    def worker(name: str) -> None:
+        s = open_store(url)
+        got: list[int] = []
+        while batch := s.claim(name, limit=7):
+            got += [i.payload["n"] for i in batch]
+            for i in batch:
+                s.complete(i.id)
+        claimed[name] = got
+        s.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [n for got in claimed.values() for n in got]
+    assert sorted(everything) == list(range(300))  # none missed, none twice
+
+
+def test_ledger_runs_and_values(store: SqlStore) -> None:
+    assert store.ledger_get("p1:2026-03-02") is None
+    store.ledger_put("p1:2026-03-02", {"Procedure/a": "3", "Procedure/b": "1"}, "h1",
+                     {"created": 3}, worker="w1", changed=True)  # fmt: skip
+    store.ledger_put("p1:2026-03-02", {"Procedure/a": "4", "Procedure/b": "1"}, "h2",
+                     {"updated": 1}, worker="w2", changed=True)  # fmt: skip
+    entry = store.ledger_get("p1:2026-03-02")
+    assert entry and entry.inputs == {"Procedure/a": "4", "Procedure/b": "1"}
+    assert entry.decision_hash == "h2" and entry.written == {"updated": 1}
+    assert store.days_with("Procedure/a") == ["p1:2026-03-02"]
+    assert store.seen_version("Procedure/a", "4") and store.seen_version("Procedure/a", "3")
+    assert not store.seen_version("Procedure/a", "5") and not store.seen_version("Procedure/z", "1")
+    assert [r[2] for r in store.runs()] == ["h1", "h2"]
+    store.set_value("watermark", "a")
+    store.set_value("watermark", "b")
+    assert store.get_value("watermark") == "b" and store.get_value("other") is None
+
+
+def test_day_lock_serialises_one_day(store: SqlStore) -> None:
+    order: list[str] = []
+
+    def hold(tag: str) -> None:
+        with store.day_lock("p1:2026-03-02"):
+            order.append(f"{tag}+")
+            threading.Event().wait(0.1)
+            order.append(f"{tag}-")
+
+    threads = [threading.Thread(target=hold, args=(t,)) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert order in (["a+", "a-", "b+", "b-"], ["b+", "b-", "a+", "a-"])
+
+
+def test_unknown_store_url() -> None:
+    from adapter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="use sqlite"):
+        open_store("mysql://x")
+    with pytest.raises(ConfigError, match="unreachable"):
+        open_store("postgresql://postgres@127.0.0.1:1/none")
