@@ -24,6 +24,7 @@ from adapter.intake.webhook import Notification, Receiver, WebhookServer
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.pipeline import Options
 from adapter.service import Service
+from adapter.store import open_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,11 +81,22 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("poll", help="poll the EMR for changed procedures (no Subscriptions)")
     _live(pl)
     pl.add_argument("--once", action="store_true", help="poll once and exit")
+    wk = sub.add_parser("work", help="process the durable inbox (a worker replica)")
+    _live(wk)
+    wk.add_argument("--until-empty", action="store_true", help="exit when nothing is due")
+    dl = sub.add_parser("dead-letters", help="list, show, retry or discard dead letters")
+    dl.add_argument("action", choices=["list", "show", "retry", "discard"])
+    dl.add_argument("id", nargs="?", type=int)
+    dl.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    dl.add_argument("--store", metavar="URL", help="store URL (default: from the config)")
     return parser
 
 
 def _live(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    p.add_argument(
+        "--store", metavar="URL", help="sqlite:///PATH or postgresql://… (default: config)"
+    )
     p.add_argument("--emr", metavar="URL", help="EMR FHIR base URL (default: emr_base_url)")
     p.add_argument("--write", metavar="URL", help="write-back base URL (default: the EMR)")
     p.add_argument("--mappings", type=Path, metavar="DIR", help="mappings directory")
@@ -156,7 +168,9 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
-    settings = load_settings(args.config, emr_base_url=args.emr, write_base_url=args.write)
+    settings = load_settings(
+        args.config, emr_base_url=args.emr, write_base_url=args.write, store=args.store
+    )
     rulebook = load_rulebook(args.mappings or settings.mappings or DEFAULT_MAPPINGS_DIR)
     if settings.default_payer not in rulebook.payers:
         raise ConfigError(f"default_payer {settings.default_payer!r} is not a payer profile")
@@ -174,7 +188,8 @@ def _live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
 def _service(args: argparse.Namespace) -> tuple[Settings, Service]:
     settings, rulebook, options = _live_setup(args)
     emr = settings.emr()
-    return settings, Service(emr, settings.target(emr), rulebook, options, settings.state_dir)
+    store = open_store(settings.store_url(), max_attempts=settings.max_attempts)
+    return settings, Service(emr, settings.target(emr), rulebook, options, store)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -198,9 +213,10 @@ def _serve(args: argparse.Namespace) -> int:
     server.start()
     print(f"listening on {args.host or hook.host}:{server.port}{hook.path}", flush=True)
     while not stop.wait(settings.poll_interval):
-        service.enqueue(Notification(catch_up=True, kind="sweep"))
+        service.enqueue(Notification(catch_up=True, kind="sweep"), source="sweep")
     server.stop()
     service.stop()
+    service.store.close()
     print("stopped", flush=True)
     return 0
 
@@ -239,15 +255,67 @@ def _poll(args: argparse.Namespace) -> int:
         if not c.ok:
             print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
     while True:
-        events = service.catch_up()
+        found = service.catch_up()
+        service.drain()
         print(
-            f"{len(events)} change(s); {service.counters.days} patient-day(s) synced, "
-            f"{service.counters.written} written",
+            f"{found} change(s); {service.counters.days} patient-day(s) synced, "
+            f"{service.counters.written} written; inbox {_counts(service.store.counts())}",
             flush=True,
         )
         if args.once:
             return 0
         time.sleep(settings.poll_interval)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"
+
+
+def _work(args: argparse.Namespace) -> int:
+    """A worker replica: process the shared inbox (PostgreSQL) until stopped, or until empty."""
+    _, service = _service(args)
+    if args.until_empty:
+        service.drain(timeout=float("inf"))
+    else:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: service.stopping.set())
+        service.run()
+    print(f"{service.counters.days} patient-day(s) synced, {service.counters.written} written; "
+          f"inbox {_counts(service.store.counts())}")  # fmt: skip
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    store = open_store(args.store or settings.store_url())
+    try:
+        if args.action == "list":
+            items = store.dead_letters()
+            for dead in items:
+                when = datetime.fromtimestamp(dead.received_at, UTC).isoformat(timespec="seconds")
+                refs = ", ".join(f"{e['kind']}/{e['id']}" for e in dead.payload.get("events", []))
+                print(f"{dead.id:>8}  {when}  {dead.source:<10} attempts {dead.attempts}  "
+                      f"{refs or 'catch-up'}  {(dead.last_error or '')[:80]}")  # fmt: skip
+            print(f"{len(items)} dead letter(s); inbox {_counts(store.counts())}")
+            return 0
+        if args.id is None:
+            raise ConfigError(f"dead-letters {args.action} needs an id")
+        item = store.get(args.id)
+        if item is None or item.status != "dead":
+            raise ConfigError(f"no dead letter {args.id}")
+        if args.action == "show":
+            shown = {"id": item.id, "source": item.source, "attempts": item.attempts,
+                     "error": item.last_error, "payload": item.payload}  # fmt: skip
+            print(json.dumps(shown, indent=2))
+        elif args.action == "retry":
+            store.retry(item.id)
+            print(f"dead letter {item.id} queued again")
+        else:
+            store.discard(item.id)
+            print(f"dead letter {item.id} discarded")
+        return 0
+    finally:
+        store.close()
 
 
 def _check_mappings(directory: Path) -> int:
@@ -275,9 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "explain":
             return _explain(args)
-        if args.command in ("serve", "subscribe", "unsubscribe", "poll"):
-            return {"serve": _serve, "subscribe": _subscribe, "unsubscribe": _unsubscribe,
-                    "poll": _poll}[args.command](args)  # fmt: skip
+        commands = {"serve": _serve, "subscribe": _subscribe, "unsubscribe": _unsubscribe,
+                    "poll": _poll, "work": _work, "dead-letters": _dead_letters}  # fmt: skip
+        if args.command in commands:
+            return commands[args.command](args)
         parser.print_help()
         return 0
     except AdapterError as err:

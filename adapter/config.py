@@ -7,7 +7,8 @@ A TOML file (``--config FILE``) holds it; every key is optional for ``replay``::
     mappings = "/etc/charge-adapter/mappings"    # rules directory (default: the shipped one)
     emr_base_url = "https://emr.example.org/fhir"     # where procedures are read
     write_base_url = "https://billing.example.org/fhir"  # where charges go (default: the EMR)
-    state_dir = "/var/lib/charge-adapter"   # poll watermark and, later, the durable store
+    state_dir = "/var/lib/charge-adapter"   # holds the SQLite store by default
+    store = "postgresql://adapter@db/adapter"   # durable store (default: sqlite in state_dir)
     poll_interval = 60                      # seconds between polls / catch-up sweeps
 
     [auth]            # how to reach the EMR: type = none | bearer | basic | smart
@@ -108,6 +109,8 @@ class Settings(_Model):
     emr_base_url: str | None = None
     write_base_url: str | None = None
     state_dir: Path = Path("state")
+    store: str | None = None
+    max_attempts: Annotated[int, Field(ge=1)] = 6
     poll_interval: Annotated[float, Field(gt=0)] = 60.0
     auth: AuthSettings = AuthSettings()
     write_auth: AuthSettings | None = None
@@ -118,6 +121,9 @@ class Settings(_Model):
         if not self.emr_base_url:
             raise ConfigError("emr_base_url is not set (config file or --emr)")
         return FhirClient(self.emr_base_url, self.auth.build(self.emr_base_url))
+
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.state_dir / 'adapter.db'}"
 
     def target(self, emr: FhirClient) -> FhirClient:
         if not self.write_base_url or self.write_base_url == self.emr_base_url:

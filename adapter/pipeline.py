@@ -8,6 +8,8 @@ and writes only the difference to the target server.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,6 +79,35 @@ class SyncResult:
     decision: Decision | None
     write: WriteResult
     problems: int
+    inputs: dict[str, str]  # Procedure key -> versionId seen
+    decision_hash: str
+
+    @property
+    def day_key(self) -> str:
+        return day_key_of(self.patient, self.service_date)
+
+
+def _version(resource: dict[str, Any]) -> str:
+    meta = resource.get("meta")
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return str(version) if isinstance(version, str | int) else ""
+
+
+def decision_hash(decision: Decision | None) -> str:
+    """A stable hash of what a decision bills and flags (lines and finding codes)."""
+    if decision is None:
+        return "none"
+    body = {
+        "lines": [
+            [ln.code, ln.units, list(ln.modifiers), list(ln.intervention_ids)]
+            for ln in decision.lines
+        ],
+        "findings": sorted(
+            {f"{f.code.value}:{','.join(f.intervention_ids)}" for f in decision.findings}
+        ),
+        "rulebook": decision.rulebook_version,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def sync_day(
@@ -97,12 +128,16 @@ def sync_day(
     for attempt in range(1, attempts + 1):
         spool = gather_day(emr, patient, service_date)
         try:
+            procedures = spool.procedures_of(patient, service_date)
             result = process_day(
-                spool.procedures_of(patient, service_date), spool, rulebook,
+                procedures, spool, rulebook,
                 patient=patient, service_date=service_date, options=options,
             )  # fmt: skip
         finally:
             spool.close()
+        inputs = {
+            str(p["_key"]): str((p.get("meta") or {}).get("versionId", "")) for p in procedures
+        }
         existing = existing_for_day(target, day_key)
         entries, written = plan(
             result.entries,
@@ -124,8 +159,9 @@ def sync_day(
             len(written.unchanged),
         )  # fmt: skip
         return SyncResult(
-            patient, service_date, result.decision, written, len(result.parsed.problems)
-        )
+            patient, service_date, result.decision, written, len(result.parsed.problems),
+            inputs, decision_hash(result.decision),
+        )  # fmt: skip
     raise AssertionError("unreachable")  # pragma: no cover
 
 

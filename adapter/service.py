@@ -1,45 +1,88 @@
-"""The running service: webhook deliveries and polls in, patient-days synced out.
+"""The running service: notifications in through a durable inbox, patient-days synced out.
 
-``Service`` owns a queue of normalised ``Notification``s (filled by the webhook receiver, the
-poller and the catch-up sweep) and one worker thread that turns them into synced patient-days
-through ``pipeline.handle_events``. A catch-up (an empty rest-hook ping, a gap in backport event
-numbers, or the periodic sweep) searches the EMR for changes since the poll watermark.
-
-The queue is in memory: a delivery is acknowledged once queued, so a crash loses what was queued
-but not yet processed until the next catch-up sweep finds it again (the durable inbox of the
-reliability work replaces this queue).
+- ``enqueue`` stores a normalised ``Notification`` in the store's inbox and returns only once it
+  is stored: the webhook acknowledges a delivery after that, never before.
+- ``catch_up`` (an empty rest-hook ping, a gap in backport event numbers, the periodic
+  reconciliation sweep, or ``poll``) searches the EMR for changes since the stored watermark and
+  enqueues them; the watermark moves once they are stored.
+- Workers (``work_once``; one thread in ``serve``, or ``charge-adapter work`` in other
+  replicas) claim inbox rows under a lease, resolve them to patient-days and sync each day under
+  the store's day lock, then record the ledger. A redelivery or an older version arriving late
+  is recognised from the ledger and changes nothing; anything written is idempotent anyway.
+- A failure is retried with backoff by the inbox; after the configured attempts the row becomes a
+  dead letter (``charge-adapter dead-letters``).
+Logs carry ids, counts and error types only.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import queue
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 from adapter.domain import Rulebook
-from adapter.errors import AdapterError, TemporaryServerError
+from adapter.errors import AdapterError
 from adapter.fhir.client import FhirClient
-from adapter.intake.live import ChangeEvent
+from adapter.fhir.parse import ref_key, reference_of, service_date_of
+from adapter.intake.live import ChangeEvent, DayKey, days_of
 from adapter.intake.polling import Watermark, poll
 from adapter.intake.webhook import Notification
-from adapter.pipeline import Options, SyncResult, handle_events
+from adapter.pipeline import Options, SyncResult, sync_day
+from adapter.store import SqlStore
 
 log = logging.getLogger(__name__)
+WATERMARK = "poll-watermark"
 
 
 @dataclass
 class Counters:
     notifications: int = 0
+    duplicates: int = 0
     days: int = 0
     written: int = 0
+    stale: int = 0
     failures: int = 0
+    dead: int = 0
     catch_ups: int = 0
     results: list[SyncResult] = field(default_factory=list)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _event_json(ev: ChangeEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": ev.kind, "id": ev.id, "version": ev.version, "source": ev.source}
+    if ev.resource is not None and ev.kind == "Procedure":
+        subject, dos = reference_of(ev.resource.get("subject")), service_date_of(ev.resource)
+        if subject and dos:
+            out["day"] = [ref_key(subject), dos]
+    return out
+
+
+def payload_of(n: Notification) -> dict[str, Any]:
+    """What the inbox keeps of a notification: references, versions and days, no bodies."""
+    return {
+        "events": [_event_json(e) for e in n.events],
+        "catch_up": n.catch_up,
+        "subscription": n.subscription,
+        "kind": n.kind,
+    }
+
+
+def dedupe_of(n: Notification) -> str | None:
+    if n.catch_up or not n.events or any(e.version is None for e in n.events):
+        return None
+    keys = ",".join(sorted(f"{e.key}@{e.version}" for e in n.events))
+    return f"{n.events[0].source}:{keys}"
 
 
 class Service:
@@ -49,116 +92,144 @@ class Service:
         target: FhirClient,
         rulebook: Rulebook,
         options: Options,
-        state_dir: Path,
+        store: SqlStore,
         *,
         lookback: timedelta = timedelta(days=1),
-        attempts: int = 5,
-        retry_delay: float = 2.0,
+        lease: float = 120.0,
+        batch: int = 10,
         keep_results: bool = False,
+        worker: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.emr = emr
         self.target = target
         self.rulebook = rulebook
         self.options = options
-        self.state_path = state_dir / "poll-watermark.json"
+        self.store = store
         self.lookback = lookback
-        self.attempts = attempts
-        self.retry_delay = retry_delay
+        self.lease = lease
+        self.batch = batch
         self.keep_results = keep_results
+        self.worker = worker or worker_id()
         self.clock = clock
-        self.queue: queue.Queue[tuple[Notification, int]] = queue.Queue()
         self.counters = Counters()
         self.stopping = threading.Event()
-        self.idle = threading.Event()
-        self.idle.set()
-        self._lock = threading.Lock()
-        self._worker: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
 
     # -- intake ------------------------------------------------------------------------------
-    def enqueue(self, notification: Notification) -> None:
+    def enqueue(self, notification: Notification, source: str | None = None) -> None:
+        """Store a notification durably (returns once stored)."""
+        src = source or (
+            notification.events[0].source if notification.events else notification.kind
+        )
         self.counters.notifications += 1
-        self.idle.clear()
-        self.queue.put((notification, 1))
+        if not self.store.enqueue(
+            payload_of(notification), source=src, dedupe=dedupe_of(notification)
+        ):
+            self.counters.duplicates += 1
 
     def watermark(self) -> Watermark:
-        mark = Watermark.load(self.state_path)
-        if mark.since is None:
-            start = self.clock() - self.lookback
-            mark = Watermark(since=start.isoformat().replace("+00:00", "Z"))
-        return mark
+        raw = self.store.get_value(WATERMARK)
+        if raw:
+            data = json.loads(raw)
+            return Watermark(since=data.get("since"), seen=set(data.get("seen") or []))
+        start = self.clock() - self.lookback
+        return Watermark(since=start.isoformat().replace("+00:00", "Z"))
 
-    def catch_up(self) -> list[ChangeEvent]:
-        """Changes since the watermark (the state is saved once they have been handled)."""
-        with self._lock:
-            mark = self.watermark()
-            events, new_mark = poll(self.emr, mark)
-            self.counters.catch_ups += 1
-            return self._handle(events, after=lambda: new_mark.save(self.state_path))
+    def catch_up(self) -> int:
+        """Enqueue every change since the watermark; then move the watermark."""
+        events, mark = poll(self.emr, self.watermark())
+        for ev in events:
+            self.enqueue(Notification(events=(ev,)), source="poll")
+        self.store.set_value(
+            WATERMARK, json.dumps({"since": mark.since, "seen": sorted(mark.seen)})
+        )
+        self.counters.catch_ups += 1
+        return len(events)
 
-    # -- processing --------------------------------------------------------------------------
-    def _handle(
-        self, events: list[ChangeEvent], after: Callable[[], None] | None = None
-    ) -> list[ChangeEvent]:
-        options = replace(self.options, evaluated_at=self.clock())
-        results = handle_events(self.emr, self.target, self.rulebook, events, options)
-        self.counters.days += len(results)
-        self.counters.written += sum(1 for r in results if r.write.changed)
-        if self.keep_results:
-            self.counters.results += results
-        if after is not None:
-            after()
-        return events
+    # -- work --------------------------------------------------------------------------------
+    def _days(self, payload: dict[str, Any]) -> set[DayKey]:
+        days: set[DayKey] = set()
+        unknown: list[ChangeEvent] = []
+        for e in payload.get("events") or []:
+            key = f"{e['kind']}/{e['id']}"
+            version = e.get("version")
+            if version and e["kind"] == "Procedure" and self.store.seen_version(key, str(version)):
+                self.counters.stale += 1
+                continue  # already processed at this version or a later one
+            if e.get("day"):
+                days.add((e["day"][0], e["day"][1]))
+            else:
+                unknown.append(ChangeEvent(e["kind"], e["id"], None, version, e.get("source", "")))
+            for old in self.store.days_with(key):  # a procedure that moved: its old day too
+                patient, _, dos = old.rpartition(":")
+                days.add((f"Patient/{patient}", dos))
+        if unknown:
+            days |= days_of(self.emr, unknown)
+        return days
 
-    def process(self, notification: Notification) -> None:
-        if notification.events:
-            self._handle(list(notification.events))
-        if notification.catch_up:
+    def process(self, payload: dict[str, Any]) -> list[SyncResult]:
+        if payload.get("catch_up"):
             self.catch_up()
+        results = []
+        for patient, dos in sorted(self._days(payload)):
+            results.append(self.sync(patient, dos))
+        return results
 
-    def run_worker(self) -> None:
-        while not self.stopping.is_set() or not self.queue.empty():
+    def sync(self, patient: str, dos: str) -> SyncResult:
+        options = replace(self.options, evaluated_at=self.clock())
+        day = f"{patient.split('/', 1)[-1]}:{dos}"
+        with self.store.day_lock(day):
+            result = sync_day(
+                self.emr, self.target, self.rulebook,
+                patient=patient, service_date=dos, options=options,
+            )  # fmt: skip
+            w = result.write
+            self.store.ledger_put(
+                result.day_key, result.inputs, result.decision_hash,
+                {"created": len(w.created), "updated": len(w.updated), "voided": len(w.voided),
+                 "unchanged": len(w.unchanged), "claim_locked": w.claim_locked},
+                worker=self.worker, changed=w.changed,
+            )  # fmt: skip
+        self.counters.days += 1
+        self.counters.written += int(w.changed)
+        if self.keep_results:
+            self.counters.results.append(result)
+        return result
+
+    def work_once(self) -> int:
+        """Claim and process one batch; the number of inbox rows handled."""
+        items = self.store.claim(self.worker, limit=self.batch, lease=self.lease)
+        for item in items:
             try:
-                notification, attempt = self.queue.get(timeout=0.2)
-            except queue.Empty:
-                self.idle.set()
-                continue
-            try:
-                self.process(notification)
-            except (AdapterError, OSError) as err:
+                self.process(item.payload)
+            except (AdapterError, OSError, ValueError, KeyError) as err:
                 self.counters.failures += 1
-                if attempt < self.attempts and not self.stopping.is_set():
-                    delay = self.retry_delay * 2 ** (attempt - 1)
-                    kind = "temporary" if isinstance(err, TemporaryServerError) else "error"
-                    log.warning(
-                        "notification failed (%s, attempt %d): %s; retrying in %.1fs",
-                        kind, attempt, type(err).__name__, delay,
-                    )  # fmt: skip
-                    threading.Timer(delay, self.queue.put, ((notification, attempt + 1),)).start()
-                else:
-                    log.error(
-                        "notification dropped after %d attempts: %s; the next catch-up sweep "
-                        "will find the change again",
-                        attempt,
-                        type(err).__name__,
-                    )
-            finally:
-                self.queue.task_done()
+                outcome = self.store.fail(item.id, f"{type(err).__name__}: {err}"[:500])
+                if outcome == "dead":
+                    self.counters.dead += 1
+                log.warning("inbox item %d failed (%s): %s", item.id, outcome, type(err).__name__)
+            else:
+                self.store.complete(item.id)
+        return len(items)
+
+    def drain(self, timeout: float = 300.0) -> None:
+        """Work until the inbox has nothing due (for ``poll --once`` and tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.work_once():
+            pass
+
+    def run(self, idle_sleep: float = 0.2) -> None:
+        while not self.stopping.is_set():
+            if not self.work_once():
+                self.stopping.wait(idle_sleep)
 
     def start(self) -> None:
-        self._worker = threading.Thread(target=self.run_worker, name="worker", daemon=True)
-        self._worker.start()
+        self._thread = threading.Thread(target=self.run, name="worker", daemon=True)
+        self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking work; finish what is queued (up to ``timeout`` seconds)."""
+        """Stop claiming; the batch in hand finishes (unfinished rows return after their lease)."""
         self.stopping.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.queue.unfinished_tasks == 0:
-                return True
-            time.sleep(0.05)
-        return False
+        if self._thread is not None:
+            self._thread.join(timeout)

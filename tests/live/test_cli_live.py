@@ -27,9 +27,11 @@ def test_poll_once(
     cfg.write_text(f'emr_base_url = "{fresh_fhir.base}"\nstate_dir = "state"\n')
     # the watermark starts a day back from now; these procedures were just written
     assert main(["poll", "--once", "--config", str(cfg)]) == 0
-    assert "1 patient-day(s) synced, 1 written" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 change(s)" in out and " 1 written" in out  # Procedure and Encounter: one day
+    assert "inbox done 2" in out
     assert charge_lines(fresh_fhir, pid) == [("97112", 2, "billable")]
-    assert (tmp_path / "state" / "poll-watermark.json").exists()
+    assert (tmp_path / "state" / "adapter.db").exists()
     assert main(["poll", "--once", "--config", str(cfg)]) == 0
     assert "0 change(s)" in capsys.readouterr().out
 

@@ -21,6 +21,7 @@ from adapter.intake.webhook import Receiver, WebhookServer
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
 from adapter.service import Service
+from adapter.store import open_store
 from tests import fhir_server
 from tests.fhir.make import at, context, procedure
 from tests.fhir_server import FhirServer
@@ -86,7 +87,8 @@ def test_subscription_delivery_writes_charges(
     pid = f"hook-{kind}-{content}"
     put_all(server, *context(patient=pid))
     client = FhirClient(server.base)
-    service = Service(client, client, load_rulebook(), Options(), tmp_path / "state")
+    store = open_store(tmp_path / "state" / "adapter.db")
+    service = Service(client, client, load_rulebook(), Options(), store)
     receiver = Receiver(service.enqueue, secret=SECRET)
     web = WebhookServer(receiver, "127.0.0.1", 0)
     web.start()
@@ -117,4 +119,5 @@ def test_subscription_delivery_writes_charges(
     finally:
         web.stop()
         service.stop()
+        store.close()
     assert subscriptions.remove(client) and subscriptions.ours(client) == []
