@@ -189,7 +189,10 @@ def _service(args: argparse.Namespace) -> tuple[Settings, Service]:
     settings, rulebook, options = _live_setup(args)
     emr = settings.emr()
     store = open_store(settings.store_url(), max_attempts=settings.max_attempts)
-    return settings, Service(emr, settings.target(emr), rulebook, options, store)
+    service = Service(
+        emr, settings.target(emr), rulebook, options, store, lease=settings.lease_seconds
+    )
+    return settings, service
 
 
 def _serve(args: argparse.Namespace) -> int:

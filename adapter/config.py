@@ -111,6 +111,7 @@ class Settings(_Model):
     state_dir: Path = Path("state")
     store: str | None = None
     max_attempts: Annotated[int, Field(ge=1)] = 6
+    lease_seconds: Annotated[float, Field(gt=0)] = 120.0
     poll_interval: Annotated[float, Field(gt=0)] = 60.0
     auth: AuthSettings = AuthSettings()
     write_auth: AuthSettings | None = None

@@ -213,11 +213,17 @@ class Service:
                 self.store.complete(item.id)
         return len(items)
 
-    def drain(self, timeout: float = 300.0) -> None:
-        """Work until the inbox has nothing due (for ``poll --once`` and tests)."""
+    def drain(self, timeout: float = 300.0, idle_sleep: float = 0.1) -> bool:
+        """Work until no row is pending or leased (dead letters aside); False on timeout."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.work_once():
-            pass
+        while time.monotonic() < deadline:
+            if self.work_once():
+                continue
+            counts = self.store.counts()
+            if not counts.get("pending") and not counts.get("processing"):
+                return True
+            time.sleep(idle_sleep)
+        return False
 
     def run(self, idle_sleep: float = 0.2) -> None:
         while not self.stopping.is_set():

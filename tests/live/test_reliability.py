@@ -1,0 +1,187 @@
+"""Nothing lost, nothing doubled: fault tests against the real FHIR server and real databases.
+
+Each prints one line: events sent, written, duplicates, lost, seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from adapter.fhir.client import FhirClient, RetryPolicy
+from adapter.intake.live import ChangeEvent, event_of
+from adapter.intake.webhook import Notification, Receiver
+from adapter.mappings import load_rulebook
+from adapter.pipeline import Options
+from adapter.service import Service
+from adapter.store import SqlStore, open_store
+from tests.fault_proxy import FaultProxy
+from tests.fhir.make import at
+from tests.fhir_server import FhirServer
+from tests.live.seed import EXPECTED_PER_DAY, day_of, seed_days, server_state
+
+RULEBOOK = load_rulebook()
+EXE = str(Path(sys.executable).parent / "charge-adapter")
+
+
+def figure(name: str, sent: int, written: int, duplicates: int, lost: int, seconds: float) -> None:
+    print(f"\n{name}: events sent {sent}, written {written}, duplicates {duplicates}, "
+          f"lost {lost}, {seconds:.1f} s")  # fmt: skip
+
+
+def check(fhir: FhirServer, prefix: str, days: int) -> tuple[int, int, int]:
+    """(patient-days written correctly, duplicates, lost); asserts the server is exact."""
+    lines, items, claims = server_state(fhir, prefix)
+    good = sum(1 for v in lines.values() if v == EXPECTED_PER_DAY)
+    duplicates = items - 2 * days + claims - days if items > 2 * days or claims > days else 0
+    lost = days - good
+    assert (good, items, claims) == (days, 2 * days, days), (good, items, claims)
+    return good, max(0, duplicates), lost
+
+
+def enqueue_all(service: Service, ids: list[str]) -> None:
+    for pid in ids:
+        service.enqueue(Notification(events=(ChangeEvent("Procedure", pid, source="test"),)))
+
+
+def test_server_failures_for_a_stretch_then_recovery(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    days = 30
+    ids = seed_days(fresh_fhir, "outage", days)
+    proxy = FaultProxy(fresh_fhir.base)
+    store = open_store(tmp_path / "a.db", max_attempts=20, base_delay=0.05)
+    try:
+        # reads and writes both go through the failing proxy
+        policy = RetryPolicy(attempts=3, initial_delay=0.01, sleep=lambda s: None)
+        client = FhirClient(proxy.base, timeout=(2.0, 1.0), retry=policy)
+        service = Service(client, client, RULEBOOK, Options(), store, lease=30)
+        start = time.monotonic()
+        enqueue_all(service, ids)
+        proxy.plan.extend(["503", "500", "429:0", "sleep:1.5", "lost:503", "502"] * 12)
+        assert service.drain(timeout=240)
+        seconds = time.monotonic() - start
+        written, duplicates, lost = check(fresh_fhir, "outage", days)
+        injected = sum(1 for *_, a in proxy.seen if a != "pass")
+        print(f"\n(injected {injected} faults; client retries {client.retries}; "
+              f"inbox retries {service.counters.failures})")  # fmt: skip
+        figure("outage then recovery", len(ids), written, duplicates, lost, seconds)
+        assert injected >= 60 and store.counts() == {"done": days}
+    finally:
+        proxy.close()
+        store.close()
+
+
+def test_sigkill_mid_batch_then_restart(fresh_fhir: FhirServer, tmp_path: Path) -> None:
+    days = 200
+    ids = seed_days(fresh_fhir, "killed", days)
+    db = tmp_path / "inbox.db"
+    store = open_store(db)
+    client = FhirClient(fresh_fhir.base)
+    enqueue_all(Service(client, client, RULEBOOK, Options(), store), ids)
+    cfg = tmp_path / "adapter.toml"
+    cfg.write_text(
+        f'emr_base_url = "{fresh_fhir.base}"\nstore = "sqlite:///{db}"\nlease_seconds = 2\n'
+    )
+    start = time.monotonic()
+    command = [EXE, "work", "--until-empty", "--config", str(cfg)]
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(store.runs()) < 40:
+        time.sleep(0.05)
+    done_before = len(store.runs())
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+    assert 0 < done_before < days, done_before
+    restarted = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert restarted.returncode == 0, restarted.stderr
+    seconds = time.monotonic() - start
+    written, duplicates, lost = check(fresh_fhir, "killed", days)
+    runs = store.runs()
+    assert {d for d, *_ in runs} == {f"killed-{n}:{day_of(n)}" for n in range(days)}
+    print(f"\n(killed after {done_before} patient-days; restart finished the rest)")
+    figure("SIGKILL mid-batch", len(ids), written, duplicates, lost, seconds)
+    assert store.counts() == {"done": days}
+    store.close()
+
+
+def test_same_notification_five_times_and_versions_out_of_order(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    ids = seed_days(fresh_fhir, "redeliver", 1)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "r.db")
+    service = Service(client, client, RULEBOOK, Options(), store)
+    receiver = Receiver(service.enqueue)
+    v1 = client.read("Procedure", ids[0])
+    v2 = copy.deepcopy(v1)
+    v2["performedPeriod"]["start"] = at("08:45", day_of(0))  # 97112 24 -> 39 min: 62 min -> 4 units
+    v2 = client.update(v2)
+    start = time.monotonic()
+    sent = 0
+    for resource in [v2] * 5 + [v1] * 5:  # the newest first, then the old version late, 5x each
+        assert (
+            receiver.handle("PUT", f"/notify/Procedure/{ids[0]}", {}, _body(resource)).status == 200
+        )
+        sent += 1
+    assert service.drain(timeout=60)
+    seconds = time.monotonic() - start
+    lines, items, claims = server_state(fresh_fhir, "redeliver")
+    assert lines == {"Patient/redeliver-0": [("97110", 1, "billable"), ("97112", 3, "billable")]}
+    assert (items, claims) == (2, 1)
+    runs = store.runs()
+    assert len(runs) == 1 and runs[0][3]  # processed once; the rest recognised from the ledger
+    assert store.counts() == {"done": 2}  # 10 deliveries, 2 distinct versions stored
+    figure("redelivered 5x, out of order", sent, 1, 0, 0, seconds)
+    store.close()
+
+
+def test_two_replicas_on_postgresql(fresh_fhir: FhirServer, pg_dsn: str, tmp_path: Path) -> None:
+    days = 500
+    ids = seed_days(fresh_fhir, "replica", days, chunk=100)
+    store: SqlStore = open_store(pg_dsn)
+    client = FhirClient(fresh_fhir.base)
+    feeder = Service(client, client, RULEBOOK, Options(), store)
+    enqueue_all(feeder, ids)
+    enqueue_all(feeder, ids[::5])  # some deliveries twice (no version: stored again)
+    cfg = tmp_path / "adapter.toml"
+    cfg.write_text(f'emr_base_url = "{fresh_fhir.base}"\nstore = "{pg_dsn}"\n')
+    start = time.monotonic()
+    replicas = [
+        subprocess.Popen(
+            [EXE, "work", "--until-empty", "--config", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [r.communicate(timeout=600) for r in replicas]
+    seconds = time.monotonic() - start
+    assert all(r.returncode == 0 for r in replicas), [o[1][-500:] for o in outputs]
+    written, duplicates, lost = check(fresh_fhir, "replica", days)
+    runs = store.runs()
+    by_day: dict[str, set[str]] = {}
+    for day, _, digest, _ in runs:
+        by_day.setdefault(day, set()).add(digest)
+    assert len(by_day) == days and all(len(h) == 1 for h in by_day.values())
+    workers = Counter(w for _, w, _, _ in runs)
+    assert len(workers) == 2 and min(workers.values()) > days // 10, workers  # both did work
+    print(f"\n(patient-days per replica: {sorted(workers.values())}; runs {len(runs)})")
+    figure(
+        "two replicas on PostgreSQL", len(ids) + len(ids[::5]), written, duplicates, lost, seconds
+    )
+    store.close()
+
+
+def _body(resource: dict[str, object]) -> bytes:
+    import json
+
+    event_of(resource, "rest-hook")
+    return json.dumps(resource).encode()
