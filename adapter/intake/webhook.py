@@ -94,49 +94,58 @@ def _param_value(p: Resource) -> Any:
     return next((v for k, v in p.items() if k.startswith("value")), None)
 
 
+def _items(value: Any) -> list[Resource]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _ref(value: Any) -> str | None:
+    ref = value.get("reference") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
 def parse_backport(bundle: Resource) -> tuple[str | None, str | None, list[Resource], int | None]:
     """(type, subscription, events [{number, focus}], events-since-subscription-start)."""
-    entries = bundle.get("entry") or []
-    first = (entries[0].get("resource") if entries and isinstance(entries[0], dict) else None) or {}
+    entries = _items(bundle.get("entry"))
+    first = entries[0].get("resource") if entries else None
+    first = first if isinstance(first, dict) else {}
     kind = subscription = None
     since: int | None = None
     events: list[Resource] = []
     if first.get("resourceType") == "Parameters":
-        for p in first.get("parameter") or []:
+        for p in _items(first.get("parameter")):
             name = p.get("name")
             if name == "type":
-                kind = p.get("valueCode")
+                kind = p.get("valueCode") if isinstance(p.get("valueCode"), str) else None
             elif name == "subscription":
-                subscription = (p.get("valueReference") or {}).get("reference")
+                subscription = _ref(p.get("valueReference"))
             elif name in ("events-since-subscription-start", "eventsSinceSubscriptionStart"):
                 since = _as_int(_param_value(p))
             elif name in ("notification-event", "notificationEvent"):
                 ev: Resource = {}
-                for part in p.get("part") or []:
+                for part in _items(p.get("part")):
                     pn = part.get("name")
                     if pn in ("event-number", "eventNumber"):
                         ev["number"] = _as_int(_param_value(part))
                     elif pn == "focus":
-                        ev["focus"] = (part.get("valueReference") or {}).get("reference")
+                        ev["focus"] = _ref(part.get("valueReference"))
                 events.append(ev)
     elif first.get("resourceType") == "SubscriptionStatus":
-        kind = first.get("type")
-        subscription = (first.get("subscription") or {}).get("reference")
+        kind = first.get("type") if isinstance(first.get("type"), str) else None
+        subscription = _ref(first.get("subscription"))
         since = _as_int(first.get("eventsSinceSubscriptionStart"))
         events = [
-            {
-                "number": _as_int(e.get("eventNumber")),
-                "focus": (e.get("focus") or {}).get("reference"),
-            }
-            for e in first.get("notificationEvent") or []
+            {"number": _as_int(e.get("eventNumber")), "focus": _ref(e.get("focus"))}
+            for e in _items(first.get("notificationEvent"))
         ]
     return kind, subscription, events, since
 
 
 def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
     try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
+        return int(value) if isinstance(value, int | str) else None
+    except ValueError:
         return None
 
 
@@ -235,8 +244,8 @@ class Receiver:
             return outcome(400, "invalid", f"notification type {kind!r} is not handled")
         full = {
             f"{r.get('resourceType')}/{r.get('id')}": r
-            for e in (bundle.get("entry") or [])[1:]
-            if isinstance(e, dict) and isinstance(r := e.get("resource"), dict)
+            for e in _items(bundle.get("entry"))[1:]
+            if isinstance(r := e.get("resource"), dict)
         }
         out: list[ChangeEvent] = []
         for e in events:

@@ -147,3 +147,52 @@ def test_over_http(got: list[Notification]) -> None:
     finally:
         server.stop()
     assert len(got) == 1
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+SHAPES = st.one_of(
+    JSON.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=200),
+    st.builds(
+        lambda v: body(
+            {"resourceType": "Procedure", "id": "p1", **(v if isinstance(v, dict) else {})}
+        ),
+        JSON,
+    ),
+    st.builds(lambda v: body({"resourceType": "Bundle", "type": "history", "entry": v}), JSON),
+    st.builds(
+        lambda v: backport(
+            "event-notification", 1, "Procedure/p1", resources=[v] if isinstance(v, dict) else []
+        ),
+        JSON,
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    method=st.sampled_from(["POST", "PUT", "GET"]),
+    path=st.sampled_from(["/notify", "/notify/Procedure/p1", "/notify/Encounter/e", "/x"]),
+    ctype=st.sampled_from(["application/fhir+json", "application/json", "text/plain", ""]),
+    payload=SHAPES,
+)
+def test_random_deliveries_are_handled_or_refused_never_crash(
+    method: str, path: str, ctype: str, payload: bytes
+) -> None:
+    got: list[Notification] = []
+    rx = Receiver(got.append, secret=SECRET)
+    reply = rx.handle(method, path, {"X-Adapter-Secret": SECRET, "Content-Type": ctype}, payload)
+    assert reply.status in {200, 204, 400, 404, 405, 413, 415, 422}
+    if reply.status >= 400:
+        assert got == [] and reply.body and reply.body["resourceType"] == "OperationOutcome"
+    else:
+        assert len(got) <= 1
