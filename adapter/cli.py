@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapter import __version__
-from adapter.config import Settings, load_settings
+from adapter.config import Settings, load_settings, masked
 from adapter.domain import Rulebook
 from adapter.errors import AdapterError, ConfigError
 from adapter.fhir import subscriptions
@@ -22,8 +22,9 @@ from adapter.fhir.client import check_capabilities
 from adapter.intake import replay as replay_mod
 from adapter.intake.webhook import Notification, Receiver, WebhookServer
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
+from adapter.observe import configure_logging
 from adapter.pipeline import Options
-from adapter.service import Service
+from adapter.service import Health, Service
 from adapter.store import open_store
 
 
@@ -84,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     wk = sub.add_parser("work", help="process the durable inbox (a worker replica)")
     _live(wk)
     wk.add_argument("--until-empty", action="store_true", help="exit when nothing is due")
+    cc = sub.add_parser("check-config", help="validate and print the effective configuration")
+    cc.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    dr = sub.add_parser("doctor", help="check the EMR connection, auth and capabilities")
+    _live(dr)
     dl = sub.add_parser("dead-letters", help="list, show, retry or discard dead letters")
     dl.add_argument("action", choices=["list", "show", "retry", "discard"])
     dl.add_argument("id", nargs="?", type=int)
@@ -171,6 +176,7 @@ def _live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
     settings = load_settings(
         args.config, emr_base_url=args.emr, write_base_url=args.write, store=args.store
     )
+    configure_logging(settings.log_level)
     rulebook = load_rulebook(args.mappings or settings.mappings or DEFAULT_MAPPINGS_DIR)
     if settings.default_payer not in rulebook.payers:
         raise ConfigError(f"default_payer {settings.default_payer!r} is not a payer profile")
@@ -205,7 +211,10 @@ def _serve(args: argparse.Namespace) -> int:
         secret_header=hook.secret_header,
         max_body=hook.max_body,
     )
-    server = WebhookServer(receiver, args.host or hook.host, args.port or hook.port)
+    server = WebhookServer(
+        receiver, args.host or hook.host, args.port if args.port is not None else hook.port,
+        ops=Health(service),
+    )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -288,6 +297,55 @@ def _work(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    rulebook = load_rulebook(settings.mappings or DEFAULT_MAPPINGS_DIR)
+    if settings.default_payer not in rulebook.payers:
+        raise ConfigError(f"default_payer {settings.default_payer!r} is not a payer profile")
+    print(json.dumps(masked(settings), indent=2))
+    print(f"configuration OK (rulebook {rulebook.version})", file=sys.stderr)
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    settings, _, _ = _live_setup(args)
+    results: list[tuple[bool, str]] = []
+
+    def line(ok: bool, text: str) -> None:
+        results.append((ok, text))
+        print(f"{'ok  ' if ok else 'FAIL'}  {text}", flush=True)
+
+    emr = settings.emr()
+    clients = [("EMR", emr)]
+    target = settings.target(emr)
+    if target is not emr:
+        clients.append(("write target", target))
+    for name, client in clients:
+        try:
+            statement = client.capabilities()
+            line(True, f"{name} reachable: {client.base_url} (FHIR {statement.get('fhirVersion')})")
+        except AdapterError as err:
+            line(False, f"{name} not reachable: {err}")
+            continue
+        try:
+            next(iter(client.search("Procedure", {"_count": "1"})), None)
+            line(True, f"{name} auth works ({settings.auth.type})")
+        except AdapterError as err:
+            line(False, f"{name} auth: {err}")
+        for c in check_capabilities(statement, write=client is target, subscriptions=client is emr):
+            line(c.ok, f"{name} {c.what}" + (f": {c.detail}" if c.detail else ""))
+    try:
+        store = open_store(settings.store_url())
+        store.counts()
+        store.close()
+        line(True, "store reachable")
+    except AdapterError as err:
+        line(False, f"store: {err}")
+    failed = sum(1 for ok, _ in results if not ok)
+    print(f"{len(results) - failed} ok, {failed} failed")
+    return 0 if failed == 0 else 5
+
+
 def _dead_letters(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     store = open_store(args.store or settings.store_url())
@@ -347,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "explain":
             return _explain(args)
         commands = {"serve": _serve, "subscribe": _subscribe, "unsubscribe": _unsubscribe,
-                    "poll": _poll, "work": _work, "dead-letters": _dead_letters}  # fmt: skip
+                    "poll": _poll, "work": _work, "dead-letters": _dead_letters,
+                    "check-config": _check_config, "doctor": _doctor}  # fmt: skip
         if args.command in commands:
             return commands[args.command](args)
         parser.print_help()

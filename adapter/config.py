@@ -1,6 +1,10 @@
 """Run configuration, built once in the CLI and passed down explicitly.
 
-A TOML file (``--config FILE``) holds it; every key is optional for ``replay``::
+Sources, strongest first: command-line options; environment variables with the ``ADAPTER_``
+prefix (nested keys with ``__``: ``ADAPTER_AUTH__TYPE=smart``, ``ADAPTER_WEBHOOK__PORT=8080``);
+the TOML file (``--config FILE`` or ``ADAPTER_CONFIG``); defaults. Any secret can be read from a
+file for container secrets: ``ADAPTER_AUTH__TOKEN_FILE=/run/secrets/token`` in the environment,
+or ``token_file = "/run/secrets/token"`` in the TOML. Every key is optional for ``replay``::
 
     default_payer = "medicare"              # profile when a patient has no usable Coverage
     billing_recipient = "Organization/billing"   # where billing-office findings go
@@ -9,6 +13,8 @@ A TOML file (``--config FILE``) holds it; every key is optional for ``replay``::
     write_base_url = "https://billing.example.org/fhir"  # where charges go (default: the EMR)
     state_dir = "/var/lib/charge-adapter"   # holds the SQLite store by default
     store = "postgresql://adapter@db/adapter"   # durable store (default: sqlite in state_dir)
+    ca_bundle = "/etc/ssl/certs/site-ca.pem"    # TLS verification is on; a site CA if needed
+    log_level = "INFO"                          # JSON logs: ids and counts only, never PHI
     poll_interval = 60                      # seconds between polls / catch-up sweeps
 
     [auth]            # how to reach the EMR: type = none | bearer | basic | smart
@@ -37,11 +43,15 @@ Secrets (tokens, passwords, the webhook secret) are ``SecretStr`` and never prin
 
 from __future__ import annotations
 
+import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from adapter.errors import ConfigError
 from adapter.fhir.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendAuth
@@ -102,14 +112,46 @@ class SubscriptionSettings(_Model):
     criteria: list[str] = ["Procedure?", "Encounter?"]
 
 
-class Settings(_Model):
+_TOML: ContextVar[dict[str, Any] | None] = ContextVar("adapter_toml", default=None)
+SECRET_KEYS = {("auth", "token"), ("auth", "password"), ("write_auth", "token"),
+               ("write_auth", "password"), ("webhook", "secret"), ("store",)}  # fmt: skip
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The TOML file's values, weaker than the environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_TOML.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_TOML.get() or {})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ADAPTER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
     default_payer: str = "medicare"
     billing_recipient: Reference | None = None
     mappings: Path | None = None
     emr_base_url: str | None = None
     write_base_url: str | None = None
     state_dir: Path = Path("state")
-    store: str | None = None
+    store: SecretStr | None = None
+    ca_bundle: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_attempts: Annotated[int, Field(ge=1)] = 6
     lease_seconds: Annotated[float, Field(gt=0)] = 120.0
     poll_interval: Annotated[float, Field(gt=0)] = 60.0
@@ -118,23 +160,67 @@ class Settings(_Model):
     webhook: WebhookSettings = WebhookSettings()
     subscription: SubscriptionSettings = SubscriptionSettings()
 
+    def _verify(self) -> bool | str:
+        return str(self.ca_bundle) if self.ca_bundle else True
+
     def emr(self) -> FhirClient:
         if not self.emr_base_url:
-            raise ConfigError("emr_base_url is not set (config file or --emr)")
-        return FhirClient(self.emr_base_url, self.auth.build(self.emr_base_url))
+            raise ConfigError(
+                "emr_base_url is not set (config file, ADAPTER_EMR_BASE_URL or --emr)"
+            )
+        return FhirClient(
+            self.emr_base_url, self.auth.build(self.emr_base_url), verify=self._verify()
+        )
 
     def store_url(self) -> str:
-        return self.store or f"sqlite:///{self.state_dir / 'adapter.db'}"
+        if self.store is not None:
+            return self.store.get_secret_value()
+        return f"sqlite:///{self.state_dir / 'adapter.db'}"
 
     def target(self, emr: FhirClient) -> FhirClient:
         if not self.write_base_url or self.write_base_url == self.emr_base_url:
             return emr
         auth = (self.write_auth or self.auth).build(self.write_base_url)
-        return FhirClient(self.write_base_url, auth)
+        return FhirClient(self.write_base_url, auth, verify=self._verify())
 
 
-def load_settings(path: Path | None, **overrides: object) -> Settings:
-    data: dict[str, object] = {}
+def _read_secret(path: str, where: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"{where}: secret file {path} cannot be read ({err.strerror})") from None
+
+
+def _secret_files(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Replace ``<secret>_file`` keys of the TOML by the files' contents."""
+    out = dict(data)
+    for key in list(out):
+        if key.endswith("_file") and isinstance(out[key], str):
+            out[key[:-5]] = _read_secret(out.pop(key), f"{where}: {key}")
+        elif isinstance(out[key], dict):
+            out[key] = _secret_files(out[key], where)
+    return out
+
+
+def _env_secret_files() -> dict[str, Any]:
+    """``ADAPTER_..._FILE`` environment variables of secret keys, read into nested values."""
+    found: dict[str, Any] = {}
+    for path in SECRET_KEYS:
+        name = "ADAPTER_" + "__".join(p.upper() for p in path) + "_FILE"
+        if name in os.environ:
+            value = _read_secret(os.environ[name], name)
+            node = found
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+    return found
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+    """The effective settings (see the module docstring for the order of sources)."""
+    if path is None and os.environ.get("ADAPTER_CONFIG"):
+        path = Path(os.environ["ADAPTER_CONFIG"])
+    data: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -142,12 +228,19 @@ def load_settings(path: Path | None, **overrides: object) -> Settings:
             raise ConfigError(f"{path}: no such configuration file") from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"{path}: cannot be read: {err}") from None
-    data.update({k: v for k, v in overrides.items() if v is not None})
+        data = _secret_files(data, str(path))
+    init: dict[str, Any] = _env_secret_files()
+    for key, value in overrides.items():
+        if value is not None:
+            init[key] = value
+    token = _TOML.set(data)
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings(**init)
     except ValidationError as err:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path or 'settings'}: {reasons}") from None
+    finally:
+        _TOML.reset(token)
     if path is not None:
         base = path.parent
         updates: dict[str, object] = {}
@@ -162,3 +255,8 @@ def load_settings(path: Path | None, **overrides: object) -> Settings:
         if updates:
             settings = settings.model_copy(update=updates)
     return settings
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets shown as ``**********``."""
+    return settings.model_dump(mode="json")

@@ -35,8 +35,9 @@ from adapter.fhir.parse import ref_key, reference_of, service_date_of
 from adapter.intake.live import ChangeEvent, DayKey, days_of
 from adapter.intake.polling import Watermark, poll
 from adapter.intake.webhook import Notification
+from adapter.observe import Metrics, correlated
 from adapter.pipeline import Options, SyncResult, sync_day
-from adapter.store import SqlStore
+from adapter.store import InboxItem, SqlStore
 
 log = logging.getLogger(__name__)
 WATERMARK = "poll-watermark"
@@ -113,6 +114,20 @@ class Service:
         self.worker = worker or worker_id()
         self.clock = clock
         self.counters = Counters()
+        self.metrics = Metrics()
+        self.metrics.gauge("dead_letters", lambda: {(): float(self.store.counts().get("dead", 0))})
+        self.metrics.gauge(
+            "inbox_rows",
+            lambda: {(("status", k),): float(v) for k, v in self.store.counts().items()},
+        )
+        self.metrics.gauge(
+            "retries_total",
+            lambda: {
+                (): float(
+                    self.emr.retries + (self.target.retries if self.target is not self.emr else 0)
+                )
+            },
+        )
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -179,6 +194,7 @@ class Service:
     def sync(self, patient: str, dos: str) -> SyncResult:
         options = replace(self.options, evaluated_at=self.clock())
         day = f"{patient.split('/', 1)[-1]}:{dos}"
+        started = time.monotonic()
         with self.store.day_lock(day):
             result = sync_day(
                 self.emr, self.target, self.rulebook,
@@ -193,6 +209,15 @@ class Service:
             )  # fmt: skip
         self.counters.days += 1
         self.counters.written += int(w.changed)
+        self.metrics.observe(time.monotonic() - started)
+        self.metrics.inc("patient_days_processed_total")
+        self.metrics.inc(
+            "lines_written_total",
+            len([c for c in w.created + w.updated if c.startswith("ChargeItem")]),
+        )
+        for f in result.decision.findings if result.decision else ():
+            self.metrics.inc("findings_total", code=f.code.value)
+        log.info("day %s synced: %s", day, "written" if w.changed else "unchanged")
         if self.keep_results:
             self.counters.results.append(result)
         return result
@@ -201,17 +226,21 @@ class Service:
         """Claim and process one batch; the number of inbox rows handled."""
         items = self.store.claim(self.worker, limit=self.batch, lease=self.lease)
         for item in items:
-            try:
-                self.process(item.payload)
-            except (AdapterError, OSError, ValueError, KeyError) as err:
-                self.counters.failures += 1
-                outcome = self.store.fail(item.id, f"{type(err).__name__}: {err}"[:500])
-                if outcome == "dead":
-                    self.counters.dead += 1
-                log.warning("inbox item %d failed (%s): %s", item.id, outcome, type(err).__name__)
-            else:
-                self.store.complete(item.id)
+            with correlated(f"inbox-{item.id}"):
+                self._work_item(item)
         return len(items)
+
+    def _work_item(self, item: InboxItem) -> None:
+        try:
+            self.process(item.payload)
+        except (AdapterError, OSError, ValueError, KeyError) as err:
+            self.counters.failures += 1
+            outcome = self.store.fail(item.id, f"{type(err).__name__}: {err}"[:500])
+            if outcome == "dead":
+                self.counters.dead += 1
+            log.warning("inbox item %d failed (%s): %s", item.id, outcome, type(err).__name__)
+        else:
+            self.store.complete(item.id)
 
     def drain(self, timeout: float = 300.0, idle_sleep: float = 0.1) -> bool:
         """Work until no row is pending or leased (dead letters aside); False on timeout."""
@@ -239,3 +268,33 @@ class Service:
         self.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class Health:
+    """``/healthz``, ``/readyz`` and ``/metrics`` for the webhook server."""
+
+    def __init__(self, service: Service, cache_seconds: float = 15.0) -> None:
+        self.service = service
+        self.cache_seconds = cache_seconds
+        self._emr_ok: tuple[float, bool] = (0.0, False)
+
+    def ready(self) -> tuple[bool, dict[str, str]]:
+        checks: dict[str, str] = {}
+        try:
+            self.service.store.counts()
+            checks["store"] = "ok"
+        except Exception as err:  # any store failure means not ready
+            checks["store"] = type(err).__name__
+        at, ok = self._emr_ok
+        if time.monotonic() - at > self.cache_seconds:
+            try:
+                self.service.emr.request("GET", "metadata")
+                ok = True
+            except AdapterError:
+                ok = False
+            self._emr_ok = (time.monotonic(), ok)
+        checks["emr"] = "ok" if ok else "unreachable"
+        return all(v == "ok" for v in checks.values()), checks
+
+    def metrics(self) -> str:
+        return self.service.metrics.render()

@@ -27,15 +27,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from adapter.fhir import codes
 from adapter.fhir.parse import ref_key
 from adapter.intake.live import ChangeEvent, event_of
+from adapter.observe import correlated
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
 HANDLED = frozenset({"Procedure", "Encounter"})
+OPS_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
@@ -273,11 +275,22 @@ def _is_own(resource: Resource) -> bool:
     return any(isinstance(t, dict) and t.get("system") == codes.CS_PATIENT_DAY for t in tags or [])
 
 
-class WebhookServer:
-    """The receiver on a threaded HTTP server; ``stop`` stops accepting and closes."""
+class Ops(Protocol):
+    def ready(self) -> tuple[bool, dict[str, str]]: ...
 
-    def __init__(self, receiver: Receiver, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def metrics(self) -> str: ...
+
+
+class WebhookServer:
+    """The receiver on a threaded HTTP server, with ``/healthz``, ``/readyz`` and ``/metrics``
+    when ``ops`` is given; ``stop`` stops accepting and closes. It may sit behind a
+    TLS-terminating proxy (it speaks plain HTTP on the listen address)."""
+
+    def __init__(
+        self, receiver: Receiver, host: str = "127.0.0.1", port: int = 8080, ops: Ops | None = None
+    ) -> None:
         self.receiver = receiver
+        self.ops = ops
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -287,8 +300,40 @@ class WebhookServer:
             def log_message(self, *args: Any) -> None:  # no request lines (paths hold ids only)
                 pass
 
+            def _ops(self) -> bool:
+                route = self.path.split("?", 1)[0]
+                if outer.ops is None or self.command != "GET" or route not in OPS_ROUTES:
+                    return False
+                if route == "/healthz":
+                    self._send(Reply(200, {"status": "ok"}), "application/json")
+                elif route == "/readyz":
+                    ok, checks = outer.ops.ready()
+                    self._send(
+                        Reply(200 if ok else 503, {"ready": ok, **checks}), "application/json"
+                    )
+                else:
+                    text = outer.ops.metrics().encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
+                return True
+
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                with correlated():
+                    if not self._ops():
+                        self._deliver()
+
+            def _deliver(self) -> None:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self._send(outcome(400, "invalid", "bad Content-Length"))
+                    self.close_connection = True
+                    return
                 if length > outer.receiver.max_body:
                     reply = outcome(413, "too-costly", "body too large")
                     self.close_connection = True
@@ -303,11 +348,11 @@ class WebhookServer:
                         reply = outcome(503, "transient", "could not queue; retry")
                 self._send(reply)
 
-            def _send(self, reply: Reply) -> None:
+            def _send(self, reply: Reply, ctype: str = "application/fhir+json") -> None:
                 payload = json.dumps(reply.body).encode() if reply.body is not None else b""
                 self.send_response(reply.status)
                 if payload:
-                    self.send_header("Content-Type", "application/fhir+json")
+                    self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if payload:
