@@ -127,6 +127,28 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(_TOML.get() or {})
 
 
+class _WithoutFileKeys(PydanticBaseSettingsSource):
+    """The environment, less the ``*_FILE`` variables (read by ``_env_secret_files``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return _drop_file_keys(self.inner())
+
+
+def _drop_file_keys(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _drop_file_keys(v) if isinstance(v, dict) else v
+        for k, v in data.items()
+        if not k.lower().endswith("_file")
+    }
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ADAPTER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -141,7 +163,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return (
+            init_settings,
+            _WithoutFileKeys(settings_cls, env_settings),
+            _TomlSource(settings_cls),
+        )
 
     default_payer: str = "medicare"
     billing_recipient: Reference | None = None

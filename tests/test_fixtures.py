@@ -99,3 +99,29 @@ def test_whole_library_replays_byte_identically_and_like_each_case(
             expected_days[(d["patient"], str(d["date"]))] += 1
     assert set(first) == set(expected_days)
     assert max(expected_days.values(), default=1) == 1, "patient ids must be unique across cases"
+
+
+def test_no_phi_in_logs_when_replaying_the_fixtures(rulebook: Rulebook, tmp_path: Path) -> None:
+    import io
+
+    from adapter.observe import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("DEBUG", stream)
+    summary = replay([FIXTURES], tmp_path, rulebook, Options(evaluated_at=NOW))
+    secrets: set[str] = set()
+    for path in FIXTURES.rglob("*.json"):
+        for entry in json.loads(path.read_text()).get("entry", []):
+            r = entry["resource"]
+            secrets |= {n.get("text") or " ".join(n.get("given", [])) for n in r.get("name", [])
+                        if r["resourceType"] == "Patient"}  # fmt: skip
+            if r.get("birthDate"):
+                secrets.add(r["birthDate"])
+            secrets |= {n["text"] for n in r.get("note", []) if n.get("text")}
+    secrets.discard("")
+    assert len(secrets) > 50 and summary.patient_days > 50
+    logs = stream.getvalue()
+    printed = summary.table() + json.dumps(summary.as_json())
+    outputs = "".join(p.read_text() for p in tmp_path.rglob("*.json"))
+    for secret in secrets:
+        assert secret not in logs and secret not in printed and secret not in outputs, secret

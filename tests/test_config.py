@@ -1,0 +1,79 @@
+"""Settings: sources and precedence, secrets from files, masking; check-config and doctor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapter.cli import main
+from adapter.config import load_settings, masked
+from adapter.errors import ConfigError
+from tests.fhir_server import FhirServer
+
+
+def test_env_beats_toml_and_cli_beats_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(
+        'emr_base_url = "http://toml/fhir"\npoll_interval = 30\n[webhook]\nport = 9000\n'
+    )
+    assert load_settings(cfg).webhook.port == 9000
+    monkeypatch.setenv("ADAPTER_WEBHOOK__PORT", "9100")
+    monkeypatch.setenv("ADAPTER_EMR_BASE_URL", "http://env/fhir")
+    s = load_settings(cfg)
+    assert (s.webhook.port, s.emr_base_url, s.poll_interval) == (9100, "http://env/fhir", 30)
+    assert load_settings(cfg, emr_base_url="http://cli/fhir").emr_base_url == "http://cli/fhir"
+    monkeypatch.setenv("ADAPTER_CONFIG", str(cfg))
+    assert load_settings().poll_interval == 30
+
+
+def test_secrets_from_files_and_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("tok-from-file\n")
+    (tmp_path / "hook").write_text("hook-from-file")
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'[auth]\ntype = "bearer"\ntoken_file = "{tmp_path / "token"}"\n')
+    monkeypatch.setenv("ADAPTER_WEBHOOK__SECRET_FILE", str(tmp_path / "hook"))
+    monkeypatch.setenv("ADAPTER_STORE", "postgresql://adapter:pw@db/adapter")
+    s = load_settings(cfg)
+    assert s.auth.token and s.auth.token.get_secret_value() == "tok-from-file"
+    assert s.webhook.secret and s.webhook.secret.get_secret_value() == "hook-from-file"
+    assert s.store_url() == "postgresql://adapter:pw@db/adapter"
+    shown = json.dumps(masked(s))
+    assert "tok-from-file" not in shown and "hook-from-file" not in shown and "pw@" not in shown
+    monkeypatch.setenv("ADAPTER_AUTH__TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(cfg)
+
+
+def test_invalid_settings_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADAPTER_WEBHOOK__PORT", "not-a-port")
+    with pytest.raises(ConfigError, match=r"webhook\.port"):
+        load_settings()
+
+
+def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[webhook]\nsecret = "s3cret"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["webhook"]["secret"] == "**********" and "s3cret" not in out + err
+    assert "configuration OK" in err
+    cfg.write_text('default_payer = "acme"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 2
+
+
+def test_doctor_against_the_real_server(fhir: FhirServer, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'emr_base_url = "{fhir.base}"\nstate_dir = "state"\n')
+    assert main(["doctor", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "ok    EMR reachable" in out and "ok    EMR auth works (none)" in out
+    assert "ok    EMR ChargeItem write" in out and "ok    EMR Subscription create" in out
+    assert "0 failed" in out
+    from tests.fhir_server import free_port
+
+    cfg.write_text(f'emr_base_url = "http://127.0.0.1:{free_port()}/fhir"\nstate_dir = "state"\n')
+    assert main(["doctor", "--config", str(cfg)]) == 5
+    assert "FAIL  EMR not reachable" in capsys.readouterr().out
