@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
@@ -50,7 +51,17 @@ from adapter.domain import (
 )
 from adapter.errors import MappingError
 
-DEFAULT_MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
+
+def _default_mappings_dir() -> Path:
+    """The repository's mappings/ (source or editable install), else the copy a wheel install
+    puts under ``<prefix>/share/therapy-charge-adapter/mappings``."""
+    beside = Path(__file__).resolve().parent.parent / "mappings"
+    if (beside / "rulebook.toml").is_file():
+        return beside
+    return Path(sys.prefix) / "share" / "therapy-charge-adapter" / "mappings"
+
+
+DEFAULT_MAPPINGS_DIR = _default_mappings_dir()
 FILES = ("rulebook.toml", "codes.toml", "payers.toml", "ncci_ptp.toml", "limits.toml",
          "documentation.toml", "fhir.toml")  # fmt: skip
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
