@@ -25,7 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.errors import AdapterError
+
 Clock = Callable[[], float]
+
+
+class StoreBusyError(AdapterError):
+    """A patient-day stayed locked by another worker past the wait limit (retried later)."""
 
 
 @dataclass(frozen=True, slots=True)

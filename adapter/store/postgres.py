@@ -16,15 +16,16 @@ from typing import Any
 import psycopg
 
 from adapter.errors import ConfigError
-from adapter.store.base import SqlStore
+from adapter.store.base import SqlStore, StoreBusyError
 
 
 class PostgresStore(SqlStore):
     placeholder = "%s"
     id_type = "BIGSERIAL PRIMARY KEY"
 
-    def __init__(self, dsn: str, **kw: Any) -> None:
+    def __init__(self, dsn: str, *, lock_wait: float = 300.0, **kw: Any) -> None:
         super().__init__(**kw)
+        self.lock_wait = lock_wait
         try:
             self.db = psycopg.connect(dsn, autocommit=True)
             self.locks_db = psycopg.connect(dsn, autocommit=True)
@@ -65,7 +66,10 @@ class PostgresStore(SqlStore):
         (tried in a loop, so the shared lock connection is never blocked)."""
         with self.lock:
             local = self._day_locks.setdefault(day, threading.Lock())
-        with local:
+        deadline = time.monotonic() + self.lock_wait
+        if not local.acquire(timeout=self.lock_wait):
+            raise StoreBusyError(f"patient-day {day} is busy in this process")
+        try:
             while True:
                 with self.locks_lock:
                     got = self.locks_db.execute(
@@ -73,12 +77,16 @@ class PostgresStore(SqlStore):
                     ).fetchone()
                 if got and got[0]:
                     break
+                if time.monotonic() > deadline:
+                    raise StoreBusyError(f"patient-day {day} is held by another replica")
                 time.sleep(0.02)
             try:
                 yield
             finally:
                 with self.locks_lock:
                     self.locks_db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (day,))
+        finally:
+            local.release()
 
     def close(self) -> None:
         with self.lock:

@@ -153,16 +153,25 @@ def test_two_replicas_on_postgresql(fresh_fhir: FhirServer, pg_dsn: str, tmp_pat
     cfg = tmp_path / "adapter.toml"
     cfg.write_text(f'emr_base_url = "{fresh_fhir.base}"\nstore = "{pg_dsn}"\n')
     start = time.monotonic()
+    logs = [tmp_path / f"replica-{k}.log" for k in range(2)]
+    handles = [path.open("w") for path in logs]
     replicas = [
         subprocess.Popen(
-            [EXE, "work", "--until-empty", "--config", str(cfg)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            [EXE, "work", "--until-empty", "--config", str(cfg)], stdout=h, stderr=subprocess.STDOUT
         )
-        for _ in range(2)
+        for h in handles
     ]
-    outputs = [r.communicate(timeout=600) for r in replicas]
+    try:
+        for r in replicas:
+            r.wait(timeout=600)
+    finally:
+        for r in replicas:
+            if r.poll() is None:
+                r.kill()
+                r.wait()
+        for h in handles:
+            h.close()
+    outputs = [("", p.read_text()) for p in logs]
     seconds = time.monotonic() - start
     assert all(r.returncode == 0 for r in replicas), [o[1][-500:] for o in outputs]
     written, duplicates, lost = check(fresh_fhir, "replica", days)

@@ -165,3 +165,22 @@ def test_unknown_store_url() -> None:
         open_store("mysql://x")
     with pytest.raises(ConfigError, match="unreachable"):
         open_store("postgresql://postgres@127.0.0.1:1/none")
+
+
+def test_a_day_held_by_another_replica_is_busy_after_the_wait(pg_dsn: str) -> None:
+    from adapter.store.base import StoreBusyError
+    from adapter.store.postgres import PostgresStore
+
+    first, second = PostgresStore(pg_dsn), PostgresStore(pg_dsn, lock_wait=0.3)
+    try:
+        with first.day_lock("p1:2026-03-02"):
+            with (
+                pytest.raises(StoreBusyError, match="another replica"),
+                second.day_lock("p1:2026-03-02"),
+            ):
+                pass
+        with second.day_lock("p1:2026-03-02"):  # free again once released
+            pass
+    finally:
+        first.close()
+        second.close()
