@@ -173,12 +173,12 @@ def test_a_day_held_by_another_replica_is_busy_after_the_wait(pg_dsn: str) -> No
 
     first, second = PostgresStore(pg_dsn), PostgresStore(pg_dsn, lock_wait=0.3)
     try:
-        with first.day_lock("p1:2026-03-02"):
-            with (
-                pytest.raises(StoreBusyError, match="another replica"),
-                second.day_lock("p1:2026-03-02"),
-            ):
-                pass
+        with (
+            first.day_lock("p1:2026-03-02"),
+            pytest.raises(StoreBusyError, match="another replica"),
+            second.day_lock("p1:2026-03-02"),
+        ):
+            pass
         with second.day_lock("p1:2026-03-02"):  # free again once released
             pass
     finally:
