@@ -77,3 +77,13 @@ def test_doctor_against_the_real_server(fhir: FhirServer, tmp_path: Path,
     cfg.write_text(f'emr_base_url = "http://127.0.0.1:{free_port()}/fhir"\nstate_dir = "state"\n')
     assert main(["doctor", "--config", str(cfg)]) == 5
     assert "FAIL  EMR not reachable" in capsys.readouterr().out
+
+
+def test_tls_verification_is_on_and_takes_a_ca_bundle(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('emr_base_url = "https://emr.example.org/fhir"\n')
+    assert load_settings(cfg).emr().session.verify is True
+    bundle = tmp_path / "site-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg.write_text(f'emr_base_url = "https://emr.example.org/fhir"\nca_bundle = "{bundle}"\n')
+    assert load_settings(cfg).emr().session.verify == str(bundle)
