@@ -47,6 +47,17 @@ class FhirServer:
             raw = err.read()
             return err.code, json.loads(raw) if raw else None
 
+    def put_all(self, *resources: dict[str, Any]) -> None:
+        """Create or replace resources with their ids, in one transaction."""
+        entries = [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources
+        ]
+        status, body = self.request(
+            "POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        )
+        assert status == 200, body
+
     def search(self, query: str) -> list[dict[str, Any]]:
         status, bundle = self.request("GET", query)
         assert status == 200, (status, bundle)

@@ -13,7 +13,8 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -172,29 +173,53 @@ def _output_name(name: str) -> str:
     return name + ".transaction.json"
 
 
-def ingest(
-    files: Sequence[InputFile], spool: Spool, summary: Summary, progress: Progress | None
+def _spool_items(
+    items: Iterable[Item | Problem],
+    spool: Spool,
+    summary: Summary,
+    index: int,
+    progress: Progress | None = None,
 ) -> None:
-    for index, file in enumerate(files):
-        report = FileReport(name=file.name)
-        summary.files.append(report)
-        try:
-            for n, item in enumerate(read(file), start=1):
-                if isinstance(item, Problem):
-                    summary.note(item)
-                    continue
-                assert isinstance(item, Item)
-                spool.add(item.resource, file=index, where=item.where, full_url=item.full_url)
-                report.resources += 1
-                if progress and n % 50_000 == 0:
-                    progress(f"reading {file.name}: {n} resources")
-        except InputError as err:
-            summary.unreadable.append(Problem(file.name, str(err)))
+    """Spool one input's resources (as input ``index``); problems go to the summary."""
+    report = summary.files[index]
+    for n, item in enumerate(items, start=1):
+        if isinstance(item, Problem):
+            summary.note(item)
+            continue
+        spool.add(item.resource, file=index, where=item.where, full_url=item.full_url)
+        report.resources += 1
+        if progress and n % 50_000 == 0:
+            progress(f"reading {report.name}: {n} resources")
+
+
+def _finish(spool: Spool, summary: Summary) -> None:
     spool.finish()
     for p in spool.problems:
         summary.note(p)
     summary.problem_count += spool.problem_count - len(spool.problems)
     summary.procedures.update(spool.status_counts())
+
+
+def ingest(
+    files: Sequence[InputFile], spool: Spool, summary: Summary, progress: Progress | None
+) -> None:
+    for index, file in enumerate(files):
+        summary.files.append(FileReport(name=file.name))
+        try:
+            _spool_items(read(file), spool, summary, index, progress)
+        except InputError as err:
+            summary.unreadable.append(Problem(file.name, str(err)))
+    _finish(spool, summary)
+
+
+@contextmanager
+def _temporary_spool() -> Iterator[Spool]:
+    with tempfile.TemporaryDirectory(prefix="charge-adapter-spool-") as tmp:
+        spool = Spool(Path(tmp) / "spool.sqlite")
+        try:
+            yield spool
+        finally:
+            spool.close()
 
 
 def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[int, DayResult]]:
@@ -220,38 +245,34 @@ def replay(
     """Replay ``paths`` into transaction bundles under ``out``; return the summary."""
     files = expand(paths)
     summary = Summary(rulebook_version=rulebook.version)
-    with tempfile.TemporaryDirectory(prefix="charge-adapter-spool-") as tmp:
-        spool = Spool(Path(tmp) / "spool.sqlite")
-        try:
-            ingest(files, spool, summary, progress)
-            current: tuple[int, _BundleWriter] | None = None
 
-            def open_output(index: int) -> _BundleWriter:
-                name = _output_name(files[index].name)
-                summary.files[index].output = str(out / name)
-                return _BundleWriter(out / name)
+    def open_output(index: int) -> _BundleWriter:
+        name = _output_name(files[index].name)
+        summary.files[index].output = str(out / name)
+        return _BundleWriter(out / name)
 
-            for index, result in days(spool, rulebook, options):
-                if current is None or current[0] != index:
-                    if current is not None:
-                        current[1].close()
-                    current = (index, open_output(index))
-                for entry in result.entries:
-                    current[1].write(entry)
-                summary.add(result)
-                if result.decision is not None:
-                    summary.files[index].patient_days += 1
-                if on_day is not None:
-                    on_day(result)
-                if progress and result.decision and summary.patient_days % 5_000 == 0:
-                    progress(f"{summary.patient_days} patient-days")
-            if current is not None:
-                current[1].close()
-            for index in spool.procedure_files():
-                if summary.files[index].output is None:  # procedures, none billable: empty
-                    open_output(index).close()
-        finally:
-            spool.close()
+    with _temporary_spool() as spool:
+        ingest(files, spool, summary, progress)
+        current: tuple[int, _BundleWriter] | None = None
+        for index, result in days(spool, rulebook, options):
+            if current is None or current[0] != index:
+                if current is not None:
+                    current[1].close()
+                current = (index, open_output(index))
+            for entry in result.entries:
+                current[1].write(entry)
+            summary.add(result)
+            if result.decision is not None:
+                summary.files[index].patient_days += 1
+            if on_day is not None:
+                on_day(result)
+            if progress and result.decision and summary.patient_days % 5_000 == 0:
+                progress(f"{summary.patient_days} patient-days")
+        if current is not None:
+            current[1].close()
+        for index in spool.procedure_files():
+            if summary.files[index].output is None:  # procedures, none billable: empty
+                open_output(index).close()
     return summary
 
 
@@ -261,17 +282,13 @@ def decisions(
     """Evaluate without writing anything (for ``explain``)."""
     files = expand(paths)
     summary = Summary(rulebook_version=rulebook.version)
-    with tempfile.TemporaryDirectory(prefix="charge-adapter-spool-") as tmp:
-        spool = Spool(Path(tmp) / "spool.sqlite")
-        try:
-            ingest(files, spool, summary, None)
-            if summary.unreadable:
-                raise InputError("; ".join(f"{p.where}: {p.reason}" for p in summary.unreadable))
-            for _, result in days(spool, rulebook, options):
-                if result.decision is not None:
-                    yield result, result.decision
-        finally:
-            spool.close()
+    with _temporary_spool() as spool:
+        ingest(files, spool, summary, None)
+        if summary.unreadable:
+            raise InputError("; ".join(f"{p.where}: {p.reason}" for p in summary.unreadable))
+        for _, result in days(spool, rulebook, options):
+            if result.decision is not None:
+                yield result, result.decision
 
 
 def evaluate_bundle(
@@ -287,16 +304,8 @@ def evaluate_bundle(
     summary.files.append(FileReport(name="bundle"))
     spool = Spool(":memory:")
     try:
-        for item in document_items(bundle, "bundle"):
-            if isinstance(item, Problem):
-                summary.note(item)
-            else:
-                spool.add(item.resource, file=0, where=item.where, full_url=item.full_url)
-                summary.files[0].resources += 1
-        spool.finish()
-        for p in spool.problems:
-            summary.note(p)
-        summary.procedures.update(spool.status_counts())
+        _spool_items(document_items(bundle, "bundle"), spool, summary, 0)
+        _finish(spool, summary)
         entries: list[dict[str, Any]] = []
         found: list[Decision] = []
         for _, result in days(spool, rulebook, options):

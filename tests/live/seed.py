@@ -26,7 +26,7 @@ def seed_days(fhir: FhirServer, prefix: str, count: int, chunk: int = 50) -> lis
     returns the Procedure ids (one per day) to notify about."""
     shared = {r["id"]: r for r in context(patient=f"{prefix}-shared")
               if r["resourceType"] in ("Practitioner", "PractitionerRole")}  # fmt: skip
-    _post(fhir, list(shared.values()))
+    fhir.put_all(*shared.values())
     notify = []
     for start in range(0, count, chunk):
         batch: list[dict[str, Any]] = []
@@ -45,18 +45,8 @@ def seed_days(fhir: FhirServer, prefix: str, count: int, chunk: int = 50) -> lis
             batch.append(procedure(f"{pid}-a", "97112", *a, patient=who, encounter=enc))
             batch.append(procedure(f"{pid}-b", "97110", *b, patient=who, encounter=enc))
             notify.append(f"{pid}-a")
-        _post(fhir, batch)
+        fhir.put_all(*batch)
     return notify
-
-
-def _post(fhir: FhirServer, resources: list[dict[str, Any]]) -> None:
-    entries = [
-        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-        for r in resources
-    ]
-    status, body = fhir.request("POST", "", {"resourceType": "Bundle", "type": "transaction",
-                                             "entry": entries})  # fmt: skip
-    assert status == 200, body
 
 
 def server_state(

@@ -13,7 +13,7 @@ import pytest
 from adapter.cli import main
 from tests.fhir.make import at, context, procedure
 from tests.fhir_server import FhirServer
-from tests.live.test_sync import charge_lines, put_all
+from tests.live.test_sync import charge_lines
 from tests.live.test_webhook_e2e import wait_for
 
 
@@ -22,7 +22,7 @@ def test_poll_once(
 ) -> None:
     pid = "cli-poll"
     proc = procedure("cli-poll-a", "97112", at("09:00"), at("09:30"), patient=f"Patient/{pid}")
-    put_all(fresh_fhir, *context(patient=pid), proc)
+    fresh_fhir.put_all(*context(patient=pid), proc)
     cfg = tmp_path / "adapter.toml"
     cfg.write_text(f'emr_base_url = "{fresh_fhir.base}"\nstate_dir = "state"\n')
     # the watermark starts a day back from now; these procedures were just written
@@ -49,7 +49,7 @@ def test_bad_live_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_serve_and_subscribe_then_sigterm(fresh_fhir: FhirServer, tmp_path: Path) -> None:
     pid = "cli-serve"
-    put_all(fresh_fhir, *context(patient=pid))
+    fresh_fhir.put_all(*context(patient=pid))
     cfg = tmp_path / "adapter.toml"
     cfg.write_text(
         f'emr_base_url = "{fresh_fhir.base}"\nstate_dir = "state"\npoll_interval = 600\n'
@@ -73,9 +73,7 @@ def test_serve_and_subscribe_then_sigterm(fresh_fhir: FhirServer, tmp_path: Path
         assert len(subs) == 2 and {s["criteria"] for s in subs} == {"Procedure?", "Encounter?"}
         assert all("X-Adapter-Secret: cli-secret" in s["channel"]["header"] for s in subs)
         who = f"Patient/{pid}"
-        put_all(
-            fresh_fhir, procedure("cli-serve-a", "97112", at("09:00"), at("09:24"), patient=who)
-        )
+        fresh_fhir.put_all(procedure("cli-serve-a", "97112", at("09:00"), at("09:24"), patient=who))
         wait_for(fresh_fhir, pid, [("97112", 2, ("GP",))])
         os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

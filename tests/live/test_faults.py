@@ -12,7 +12,7 @@ from adapter.pipeline import Options, handle_events
 from tests.fault_proxy import FaultProxy
 from tests.fhir.make import at, context, procedure
 from tests.fhir_server import FhirServer
-from tests.live.test_sync import charge_lines, put_all
+from tests.live.test_sync import charge_lines
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -26,8 +26,7 @@ def test_503_then_200_and_a_lost_response_write_each_charge_once(fresh_fhir: Fhi
         for n, plan in enumerate([["503", "503"], ["pass", "lost:503"], ["pass", "lost:504"]]):
             pid = f"fault-{n}"
             who = f"Patient/{pid}"
-            put_all(
-                fresh_fhir,
+            fresh_fhir.put_all(
                 *context(patient=pid),
                 procedure(f"{pid}-a", "97112", at("09:00"), at("09:24"), patient=who),
                 procedure(f"{pid}-b", "97110", at("09:24"), at("09:47"), patient=who),

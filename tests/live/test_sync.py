@@ -17,16 +17,6 @@ RULEBOOK = load_rulebook()
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
-def put_all(fhir: FhirServer, *resources: dict[str, Any]) -> None:
-    entries = [
-        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-        for r in resources
-    ]
-    status, body = fhir.request("POST", "", {"resourceType": "Bundle", "type": "transaction",
-                                             "entry": entries})  # fmt: skip
-    assert status == 200, body
-
-
 def charge_lines(fhir: FhirServer, patient: str) -> list[tuple[str, int, str]]:
     items = fhir.search(f"ChargeItem?subject=Patient/{patient}&_count=100")
     return sorted(
@@ -44,7 +34,7 @@ def test_poll_write_edit_void_and_nothing_twice(fresh_fhir: FhirServer) -> None:
     pid = "live-p1"
     a = procedure("live-a", "97112", at("09:00"), at("09:24"), patient=f"Patient/{pid}")
     b = procedure("live-b", "97110", at("09:24"), at("09:47"), patient=f"Patient/{pid}")
-    put_all(fresh_fhir, *context(patient=pid), a, b)
+    fresh_fhir.put_all(*context(patient=pid), a, b)
     client = FhirClient(fresh_fhir.base)
 
     mark, results = cycle(client, Watermark())
@@ -65,7 +55,7 @@ def test_poll_write_edit_void_and_nothing_twice(fresh_fhir: FhirServer) -> None:
     # the clinician corrects 97110's end time: 23 -> 38 minutes; 62 min total -> 4 units
     edited = copy.deepcopy(b)
     edited["performedPeriod"]["end"] = at("10:02")
-    put_all(fresh_fhir, edited)
+    fresh_fhir.put_all(edited)
     mark, results = cycle(client, mark)
     assert results[0].write.updated
     assert charge_lines(fresh_fhir, pid) == [("97110", 2, "billable"), ("97112", 2, "billable")]
@@ -74,7 +64,7 @@ def test_poll_write_edit_void_and_nothing_twice(fresh_fhir: FhirServer) -> None:
 
     # 97110 entered in error: its line is voided, 97112 alone remains (24 min -> 2 units)
     voided = {**edited, "status": "entered-in-error"}
-    put_all(fresh_fhir, voided)
+    fresh_fhir.put_all(voided)
     mark, results = cycle(client, mark)
     assert results[0].write.voided
     assert charge_lines(fresh_fhir, pid) == [
@@ -87,13 +77,13 @@ def test_poll_write_edit_void_and_nothing_twice(fresh_fhir: FhirServer) -> None:
 def test_a_claim_past_draft_is_not_rewritten(fresh_fhir: FhirServer) -> None:
     pid = "live-p2"
     a = procedure("live2-a", "97112", at("09:00"), at("09:30"), patient=f"Patient/{pid}")
-    put_all(fresh_fhir, *context(patient=pid), a)
+    fresh_fhir.put_all(*context(patient=pid), a)
     client = FhirClient(fresh_fhir.base)
     mark, _ = cycle(client, Watermark())
     (claim,) = fresh_fhir.search(f"Claim?patient=Patient/{pid}")
     claim["status"] = "active"  # the billing office submitted it
-    put_all(fresh_fhir, claim)
-    put_all(fresh_fhir, {**a, "performedPeriod": {"start": at("09:00"), "end": at("09:45")}})
+    fresh_fhir.put_all(claim)
+    fresh_fhir.put_all({**a, "performedPeriod": {"start": at("09:00"), "end": at("09:45")}})
     mark, results = cycle(client, mark)
     assert results[0].write.claim_locked
     (claim_after,) = fresh_fhir.search(f"Claim?patient=Patient/{pid}")

@@ -37,16 +37,6 @@ def server(tmp_path: Path) -> Iterator[FhirServer]:
     s.stop()
 
 
-def put_all(fhir: FhirServer, *resources: dict[str, Any]) -> None:
-    entries = [
-        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-        for r in resources
-    ]
-    status, body = fhir.request("POST", "", {"resourceType": "Bundle", "type": "transaction",
-                                             "entry": entries})  # fmt: skip
-    assert status == 200, body
-
-
 def topic_basic() -> dict[str, Any]:
     from sekmet.subscriptions.backport import topic_basic as make  # the server's topic encoding
 
@@ -85,7 +75,7 @@ def test_subscription_delivery_writes_charges(
     server: FhirServer, tmp_path: Path, kind: str, content: str
 ) -> None:
     pid = f"hook-{kind}-{content}"
-    put_all(server, *context(patient=pid))
+    server.put_all(*context(patient=pid))
     client = FhirClient(server.base)
     store = open_store(tmp_path / "state" / "adapter.db")
     service = Service(client, client, load_rulebook(), Options(), store)
@@ -95,7 +85,7 @@ def test_subscription_delivery_writes_charges(
     service.start()
     try:
         if kind == "backport":
-            put_all(server, topic_basic())
+            server.put_all(topic_basic())
         wanted = subscriptions.desired(
             f"http://127.0.0.1:{web.port}/notify", kind=kind,  # type: ignore[arg-type]
             criteria=["Procedure?", "Encounter?"], content=content,
@@ -105,8 +95,8 @@ def test_subscription_delivery_writes_charges(
         assert {a for a, _ in actions} == {"created"}
         assert {a for a, _ in subscriptions.ensure(client, wanted)} == {"unchanged"}
         time.sleep(0.5)  # backport handshake
-        put_all(
-            server,
+        server.put_all(
+
             procedure(f"{pid}-a", "97530", at("09:00"), at("09:30"), patient=f"Patient/{pid}"),
             procedure(f"{pid}-b", "97116", at("09:30"), at("09:45"), "PractitionerRole/r-pta",
                       patient=f"Patient/{pid}"),
