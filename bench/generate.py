@@ -124,8 +124,10 @@ GOOD_NOTES = {
     "92526": "Swallowing treatment: effortful swallow and chin-tuck technique with thin "
     "liquids; patient tolerated without coughing.",
 }
-EVAL_NOTE = ("Initial evaluation: history, standardized tests of strength, balance and "
-             "function; plan of care established and patient instructed in home exercise.")  # fmt: skip
+EVAL_NOTE = (
+    "Initial evaluation: history, standardized tests of strength, balance and "
+    "function; plan of care established and patient instructed in home exercise."
+)
 VAGUE_NOTES = ["Pt seen for therapy.", "Tx as planned.", "Continue POC.", "Exercises done."]
 
 WEEKDAYS = [
@@ -152,7 +154,7 @@ class Rates:
     group_day: float = 0.05
     mixed_day: float = 0.15
     assistant: float = 0.3
-    assistant_alone_day: float = 0.5  # of assistant days: supervising therapist not present
+    unsupervised_day: float = 0.05  # assistant days without the supervising therapist listed
     not_completed: float = 0.004
     no_care_plan: float = 0.03
     no_coverage: float = 0.01
@@ -230,6 +232,7 @@ class Generator:
         self.per_day = per_day
         self.patients = 0
         self.encounters = 0
+        self.procedure_seq = 0
 
     # -- schedule --------------------------------------------------------------------------
     def lanes(self) -> Iterator[tuple[int, int, list[date]]]:
@@ -306,16 +309,18 @@ class Generator:
         for visit, dos in enumerate(dates):
             if budget <= 0:
                 break
-            day = self.day(unit, condition, patient_ref, team, slot, dos, visit, budget)
+            day = self.day(
+                condition, patient_ref, team=team, slot=slot, dos=dos, visit=visit, budget=budget
+            )
             budget -= len(day.procedures)
             unit.days.append(day)
         return unit
 
     def day(
         self,
-        unit: PatientUnit,
         condition: tuple[str, str, str, tuple[str, ...], int],
         patient_ref: str,
+        *,
         team: int,
         slot: int,
         dos: date,
@@ -329,10 +334,7 @@ class Generator:
         site, base = SITES[team % len(SITES)]
         offset = base + (1 if DST[0] <= dos < DST[1] else 0)
         tz = f"{'-' if offset < 0 else '+'}{abs(offset):02d}:00"
-        if self.per_day is not None:
-            count = self.per_day
-        else:
-            count = rng.choices(*PER_DAY)[0]
+        count = self.per_day if self.per_day is not None else rng.choices(*PER_DAY)[0]
         count = min(count, budget)
         primary = disciplines[0]
         # which discipline performs each procedure
@@ -360,24 +362,23 @@ class Generator:
         overlap = count > 1 and rng.random() < r.overlap_day
         no_dx = rng.random() < r.no_diagnosis_day
         dx_on_encounter = not no_dx and rng.random() < r.diagnosis_on_encounter_day
-        assistant_alone = rng.random() < r.assistant_alone_day
+        unsupervised = rng.random() < r.unsupervised_day
         start = SLOTS[slot] + rng.randint(0, 8)
         t = start
         participants: dict[str, None] = {}
         procedures: list[Resource] = []
         role = f"PractitionerRole/{self.prefix}-role-{team:04d}-"
         for i, ((disc, (code, display, _, _)), mins) in enumerate(zip(plan, minutes, strict=True)):
-            self.procedure_seq = getattr(self, "procedure_seq", 0) + 1
+            self.procedure_seq += 1
             is_eval = code.startswith(("9716", "92523"))
             performer = disc
             if disc in ASSISTANT and not is_eval and rng.random() < r.assistant:
                 performer = ASSISTANT[disc]
-                if not assistant_alone:
+                if not unsupervised:  # the supervising therapist is on the encounter
                     participants[role + disc] = None
             else:
                 participants[role + disc] = None
-            if performer != disc:
-                participants[role + disc] = None  # the supervising therapist is on the encounter
+            participants[role + performer] = None
             if overlap and i == 1:
                 t -= rng.randint(5, 10)
             begin, end = t, t + mins

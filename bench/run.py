@@ -1,0 +1,526 @@
+"""Benchmarks of the charge adapter: offline replay throughput and live end-to-end latency.
+
+    python bench/run.py replay --procedures 10000 [--format ndjson|bundles] [--seed 0] [--keep DIR]
+    python bench/run.py live [--patient-days 200] [--rate 20] [--seed 0]
+
+Every figure is printed as one JSON line
+(``{"bench": ..., "figure": ..., "value": ..., "target": ..., "met": ...}``), then one summary
+line. See ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import operator
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.generate import (  # noqa: E402
+    Day,
+    Generator,
+    PatientUnit,
+    Rates,
+    team_resources,
+    write_bundles,
+    write_ndjson,
+)
+
+Resource = dict[str, Any]
+T = TypeVar("T")
+VENV_BIN = Path(sys.executable).parent
+SECRET = "bench-hook-secret"
+
+# Targets from the benchmark issue; None: reported, no target.
+REPLAY_TARGETS: dict[str, str | None] = {
+    "procedures_per_s": ">=2000",
+    "patient_days_per_s": None,
+    "peak_rss_mb": None,
+    "limit_ratio": None,
+    "replay_s": None,
+    "baseline_s": None,
+    "generate_s": None,
+}
+LIVE_TARGETS: dict[str, str | None] = {
+    "latency_p50_s": None,
+    "latency_p95_s": None,
+    "latency_p99_s": "<1",
+    "sustained_patient_days_per_s": None,
+    "offered_patient_days_per_s": None,
+    "adapter_s_per_patient_day": None,
+    "direct_write_s_per_patient_day": None,
+    "overhead_ratio": "<=2",
+    "latency_over_direct_ratio": None,
+    "syncs_per_patient_day": None,
+    "missing_patient_days": "==0",
+}
+
+
+# -- output ----------------------------------------------------------------------------------
+def met(value: float, target: str | None) -> bool | None:
+    if target is None:
+        return None
+    checks: dict[str, Callable[[float, float], bool]] = {
+        ">=": operator.ge, "<=": operator.le, "==": operator.eq, "<": operator.lt,
+        ">": operator.gt,
+    }  # fmt: skip
+    for op, check in checks.items():  # two-character operators first
+        if target.startswith(op):
+            return bool(check(value, float(target[len(op) :])))
+    raise ValueError(target)
+
+
+def emit(line: dict[str, Any]) -> None:
+    print(orjson.dumps(line).decode(), flush=True)
+
+
+def report(bench: str, size: dict[str, Any], figures: dict[str, float],
+           targets: dict[str, str | None], extra: dict[str, Any]) -> None:  # fmt: skip
+    results: dict[str, bool | None] = {}
+    for name, value in figures.items():
+        target = targets.get(name)
+        results[name] = met(value, target)
+        emit({"bench": bench, **size, "figure": name, "value": round(value, 4),
+              "target": target, "met": results[name]})  # fmt: skip
+    judged = {k: v for k, v in results.items() if v is not None}
+    emit({"bench": bench, **size, "summary": True,
+          "figures": {k: round(v, 4) for k, v in figures.items()},
+          "targets_met": sorted(k for k, v in judged.items() if v),
+          "targets_missed": sorted(k for k, v in judged.items() if not v),
+          **extra})  # fmt: skip
+
+
+@contextmanager
+def workdir(keep: Path | None, prefix: str) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Path(tmp)
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+# -- replay ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ChildRun:
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+def run_child(cmd: list[str], scratch: Path, name: str) -> ChildRun:
+    """Run ``cmd`` to completion; wall time and that child's own peak RSS (``wait4``)."""
+    out, err = scratch / f"{name}.stdout", scratch / f"{name}.stderr"
+    with out.open("wb") as fo, err.open("wb") as fe:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    # ru_maxrss is in kilobytes on Linux
+    return ChildRun(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read_bytes(),
+                    err.read_bytes())  # fmt: skip
+
+
+def baseline(inputs: Path, outputs: Path, scratch: Path) -> dict[str, int]:
+    """The floor a replay cannot beat: parse every input line / bundle with orjson, and load and
+    re-dump every entry of the replay's output bundles with orjson (written to ``scratch``)."""
+    parsed = dumped = 0
+    for path in sorted(p for p in inputs.rglob("*") if p.is_file()):
+        if path.name.endswith((".ndjson", ".jsonl")):
+            with path.open("rb") as fh:
+                for line in fh:
+                    if line.strip():
+                        orjson.loads(line)
+                        parsed += 1
+        elif path.name.endswith(".json"):
+            orjson.loads(path.read_bytes())
+            parsed += 1
+    scratch.mkdir(parents=True, exist_ok=True)
+    for path in sorted(outputs.glob("*.transaction.json")):
+        # the replay writes one entry per line: parse and re-dump each (flat memory at 1M)
+        with path.open("rb") as fh, (scratch / path.name).open("wb") as sink:
+            sink.write(b'{"resourceType":"Bundle","type":"transaction","entry":[')
+            first = True
+            for line in fh:
+                body = line.strip().rstrip(b",")
+                if body.startswith(b'{"'):
+                    sink.write((b"" if first else b",") + orjson.dumps(orjson.loads(body)))
+                    first = False
+                    dumped += 1
+            sink.write(b"]}")
+    return {"parsed": parsed, "dumped": dumped}
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    counts, seconds = timed(lambda: baseline(args.inputs, args.outputs, args.scratch))
+    emit({**counts, "seconds": seconds})
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    n: int = args.procedures
+    with workdir(args.keep, "charge-bench-replay-") as tmp:
+        inputs, out = tmp / "input", tmp / "out"
+        gen = Generator(args.seed)
+        writer = write_ndjson if args.format == "ndjson" else write_bundles
+        stats, gen_s = timed(lambda: writer(gen, inputs, n))
+        exe = VENV_BIN / "charge-adapter"
+        adapter = [str(exe)] if exe.exists() else [sys.executable, "-m", "adapter.cli"]
+        cmd = [*adapter, "replay", str(inputs), "--out", str(out), "--json"]
+        run = run_child(cmd, tmp, "replay")
+        if run.returncode != 0:
+            sys.stderr.write(run.stderr.decode(errors="replace")[-3000:])
+            raise SystemExit(f"replay failed with exit code {run.returncode}")
+        summary = orjson.loads(run.stdout)
+        base = run_child(
+            [sys.executable, str(Path(__file__).resolve()), "_baseline", str(inputs), str(out),
+             str(tmp / "baseline-out")], tmp, "baseline",
+        )  # fmt: skip
+        if base.returncode != 0:
+            sys.stderr.write(base.stderr.decode(errors="replace")[-3000:])
+            raise SystemExit("baseline failed")
+        inner = orjson.loads(base.stdout)
+        out_bytes = sum(p.stat().st_size for p in out.glob("*.transaction.json"))
+        days = int(summary["patient_days"])
+        figures = {
+            "procedures_per_s": stats.procedures / run.seconds,
+            "patient_days_per_s": days / run.seconds,
+            "peak_rss_mb": run.peak_rss_mb,
+            "limit_ratio": run.seconds / base.seconds,
+            "replay_s": run.seconds,
+            "baseline_s": base.seconds,
+            "generate_s": gen_s,
+        }
+        size = {"procedures": stats.procedures, "format": args.format}
+        report("replay", size, figures, REPLAY_TARGETS, {
+            "patient_days": days, "patients": stats.patients, "input_mb": stats.bytes / 2**20,
+            "output_mb": out_bytes / 2**20, "charge_items": summary["charge_items"],
+            "claims": summary["claims"], "findings": sum(summary["findings"].values()),
+            "baseline_inner_s": inner["seconds"], "baseline_peak_rss_mb": base.peak_rss_mb,
+            "seed": args.seed, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        })  # fmt: skip
+    return 0
+
+
+# -- live ------------------------------------------------------------------------------------
+def live_days(seed: int, prefix: str, count: int) -> tuple[list[PatientUnit], list[Resource]]:
+    """``count`` patients with one clean patient-day of 2 procedures each, and the context."""
+    gen = Generator(seed, prefix=prefix, rates=Rates.clean(), visits=1, spacing=1, per_day=2)
+    units = list(gen.units(2 * count))
+    context: list[Resource] = []
+    for team in sorted({u.team for u in units}):
+        context += team_resources(prefix, team)
+    for u in units:
+        context += u.context
+        context += [d.encounter for d in u.days]
+    return units, context
+
+
+def put_bundle(resources: list[Resource]) -> Resource:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources
+        ],
+    }
+
+
+class Http:
+    """A keep-alive JSON client for the bench's own traffic (not the adapter's)."""
+
+    def __init__(self, base: str) -> None:
+        import requests  # noqa: PLC0415  (lazy: the replay baseline child stays lean)
+
+        self.base = base.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"Content-Type": "application/fhir+json",
+                                     "Accept": "application/fhir+json"})  # fmt: skip
+
+    def post(self, path: str, body: Resource) -> Resource:
+        resp = self.session.post(f"{self.base}/{path}".rstrip("/"), data=orjson.dumps(body),
+                                 timeout=60)  # fmt: skip
+        if resp.status_code >= 300:
+            raise RuntimeError(f"POST {path or '/'}: {resp.status_code} {resp.text[:500]}")
+        return dict(resp.json())
+
+    def get(self, path: str) -> Resource:
+        resp = self.session.get(f"{self.base}/{path}", timeout=60)
+        if resp.status_code >= 300:
+            raise RuntimeError(f"GET {path}: {resp.status_code} {resp.text[:500]}")
+        return dict(resp.json())
+
+
+def seed_server(http: Http, resources: list[Resource], chunk: int = 100) -> None:
+    for i in range(0, len(resources), chunk):
+        http.post("", put_bundle(resources[i : i + chunk]))
+
+
+def has_charges(http: Http, patient: str) -> bool:
+    bundle = http.get(f"ChargeItem?subject={patient}&_count=5")
+    return bool(bundle.get("entry"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    # imported here so that `replay` and its `_baseline` child do not load the live stack
+    from adapter.fhir import subscriptions  # noqa: PLC0415
+    from adapter.fhir.client import FhirClient  # noqa: PLC0415
+    from adapter.intake.replay import evaluate_bundle  # noqa: PLC0415
+    from adapter.intake.webhook import Receiver, WebhookServer  # noqa: PLC0415
+    from adapter.mappings import load_rulebook  # noqa: PLC0415
+    from adapter.pipeline import Options  # noqa: PLC0415
+    from adapter.service import Service  # noqa: PLC0415
+    from adapter.store import open_store  # noqa: PLC0415
+    from tests import fhir_server  # noqa: PLC0415
+
+    n, rate, warm = args.patient_days, args.rate, args.warmup
+    with workdir(args.keep, "charge-bench-live-") as tmp:
+        server = fhir_server.start(tmp, "subscriptions: {retries: 3}\n")
+        try:
+            http = Http(server.base)
+            warm_units, warm_ctx = live_days(args.seed + 1, "warm", warm)
+            units, ctx = live_days(args.seed, "live", n)
+            direct_units, direct_ctx = live_days(args.seed, "direct", n)
+            direct_procs = [p for u in direct_units for d in u.days for p in d.procedures]
+            # context first (and the direct set's procedures, before any Subscription exists)
+            seed_server(http, warm_ctx + ctx + direct_ctx + direct_procs)
+
+            client = FhirClient(server.base)
+            rulebook = load_rulebook()
+            store = open_store(tmp / "state" / "adapter.db")
+            service = Service(client, client, rulebook, Options(), store)
+            busy = {"enqueue": 0.0, "sync": 0.0, "syncs": 0}
+            lock = threading.Lock()
+            enqueue, sync = service.enqueue, service.sync
+
+            def timed_enqueue(notification: Any, source: str | None = None) -> None:
+                start = time.perf_counter()
+                try:
+                    enqueue(notification, source)
+                finally:
+                    with lock:
+                        busy["enqueue"] += time.perf_counter() - start
+
+            def timed_sync(patient: str, dos: str) -> Any:
+                start = time.perf_counter()
+                try:
+                    return sync(patient, dos)
+                finally:
+                    with lock:
+                        busy["sync"] += time.perf_counter() - start
+                        busy["syncs"] += 1
+
+            service.enqueue = timed_enqueue  # type: ignore[method-assign]
+            service.sync = timed_sync  # type: ignore[method-assign]
+            receiver = Receiver(service.enqueue, secret=SECRET)
+            web = WebhookServer(receiver, "127.0.0.1", 0)
+            web.start()
+            service.start()
+            try:
+                wanted = subscriptions.desired(
+                    f"http://127.0.0.1:{web.port}/notify", kind="rest-hook",
+                    criteria=["Procedure?", "Encounter?"], content="full-resource", topic=None,
+                    header=f"X-Adapter-Secret: {SECRET}",
+                )  # fmt: skip
+                subscriptions.ensure(client, wanted)
+                time.sleep(0.5)
+                # warm-up days (not measured)
+                for u in warm_units:
+                    http.post("", put_bundle(u.days[0].procedures))
+                deadline = time.monotonic() + 60
+                pending = [u.days[0].patient for u in warm_units]
+                while pending and time.monotonic() < deadline:
+                    pending = [p for p in pending if not has_charges(http, p)]
+                    time.sleep(0.05)
+                busy.update({"enqueue": 0.0, "sync": 0.0, "syncs": 0})
+                lat = measure_live(server.base, [u.days[0] for u in units], rate)
+                # charges are readable before the sync returns (ledger, metrics): let it finish
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    counts = store.counts()
+                    if not counts.get("pending") and not counts.get("processing"):
+                        break
+                    time.sleep(0.05)
+                time.sleep(0.3)
+                adapter_busy = dict(busy)
+            finally:
+                web.stop()
+                service.stop()
+                subscriptions.remove(client)
+                store.close()
+
+            # the server's own cost: the same ChargeItem/Claim/... writes, posted directly
+            bundles = []
+            for u in direct_units:
+                day = u.days[0]
+                resources = team_resources("direct", u.team) + u.context + [day.encounter]
+                doc = {"resourceType": "Bundle", "type": "collection",
+                       "entry": [{"resource": r} for r in resources + day.procedures]}  # fmt: skip
+                tx, _, _ = evaluate_bundle(doc, rulebook)
+                bundles.append(tx)
+            direct: list[float] = []
+            for tx in bundles:
+                _, seconds = timed(lambda tx=tx: http.post("", tx))  # type: ignore[misc]
+                direct.append(seconds)
+            written = sum(len(b["entry"]) for b in bundles)
+        finally:
+            server.stop()
+
+    ok = [v for v in lat.latencies if v is not None]
+    missing = len(lat.latencies) - len(ok)
+    direct_mean = statistics.fmean(direct)
+    adapter_per_day = (adapter_busy["enqueue"] + adapter_busy["sync"]) / n
+    figures = {
+        "latency_p50_s": percentile(ok, 50) if ok else float("nan"),
+        "latency_p95_s": percentile(ok, 95) if ok else float("nan"),
+        "latency_p99_s": percentile(ok, 99) if ok else float("nan"),
+        "sustained_patient_days_per_s": len(ok) / lat.span if lat.span else 0.0,
+        "offered_patient_days_per_s": n / lat.post_span if lat.post_span else 0.0,
+        "adapter_s_per_patient_day": adapter_per_day,
+        "direct_write_s_per_patient_day": direct_mean,
+        "overhead_ratio": adapter_per_day / direct_mean,
+        "latency_over_direct_ratio": statistics.fmean(ok) / direct_mean if ok else float("nan"),
+        "syncs_per_patient_day": adapter_busy["syncs"] / n,
+        "missing_patient_days": float(missing),
+    }
+    report("live", {"patient_days": n, "rate": rate}, figures, LIVE_TARGETS, {
+        "latency_mean_s": statistics.fmean(ok) if ok else None,
+        "latency_max_s": max(ok) if ok else None,
+        "post_mean_s": statistics.fmean(lat.post_seconds),
+        "adapter_enqueue_s": adapter_busy["enqueue"], "adapter_sync_s": adapter_busy["sync"],
+        "direct_entries_per_patient_day": written / n,
+        "direct_p50_s": percentile(direct, 50), "poll_rounds": lat.rounds,
+        "seed": args.seed, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+    })  # fmt: skip
+    return 0
+
+
+@dataclass(slots=True)
+class LiveRun:
+    latencies: list[float | None]
+    post_seconds: list[float]
+    span: float  # first post -> last ChargeItem readable
+    post_span: float  # first post -> last post started
+    rounds: int
+
+
+def measure_live(base: str, days: list[Day], rate: float, timeout: float = 60.0) -> LiveRun:
+    """Post each day's 2 procedures (one transaction) at ``rate`` per second; a second thread
+    polls ``ChargeItem?subject=`` for every posted day until its charges are readable."""
+    n = len(days)
+    posted: list[float | None] = [None] * n
+    found: list[float | None] = [None] * n
+    post_seconds: list[float] = []
+    done_posting = threading.Event()
+    rounds = 0
+
+    def poster() -> None:
+        http = Http(base)
+        t0 = time.perf_counter()
+        for i, day in enumerate(days):
+            wait = t0 + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            start = time.perf_counter()
+            posted[i] = start
+            http.post("", put_bundle(day.procedures))
+            post_seconds.append(time.perf_counter() - start)
+        done_posting.set()
+
+    def poller() -> None:
+        nonlocal rounds
+        http = Http(base)
+        last_progress = time.perf_counter()
+        while True:
+            open_days = [i for i in range(n) if posted[i] is not None and found[i] is None]
+            if not open_days:
+                if done_posting.is_set() and all(f is not None for f in found):
+                    return
+                time.sleep(0.005)
+                continue
+            rounds += 1
+            for i in open_days:
+                if has_charges(http, days[i].patient):
+                    found[i] = time.perf_counter()
+                    last_progress = found[i] or last_progress
+            if done_posting.is_set() and time.perf_counter() - last_progress > timeout:
+                return
+
+    threads = [threading.Thread(target=poster), threading.Thread(target=poller)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first = min(p for p in posted if p is not None)
+    last_post = max(p for p in posted if p is not None)
+    found_ok = [f for f in found if f is not None]
+    latencies = [
+        (f - p) if f is not None and p is not None else None
+        for p, f in zip(posted, found, strict=True)
+    ]
+    return LiveRun(latencies, post_seconds, (max(found_ok) - first) if found_ok else 0.0,
+                   last_post - first, rounds)  # fmt: skip
+
+
+# -- cli -------------------------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("replay", help="offline replay throughput, memory and limit ratio")
+    r.add_argument("--procedures", type=int, default=10_000)
+    r.add_argument("--format", choices=("ndjson", "bundles"), default="ndjson")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--keep", type=Path, default=None, help="keep inputs and outputs in DIR")
+    lv = sub.add_parser("live", help="end-to-end latency on the real FHIR test server")
+    lv.add_argument("--patient-days", type=int, default=200)
+    lv.add_argument("--rate", type=float, default=20.0, help="patient-days posted per second")
+    lv.add_argument("--warmup", type=int, default=5, help="unmeasured patient-days first")
+    lv.add_argument("--seed", type=int, default=0)
+    lv.add_argument("--keep", type=Path, default=None, help="keep the server's work dir in DIR")
+    b = sub.add_parser("_baseline", help=argparse.SUPPRESS)
+    b.add_argument("inputs", type=Path)
+    b.add_argument("outputs", type=Path)
+    b.add_argument("scratch", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = {"replay": cmd_replay, "live": cmd_live, "_baseline": cmd_baseline}[args.command]
+    return command(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
