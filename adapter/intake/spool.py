@@ -28,8 +28,8 @@ CREATE TABLE aliases(alias TEXT PRIMARY KEY, key TEXT NOT NULL);
 CREATE TABLE procedures(key TEXT PRIMARY KEY, patient TEXT NOT NULL, dos TEXT, status TEXT,
                         encounter TEXT, file INTEGER NOT NULL);
 CREATE INDEX procedures_day ON procedures(patient, dos);
-CREATE TABLE actors(proc TEXT NOT NULL, actor TEXT NOT NULL);
-CREATE INDEX actors_actor ON actors(actor);
+CREATE TABLE actors(proc TEXT NOT NULL, actor TEXT NOT NULL, dos TEXT);
+CREATE INDEX actors_actor ON actors(actor, dos);
 CREATE INDEX actors_proc ON actors(proc);
 CREATE TABLE links(kind TEXT NOT NULL, owner TEXT NOT NULL, key TEXT NOT NULL);
 CREATE INDEX links_owner ON links(kind, owner);
@@ -102,6 +102,7 @@ class Spool:
         self.problems: list[Problem] = []
         self.problem_count = 0
         self._cache: dict[str, Resource | None] = {}
+        self._roles: dict[str, list[Resource]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -176,18 +177,18 @@ class Spool:
             return False
         encounter = reference_of(proc.get("encounter"))
         status = proc.get("status") if isinstance(proc.get("status"), str) else None
+        dos = service_date_of(proc)
         self.db.execute(
             "INSERT INTO procedures VALUES (?, ?, ?, ?, ?, ?)",
-            (key, ref_key(subject), service_date_of(proc), status,
-             ref_key(encounter) if encounter else None, file),
-        )  # fmt: skip
+            (key, ref_key(subject), dos, status, ref_key(encounter) if encounter else None, file),
+        )
         performers = proc.get("performer")
         actors = {
             ref_key(r)
             for p in (performers if isinstance(performers, list) else [])
             if isinstance(p, dict) and (r := reference_of(p.get("actor")))
         }
-        self.db.executemany("INSERT INTO actors VALUES (?, ?)", [(key, a) for a in actors])
+        self.db.executemany("INSERT INTO actors VALUES (?, ?, ?)", [(key, a, dos) for a in actors])
         return True
 
     def finish(self) -> None:
@@ -212,6 +213,7 @@ class Spool:
             dos = _date_of(start)
             if dos is not None:
                 self.db.execute("UPDATE procedures SET dos = ? WHERE key = ?", (dos, key))
+                self.db.execute("UPDATE actors SET dos = ? WHERE proc = ?", (dos, key))
             else:
                 self.problem(key, "no performed time and no encounter period: no date of service")
         self.db.commit()
@@ -251,7 +253,13 @@ class Spool:
         return [json.loads(b) for (b,) in rows]
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        """Between patient-days: forget procedures and encounters (they belong to a day); keep
+        practitioners, roles, coverages and care plans, up to a bound."""
+        if len(self._cache) > 20_000:
+            self._cache.clear()
+            return
+        for key in [k for k in self._cache if k.startswith(("Procedure/", "Encounter/", "urn:"))]:
+            del self._cache[key]
 
     # Lookup protocol ---------------------------------------------------------------------
     def key_of(self, ref: str) -> str:
@@ -275,7 +283,12 @@ class Spool:
         return [json.loads(b) for (b,) in rows]
 
     def roles_of(self, practitioner_key: str) -> Sequence[Resource]:
-        return self._linked("role", practitioner_key)
+        key = self.key_of(practitioner_key)
+        if key not in self._roles:
+            if len(self._roles) > 20_000:
+                self._roles.clear()
+            self._roles[key] = self._linked("role", key)
+        return self._roles[key]
 
     def coverages_of(self, patient_key: str) -> Sequence[Resource]:
         return self._linked("coverage", patient_key)
@@ -292,7 +305,7 @@ class Spool:
         marks = ",".join("?" * len(keys))
         rows = self.db.execute(
             "SELECT DISTINCT r.body FROM actors a JOIN procedures p ON p.key = a.proc "
-            f"JOIN resources r ON r.key = p.key WHERE a.actor IN ({marks}) AND p.dos = ? "
+            f"JOIN resources r ON r.key = p.key WHERE a.actor IN ({marks}) AND a.dos = ? "
             "AND p.patient != ? ORDER BY p.key",
             (*keys, service_date, exclude_patient),
         )
