@@ -51,7 +51,7 @@ REPLAY_TARGETS: dict[str, str | None] = {
     "procedures_per_s": ">=2000",
     "patient_days_per_s": None,
     "peak_rss_mb": None,
-    "limit_ratio": None,
+    "limit_ratio": "<=25",
     "replay_s": None,
     "baseline_s": None,
     "generate_s": None,
