@@ -221,7 +221,7 @@ def _serve(args: argparse.Namespace) -> int:
     problems = [c for c in check_capabilities(service.emr.capabilities()) if not c.ok]
     for c in problems:
         print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
-    service.start()
+    service.start(settings.workers)
     server.start()
     print(f"listening on {args.host or hook.host}:{server.port}{hook.path}", flush=True)
     while not stop.wait(settings.poll_interval):

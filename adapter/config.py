@@ -180,6 +180,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_attempts: Annotated[int, Field(ge=1)] = 6
     lease_seconds: Annotated[float, Field(gt=0)] = 120.0
+    workers: Annotated[int, Field(ge=1, le=32)] = 4  # worker threads in serve
     poll_interval: Annotated[float, Field(gt=0)] = 60.0
     auth: AuthSettings = AuthSettings()
     write_auth: AuthSettings | None = None

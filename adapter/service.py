@@ -129,7 +129,7 @@ class Service:
             },
         )
         self.stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- intake ------------------------------------------------------------------------------
     def enqueue(self, notification: Notification, source: str | None = None) -> None:
@@ -259,15 +259,19 @@ class Service:
             if not self.work_once():
                 self.stopping.wait(idle_sleep)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="worker", daemon=True)
-        self._thread.start()
+    def start(self, workers: int = 1) -> None:
+        """Start ``workers`` worker threads (they share the inbox; a day is never computed by
+        two at once, thanks to the store's day lock)."""
+        for n in range(workers):
+            thread = threading.Thread(target=self.run, name=f"worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming; the batch in hand finishes (unfinished rows return after their lease)."""
+        """Stop claiming; the batches in hand finish (unfinished rows return after their lease)."""
         self.stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
 
 class Health:

@@ -347,7 +347,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             receiver = Receiver(service.enqueue, secret=SECRET)
             web = WebhookServer(receiver, "127.0.0.1", 0)
             web.start()
-            service.start()
+            service.start(args.workers)
             try:
                 wanted = subscriptions.desired(
                     f"http://127.0.0.1:{web.port}/notify", kind="rest-hook",
@@ -506,6 +506,7 @@ def parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("live", help="end-to-end latency on the real FHIR test server")
     lv.add_argument("--patient-days", type=int, default=200)
     lv.add_argument("--rate", type=float, default=20.0, help="patient-days posted per second")
+    lv.add_argument("--workers", type=int, default=4, help="adapter worker threads")
     lv.add_argument("--warmup", type=int, default=5, help="unmeasured patient-days first")
     lv.add_argument("--seed", type=int, default=0)
     lv.add_argument("--keep", type=Path, default=None, help="keep the server's work dir in DIR")
