@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,7 +53,6 @@ class Counters:
     failures: int = 0
     dead: int = 0
     catch_ups: int = 0
-    results: list[SyncResult] = field(default_factory=list)
 
 
 def worker_id() -> str:
@@ -98,7 +97,6 @@ class Service:
         lookback: timedelta = timedelta(days=1),
         lease: float = 120.0,
         batch: int = 10,
-        keep_results: bool = False,
         worker: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -110,7 +108,6 @@ class Service:
         self.lookback = lookback
         self.lease = lease
         self.batch = batch
-        self.keep_results = keep_results
         self.worker = worker or worker_id()
         self.clock = clock
         self.counters = Counters()
@@ -218,8 +215,6 @@ class Service:
         for f in result.decision.findings if result.decision else ():
             self.metrics.inc("findings_total", code=f.code.value)
         log.info("day %s synced: %s", day, "written" if w.changed else "unchanged")
-        if self.keep_results:
-            self.counters.results.append(result)
         return result
 
     def work_once(self) -> int:

@@ -3,21 +3,16 @@
 Each poll searches ``Procedure`` and ``Encounter`` with ``_lastUpdated=ge<watermark>`` (``ge``, not
 ``gt``: servers compare at millisecond precision and a change in the same millisecond as the
 watermark must not be skipped), drops what was already seen at the boundary (id + versionId), and
-moves the watermark to the newest ``lastUpdated`` seen. The state is a small JSON file written
-atomically after the poll's changes were handled.
+moves the watermark to the newest ``lastUpdated`` seen. The service keeps the watermark in its
+durable store and moves it once the poll's changes are in the inbox.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from adapter.errors import ConfigError
 from adapter.fhir.client import FhirClient
 from adapter.intake.live import ChangeEvent, event_of
 
@@ -28,25 +23,6 @@ KINDS = ("Procedure", "Encounter")
 class Watermark:
     since: str | None = None  # FHIR instant
     seen: set[str] = field(default_factory=set)  # Type/id@version at the watermark
-
-    @classmethod
-    def load(cls, path: Path) -> Watermark:
-        if not path.exists():
-            return cls()
-        try:
-            data = json.loads(path.read_text())
-            return cls(since=data.get("since"), seen=set(data.get("seen") or []))
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"poll state {path} cannot be read: {err}") from None
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".poll-state-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"since": self.since, "seen": sorted(self.seen)}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
 
 
 def _instant(value: Any) -> datetime | None:

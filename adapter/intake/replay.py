@@ -47,6 +47,8 @@ class Summary:
     unreadable: list[Problem] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
+    superseded: int = 0  # older copies of a resource replaced by a newer version
+    ignored: int = 0  # resources of types replay does not use
     procedures: Counter[str] = field(default_factory=Counter)  # by status
     not_therapy: int = 0
     patient_days: int = 0
@@ -95,6 +97,8 @@ class Summary:
             "unreadable": [{"file": p.where, "reason": p.reason} for p in self.unreadable],
             "procedures": dict(sorted(self.procedures.items())),
             "not_therapy": self.not_therapy,
+            "superseded_versions": self.superseded,
+            "ignored_resources": self.ignored,
             "patient_days": self.patient_days,
             "payers": dict(sorted(self.payers.items())),
             "lines": self.lines,
@@ -198,6 +202,8 @@ def _finish(spool: Spool, summary: Summary) -> None:
         summary.note(p)
     summary.problem_count += spool.problem_count - len(spool.problems)
     summary.procedures.update(spool.status_counts())
+    summary.superseded += spool.stats.superseded
+    summary.ignored += spool.stats.ignored
 
 
 def ingest(

@@ -296,8 +296,11 @@ def test_an_older_copy_without_timestamps_never_beats_a_newer_version(rulebook: 
     new = procedure("a", "97110", at("09:00"), at("09:20"), status="entered-in-error",
                     meta={"versionId": "2", "lastUpdated": "2026-03-02T15:00:00Z"})  # fmt: skip
     old = procedure("a", "97110", at("09:00"), at("09:50"), meta={"versionId": "1"})
+    from adapter.intake.replay import evaluate_bundle as full
+
     for order in ((new, old), (old, new)):
-        assert decide(rulebook, *context(), *order) == []
+        _, decisions, summary = full(bundle(*context(), *order), rulebook)
+        assert decisions == [] and summary.superseded == 1
     v10 = procedure("b", "97110", at("09:00"), at("09:50"), meta={"versionId": "10"})
     v9 = procedure("b", "97110", at("09:00"), at("09:20"), meta={"versionId": "9"})
     (d,) = decide(rulebook, *context(), v10, v9)  # numeric, not string, comparison
