@@ -21,7 +21,13 @@ from adapter.errors import FatalServerError
 from adapter.fhir.build import BuildOptions, build_day, day_key_of, transaction
 from adapter.fhir.client import FhirClient
 from adapter.fhir.parse import Lookup, ParsedDay, service_day
-from adapter.fhir.writeback import WriteResult, existing_for_day, plan
+from adapter.fhir.writeback import (
+    WriteResult,
+    existing_for_day,
+    existing_from,
+    existing_searches,
+    plan,
+)
 from adapter.intake.live import ChangeEvent, days_of, gather_day
 from adapter.rules import evaluate
 
@@ -126,7 +132,12 @@ def sync_day(
     """
     day_key = day_key_of(patient, service_date)
     for attempt in range(1, attempts + 1):
-        spool = gather_day(emr, patient, service_date)
+        # one server for both (the usual deployment): ask for the day's earlier writes in the
+        # same batch as the EMR data
+        same_server = emr is target or emr.base_url == target.base_url
+        spool, earlier = gather_day(
+            emr, patient, service_date, also=existing_searches(day_key) if same_server else ()
+        )
         try:
             procedures = spool.procedures_of(patient, service_date)
             result = process_day(
@@ -138,7 +149,7 @@ def sync_day(
         inputs = {
             str(p["_key"]): str((p.get("meta") or {}).get("versionId", "")) for p in procedures
         }
-        existing = existing_for_day(target, day_key)
+        existing = existing_from(earlier) if same_server else existing_for_day(target, day_key)
         entries, written = plan(
             result.entries,
             existing,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -182,12 +182,50 @@ class FhirClient:
 
     def search(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every resource of every page (matches and includes), following ``next`` links."""
-        resp = self.request("GET", kind, params=params)
+        yield from self._pages(self.request("GET", kind, params=params).json())
+
+    def search_batch(self, searches: Sequence[tuple[str, Params]]) -> list[list[Resource]]:
+        """Several searches in one ``batch`` request: each search's resources (matches and
+        includes, every page), in the order asked. One round trip where the server answers
+        each search in one page; later pages are fetched like ``search`` does.
+        """
+        if not searches:
+            return []
+        batch = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"request": {"method": "GET", "url": search_url(kind, params)}}
+                for kind, params in searches
+            ],
+        }
+        reply = self.transaction(batch)
+        entries = reply.get("entry") if isinstance(reply, dict) else None
+        if not isinstance(entries, list) or len(entries) != len(searches):
+            raise FatalServerError(
+                f"batch of {len(searches)} searches answered with "
+                f"{len(entries) if isinstance(entries, list) else 'no'} entries"
+            )
+        out: list[list[Resource]] = []
+        for (kind, _), entry in zip(searches, entries, strict=True):
+            response = entry.get("response") if isinstance(entry, dict) else None
+            status = str((response or {}).get("status", "200")).split(" ", 1)[0]
+            bundle = entry.get("resource") if isinstance(entry, dict) else None
+            if not status.isdigit() or int(status) >= 400 or not isinstance(bundle, dict):
+                outcome = bundle if isinstance(bundle, dict) else (response or {}).get("outcome")
+                code = int(status) if status.isdigit() else 502
+                message = f"batch search {kind} answered {status}"
+                if code in TEMPORARY:
+                    raise TemporaryServerError(message, status=code, outcome=outcome)
+                raise FatalServerError(message, status=code, outcome=outcome)
+            out.append(list(self._pages(bundle)))
+        return out
+
+    def _pages(self, bundle: Resource) -> Iterator[Resource]:
         pages = 0
         while True:
-            bundle = resp.json()
             for entry in bundle.get("entry") or []:
-                resource = entry.get("resource")
+                resource = entry.get("resource") if isinstance(entry, dict) else None
                 if (
                     isinstance(resource, dict)
                     and resource.get("resourceType") != "OperationOutcome"
@@ -200,7 +238,7 @@ class FhirClient:
             pages += 1
             if not nxt or pages > 1000:
                 return
-            resp = self.request("GET", urljoin(self.base_url + "/", nxt))
+            bundle = self.request("GET", urljoin(self.base_url + "/", nxt)).json()
 
     def transaction(self, bundle: Resource) -> Resource:
         return dict(self.request("POST", "", json_body=bundle).json())
@@ -214,6 +252,14 @@ class FhirClient:
 
     def delete(self, kind: str, rid: str) -> None:
         self.request("DELETE", f"{kind}/{rid}")
+
+
+def search_url(kind: str, params: Params) -> str:
+    """``Kind?a=1&b=2`` for a batch entry: values percent-encoded, but references (``/``),
+    token systems (``|``), prefixes and ``_include`` targets (``:``) kept readable.
+    """
+    items = list(params.items()) if isinstance(params, Mapping) else list(params)
+    return f"{kind}?{urlencode(items, safe='/:|,')}" if items else kind
 
 
 @dataclass(frozen=True, slots=True)

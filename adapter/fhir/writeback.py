@@ -23,7 +23,7 @@ from typing import Any
 
 from adapter.fhir import codes
 from adapter.fhir.build import day_tag
-from adapter.fhir.client import FhirClient
+from adapter.fhir.client import FhirClient, Params
 
 Resource = dict[str, Any]
 KINDS = ("ChargeItem", "Claim", "Communication", "Provenance")
@@ -42,31 +42,25 @@ class WriteResult:
         return bool(self.created or self.updated or self.voided)
 
 
-def existing_for_day(target: FhirClient, day_key: str) -> dict[str, list[Resource]]:
-    """What the adapter wrote for a patient-day before, by resource type (one batch request)."""
+def existing_searches(day_key: str) -> list[tuple[str, Params]]:
+    """The searches that find what the adapter wrote for a patient-day (by its tag)."""
     tag = day_tag(day_key)
-    batch = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {
-                "request": {
-                    "method": "GET",
-                    "url": f"{k}?_tag={tag['system']}|{tag['code']}&_count=200",
-                }
-            }
-            for k in KINDS
-        ],
-    }
-    reply = target.transaction(batch)
+    return [(k, [("_tag", f"{tag['system']}|{tag['code']}"), ("_count", "200")]) for k in KINDS]
+
+
+def existing_from(answers: Sequence[Sequence[Resource]]) -> dict[str, list[Resource]]:
+    """The answers to ``existing_searches``, by resource type."""
     out: dict[str, list[Resource]] = {k: [] for k in KINDS}
-    for entry in reply.get("entry") or []:
-        bundle = entry.get("resource") if isinstance(entry, dict) else None
-        for e in (bundle or {}).get("entry") or []:
-            r = e.get("resource")
-            if isinstance(r, dict) and r.get("resourceType") in out:
+    for found in answers:
+        for r in found:
+            if r.get("resourceType") in out:
                 out[r["resourceType"]].append(r)
     return out
+
+
+def existing_for_day(target: FhirClient, day_key: str) -> dict[str, list[Resource]]:
+    """What the adapter wrote for a patient-day before, by resource type (one batch request)."""
+    return existing_from(target.search_batch(existing_searches(day_key)))
 
 
 def _identity(resource: Resource) -> str:

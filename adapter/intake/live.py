@@ -9,12 +9,12 @@ Every source (webhook notification, polling, reconciliation sweep) produces ``Ch
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from adapter.fhir.client import FhirClient
+from adapter.fhir.client import FhirClient, Params
 from adapter.fhir.parse import ref_key, reference_of, service_date_of
 from adapter.intake.spool import Spool
 
@@ -75,8 +75,28 @@ def days_of(emr: FhirClient, events: Iterable[ChangeEvent]) -> set[DayKey]:
     return days
 
 
-def gather_day(emr: FhirClient, patient: str, service_date: str) -> Spool:
-    """Fetch everything one patient-day's evaluation needs into an in-memory spool."""
+Search = tuple[str, Params]
+
+
+def gather_day(
+    emr: FhirClient,
+    patient: str,
+    service_date: str,
+    *,
+    also: Sequence[Search] = (),
+    max_rounds: int = 4,
+) -> tuple[Spool, list[list[Resource]]]:
+    """Fetch everything one patient-day's evaluation needs into an in-memory spool.
+
+    Each round is one ``batch`` of searches, so a day usually costs two round trips: (1) the
+    patient's procedures around the date with their performers and encounters, coverages and
+    care plans (plus ``also``, searches the caller wants answered in the same request); (2)
+    whatever those reference but did not bring (``_id`` searches), the roles of every
+    practitioner, and the same clinicians' procedures with other patients that day (the
+    concurrency check). Another round follows only when a round found new references (a role
+    read in round 2 naming another practitioner, say). Returns the spool and the answers to
+    ``also``, in order.
+    """
     spool = Spool(":memory:")
     day = date.fromisoformat(service_date)
     # the date of service is the local date in each procedure's own offset: search a day either
@@ -84,7 +104,6 @@ def gather_day(emr: FhirClient, patient: str, service_date: str) -> Spool:
     window = [
         ("date", f"ge{(day - timedelta(days=1)).isoformat()}"),
         ("date", f"le{(day + timedelta(days=1)).isoformat()}"),
-        ("_count", "200"),
     ]
     seen: set[str] = set()
 
@@ -94,60 +113,108 @@ def gather_day(emr: FhirClient, patient: str, service_date: str) -> Spool:
             seen.add(key)
             spool.add(resource, file=0, where=key)
 
-    includes = [("_include", "Procedure:performer"), ("_include", "Procedure:encounter")]
-    for r in emr.search("Procedure", [("subject", patient), *window, *includes]):
-        add(r)
-    procs = [r for r in spool.resources("Procedure") if service_date_of(r) == service_date]
-    encounters = {ref_key(e) for p in procs if (e := reference_of(p.get("encounter")))}
-    wanted: set[str] = set(encounters)
-    for p in procs:
-        for perf in p.get("performer") or []:
-            if isinstance(perf, dict) and (a := reference_of(perf.get("actor"))):
-                wanted.add(ref_key(a))
-    for enc_key in sorted(encounters):
-        enc = spool.get(enc_key)
-        for part in (enc or {}).get("participant") or []:
-            if isinstance(part, dict) and (i := reference_of(part.get("individual"))):
-                wanted.add(ref_key(i))
-    _read_missing(emr, spool, wanted, add)
-    practitioners = {k for k in seen if k.startswith("Practitioner/")}
-    for k in sorted(seen):
-        if k.startswith("PractitionerRole/"):
-            pr = reference_of((spool.get(k) or {}).get("practitioner"))
-            if pr:
-                practitioners.add(ref_key(pr))
-    for prac in sorted(practitioners):
-        for r in emr.search("PractitionerRole", [("practitioner", prac), ("_count", "50")]):
+    first: list[Search] = [
+        (
+            "Procedure",
+            [
+                ("subject", patient),
+                *window,
+                ("_include", "Procedure:performer"),
+                ("_include", "Procedure:encounter"),
+                ("_count", "200"),
+            ],
+        ),
+        ("Coverage", [("beneficiary", patient), ("_count", "50")]),
+        ("CarePlan", [("subject", patient), ("_count", "50")]),
+    ]
+    answers = emr.search_batch([*first, *also])
+    for found in answers[: len(first)]:
+        for r in found:
             add(r)
-    for r in emr.search("Coverage", [("beneficiary", patient), ("_count", "50")]):
-        add(r)
-    for r in emr.search("CarePlan", [("subject", patient), ("_count", "50")]):
-        add(r)
-    # the same clinicians' sessions with other patients that day (the concurrency check)
-    for actor in sorted(a for a in wanted if a.startswith(("Practitioner/", "PractitionerRole/"))):
-        for r in emr.search("Procedure", [("performer", actor), *window]):
-            if r.get("resourceType") == "Procedure":
+    extra = answers[len(first) :]
+
+    asked: set[str] = set()  # references read, practitioners' roles and actors' days searched
+    for _ in range(max_rounds):
+        spool.clear_cache()
+        searches = _next_round(
+            spool, patient=patient, service_date=service_date, seen=seen, asked=asked, window=window
+        )
+        if not searches:
+            break
+        for found in emr.search_batch(searches):
+            for r in found:
                 add(r)
     spool.finish()
-    return spool
+    return spool, extra
 
 
-def _read_missing(emr: FhirClient, spool: Spool, wanted: set[str], add: Any) -> None:
-    missing = sorted(k for k in wanted if spool.get(k) is None and "/" in k)
-    if not missing:
-        return
-    batch = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [{"request": {"method": "GET", "url": k}} for k in missing],
-    }
-    spool.clear_cache()
-    result = emr.transaction(batch)
-    for entry in result.get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and resource.get("resourceType") not in (
-            None,
-            "OperationOutcome",
-        ):
-            add(resource)
-    spool.clear_cache()
+def _next_round(
+    spool: Spool,
+    *,
+    patient: str,
+    service_date: str,
+    seen: set[str],
+    asked: set[str],
+    window: list[tuple[str, str]],
+) -> list[Search]:
+    """The searches the day still needs, given what has been fetched and asked so far."""
+    procs = [
+        r
+        for r in spool.resources("Procedure")
+        if service_date_of(r) == service_date
+        and ref_key(reference_of(r.get("subject")) or "") == patient
+    ]
+    refs: set[str] = set()
+    actors: set[str] = set()
+    for p in procs:
+        if e := reference_of(p.get("encounter")):
+            refs.add(ref_key(e))
+        for perf in p.get("performer") or []:
+            if isinstance(perf, dict) and (a := reference_of(perf.get("actor"))):
+                actors.add(ref_key(a))
+    for enc_key in sorted(k for k in refs if k.startswith("Encounter/")):
+        for part in (spool.get(enc_key) or {}).get("participant") or []:
+            if isinstance(part, dict) and (i := reference_of(part.get("individual"))):
+                actors.add(ref_key(i))
+    actors = {a for a in actors if a.startswith(("Practitioner/", "PractitionerRole/"))}
+    refs |= actors
+    practitioners = {a for a in actors if a.startswith("Practitioner/")}
+    for role_key in sorted(a for a in actors if a.startswith("PractitionerRole/")):
+        if pr := reference_of((spool.get(role_key) or {}).get("practitioner")):
+            practitioners.add(ref_key(pr))
+    refs |= practitioners
+    # a clinician's sessions are found under the practitioner and under each of their roles
+    actors |= practitioners
+    for role in spool.resources("PractitionerRole"):
+        pr = reference_of(role.get("practitioner"))
+        if pr and ref_key(pr) in practitioners:
+            actors.add(f"PractitionerRole/{role.get('id')}")
+
+    searches: list[Search] = []
+    missing: dict[str, list[str]] = {}
+    for key in sorted(refs - seen):
+        kind, _, rid = key.partition("/")
+        if rid and f"read:{key}" not in asked:
+            asked.add(f"read:{key}")
+            missing.setdefault(kind, []).append(rid)
+    for kind, ids in sorted(missing.items()):
+        searches.extend((kind, [("_id", ",".join(chunk))]) for chunk in _chunks(ids))
+    new_pracs = sorted(p for p in practitioners if f"roles:{p}" not in asked)
+    asked.update(f"roles:{p}" for p in new_pracs)
+    searches.extend(
+        ("PractitionerRole", [("practitioner", ",".join(chunk)), ("_count", "200")])
+        for chunk in _chunks(new_pracs)
+    )
+    new_actors = sorted(a for a in actors if f"day:{a}" not in asked)
+    asked.update(f"day:{a}" for a in new_actors)
+    searches.extend(
+        ("Procedure", [("performer", ",".join(chunk)), *window, ("_count", "200")])
+        for chunk in _chunks(new_actors)
+    )
+    return searches
+
+
+def _chunks(items: Sequence[str], size: int = 20) -> Iterator[list[str]]:
+    """Comma-separated (OR) lists of at most ``size`` values, to keep URLs short."""
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])

@@ -117,3 +117,30 @@ def test_capability_check_against_the_real_server(fhir: FhirServer) -> None:
                                                    if r["type"] != "ChargeItem"]}]}  # fmt: skip
     missing = {c.what for c in check_capabilities(trimmed) if not c.ok}
     assert missing == {"ChargeItem write", "transactions"}
+
+
+def test_search_batch_answers_each_search_in_order_and_follows_pages(fhir: FhirServer) -> None:
+    seed(fhir, "client-b1")
+    client = FhirClient(fhir.base)
+    roles, one_role_per_page, patients, nothing = client.search_batch(
+        [
+            ("PractitionerRole", [("_count", "200")]),
+            ("PractitionerRole", {"_count": "1"}),
+            ("Patient", [("_id", "client-b1,no-such-patient")]),
+            ("Patient", [("_id", "no-such-patient")]),
+        ]
+    )
+    assert len(roles) >= 3 and {r["resourceType"] for r in roles} == {"PractitionerRole"}
+    # the second search's later pages were followed: the same roles as the unpaged search
+    assert sorted(r["id"] for r in one_role_per_page) == sorted(r["id"] for r in roles)
+    assert [p["id"] for p in patients] == ["client-b1"]
+    assert nothing == []
+    assert client.search_batch([]) == []
+
+
+def test_search_batch_raises_on_a_failed_entry(fhir: FhirServer) -> None:
+    client = FhirClient(fhir.base, retry=RetryPolicy(sleep=Sleeps()))
+    with pytest.raises(FatalServerError) as err:
+        client.search_batch([("Patient", {"_count": "1"}), ("NoSuchType", {"x": "1"})])
+    assert err.value.status is not None and 400 <= err.value.status < 500
+    assert "NoSuchType" in str(err.value)
