@@ -151,6 +151,9 @@ class Spool:
             (key, kind, json.dumps(resource, separators=(",", ":")), rank, file),
         )
         self.stats.resources += 1
+        # a lookup before this resource arrived (live gathering adds in rounds) cached a miss
+        # or an older copy: forget it
+        self._cache.pop(key, None)
         owner = None
         if kind == "PractitionerRole":
             owner, link = reference_of(resource.get("practitioner")), "role"
@@ -160,6 +163,8 @@ class Spool:
             owner, link = reference_of(resource.get("subject")), "careplan"
         if owner:
             self.db.execute("INSERT INTO links VALUES (?, ?, ?)", (link, ref_key(owner), key))
+            if link == "role":
+                self._roles.pop(self.key_of(owner), None)
 
     def _forget(self, key: str) -> None:
         for sql in (
@@ -169,6 +174,9 @@ class Spool:
             "DELETE FROM links WHERE key = ?",
         ):
             self.db.execute(sql, (key,))
+        self._cache.pop(key, None)
+        if key.startswith("PractitionerRole/"):
+            self._roles.clear()  # the old copy may have named another practitioner
 
     def _index_procedure(self, proc: Resource, key: str, file: int, where: str) -> bool:
         subject = reference_of(proc.get("subject"))

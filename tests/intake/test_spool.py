@@ -1,0 +1,42 @@
+"""The spool as a Lookup: answers stay right when resources arrive after a lookup (live gathering
+adds a day's resources in rounds) and when a newer version replaces an older one."""
+
+from __future__ import annotations
+
+from adapter.intake.spool import Spool
+
+
+def role(rid: str, practitioner: str, version: str = "1") -> dict[str, object]:
+    return {
+        "resourceType": "PractitionerRole",
+        "id": rid,
+        "meta": {"versionId": version},
+        "practitioner": {"reference": practitioner},
+    }
+
+
+def test_a_lookup_miss_is_forgotten_when_the_resource_arrives() -> None:
+    spool = Spool()
+    try:
+        assert spool.get("PractitionerRole/r1") is None
+        assert spool.roles_of("Practitioner/p1") == []
+        spool.add(role("r1", "Practitioner/p1"), file=0, where="x")
+        spool.clear_cache()  # keeps roles between days, but must not keep the miss
+        assert (spool.get("PractitionerRole/r1") or {}).get("id") == "r1"
+        assert [r["id"] for r in spool.roles_of("Practitioner/p1")] == ["r1"]
+    finally:
+        spool.close()
+
+
+def test_a_newer_version_replaces_the_cached_copy() -> None:
+    spool = Spool()
+    try:
+        spool.add(role("r1", "Practitioner/p1"), file=0, where="x")
+        assert (spool.get("PractitionerRole/r1") or {})["meta"]["versionId"] == "1"
+        assert [r["id"] for r in spool.roles_of("Practitioner/p1")] == ["r1"]
+        spool.add(role("r1", "Practitioner/p2", version="2"), file=0, where="y")
+        assert (spool.get("PractitionerRole/r1") or {})["meta"]["versionId"] == "2"
+        assert [r["id"] for r in spool.roles_of("Practitioner/p2")] == ["r1"]
+        assert spool.roles_of("Practitioner/p1") == []
+    finally:
+        spool.close()
