@@ -23,10 +23,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from adapter.domain import Rulebook
 from adapter.errors import AdapterError
@@ -126,6 +126,7 @@ class Service:
             },
         )
         self.stopping = threading.Event()
+        self._wake = threading.Event()  # set by enqueue: idle workers look at once
         self._threads: list[threading.Thread] = []
 
     # -- intake ------------------------------------------------------------------------------
@@ -139,6 +140,8 @@ class Service:
             payload_of(notification), source=src, dedupe=dedupe_of(notification)
         ):
             self.counters.duplicates += 1
+        else:
+            self._wake.set()
 
     def watermark(self) -> Watermark:
         raw = self.store.get_value(WATERMARK)
@@ -160,39 +163,65 @@ class Service:
         return len(events)
 
     # -- work --------------------------------------------------------------------------------
-    def _days(self, payload: dict[str, Any]) -> set[DayKey]:
-        days: set[DayKey] = set()
+    def _days(self, payload: dict[str, Any]) -> dict[DayKey, list[tuple[str, str | None]]]:
+        """The patient-days a payload touches, each with the events that led to it
+        (``Kind/id``, version or None)."""
+        days: dict[DayKey, list[tuple[str, str | None]]] = {}
         unknown: list[ChangeEvent] = []
         for e in payload.get("events") or []:
             key = f"{e['kind']}/{e['id']}"
-            version = e.get("version")
-            if version and e["kind"] == "Procedure" and self.store.seen_version(key, str(version)):
+            version = str(e["version"]) if e.get("version") else None
+            if version and e["kind"] == "Procedure" and self.store.seen_version(key, version):
                 self.counters.stale += 1
                 continue  # already processed at this version or a later one
             if e.get("day"):
-                days.add((e["day"][0], e["day"][1]))
+                days.setdefault((e["day"][0], e["day"][1]), []).append((key, version))
             else:
                 unknown.append(ChangeEvent(e["kind"], e["id"], None, version, e.get("source", "")))
             for old in self.store.days_with(key):  # a procedure that moved: its old day too
                 patient, _, dos = old.rpartition(":")
-                days.add((f"Patient/{patient}", dos))
+                days.setdefault((f"Patient/{patient}", dos), []).append((key, version))
         if unknown:
-            days |= days_of(self.emr, unknown)
+            for day in days_of(self.emr, unknown):
+                days.setdefault(day, []).append(("", None))  # never counted as seen
         return days
 
     def process(self, payload: dict[str, Any]) -> list[SyncResult]:
         if payload.get("catch_up"):
             self.catch_up()
         results = []
-        for patient, dos in sorted(self._days(payload)):
-            results.append(self.sync(patient, dos))
+        for (patient, dos), events in sorted(self._days(payload).items()):
+            result = self.sync(patient, dos, events=events)
+            if result is not None:
+                results.append(result)
         return results
 
-    def sync(self, patient: str, dos: str) -> SyncResult:
+    def _all_seen(self, events: Sequence[tuple[str, str | None]]) -> bool:
+        return bool(events) and all(
+            key.startswith("Procedure/") and version and self.store.seen_version(key, version)
+            for key, version in events
+        )
+
+    @overload
+    def sync(self, patient: str, dos: str) -> SyncResult: ...
+    @overload
+    def sync(
+        self, patient: str, dos: str, *, events: Sequence[tuple[str, str | None]]
+    ) -> SyncResult | None: ...
+    def sync(
+        self, patient: str, dos: str, *, events: Sequence[tuple[str, str | None]] = ()
+    ) -> SyncResult | None:
+        """Recompute and write back one patient-day. With ``events`` (the changes that led
+        here), return None without syncing when another worker has meanwhile processed every
+        one of them at its version or later (two notifications for one EMR transaction)."""
         options = replace(self.options, evaluated_at=self.clock())
         day = f"{patient.split('/', 1)[-1]}:{dos}"
         started = time.monotonic()
         with self.store.day_lock(day):
+            if events and self._all_seen(events):
+                self.counters.stale += 1
+                log.info("day %s already synced for these changes", day)
+                return None
             result = sync_day(
                 self.emr, self.target, self.rulebook,
                 patient=patient, service_date=dos, options=options,
@@ -250,21 +279,27 @@ class Service:
         return False
 
     def run(self, idle_sleep: float = 0.2) -> None:
+        """Work until stopped. An idle worker wakes when this process enqueues a notification,
+        and every ``idle_sleep`` seconds for rows other processes stored."""
         while not self.stopping.is_set():
             if not self.work_once():
-                self.stopping.wait(idle_sleep)
+                self._wake.wait(idle_sleep)
+                self._wake.clear()
 
-    def start(self, workers: int = 1) -> None:
+    def start(self, workers: int = 1, idle_sleep: float = 0.2) -> None:
         """Start ``workers`` worker threads (they share the inbox; a day is never computed by
         two at once, thanks to the store's day lock)."""
         for n in range(workers):
-            thread = threading.Thread(target=self.run, name=f"worker-{n}", daemon=True)
+            thread = threading.Thread(
+                target=self.run, args=(idle_sleep,), name=f"worker-{n}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; the batches in hand finish (unfinished rows return after their lease)."""
         self.stopping.set()
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
 

@@ -19,7 +19,7 @@ from adapter.intake.live import ChangeEvent, event_of
 from adapter.intake.webhook import Notification, Receiver
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
-from adapter.service import Service
+from adapter.service import Service, payload_of
 from adapter.store import SqlStore, open_store
 from tests.fault_proxy import FaultProxy
 from tests.fhir.make import at
@@ -194,3 +194,50 @@ def _body(resource: dict[str, object]) -> bytes:
 
     event_of(resource, "rest-hook")
     return json.dumps(resource).encode()
+
+
+def test_two_notifications_of_one_transaction_sync_the_day_once(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """An EMR transaction of two procedures sends two notifications; with several workers both
+    can pass the inbox's stale check before either has synced. The worker that gets the day
+    lock second finds both versions in the ledger and does not gather the day again."""
+    ids = seed_days(fresh_fhir, "twice", 1)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "t.db")
+    service = Service(client, client, RULEBOOK, Options(), store)
+    a, b = (client.read("Procedure", pid) for pid in (ids[0], ids[0][:-1] + "b"))
+    first, second = (payload_of(Notification(events=(event_of(r, "test"),))) for r in (a, b))
+    second_days = service._days(second)  # the second worker's view, before the first syncs
+    assert len(second_days) == 1
+    assert len(service.process(first)) == 1  # gathers the day: both procedures, both versions
+    ((patient, dos), events), *_ = second_days.items()
+    assert service.sync(patient, dos, events=events) is None
+    assert service.sync(patient, dos) is not None  # without events: always synced
+    assert [changed for *_, changed in store.runs()] == [True, False]
+    _, items, claims = server_state(fresh_fhir, "twice")
+    assert (items, claims) == (2, 1)
+    store.close()
+
+
+def test_an_idle_worker_wakes_when_a_notification_is_stored(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """Workers poll the inbox every ``idle_sleep`` seconds for other processes' rows, but a
+    notification this process stores wakes them at once (here: long before the 60 s poll)."""
+    ids = seed_days(fresh_fhir, "wake", 1)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "w.db")
+    service = Service(client, client, RULEBOOK, Options(), store)
+    service.start(workers=2, idle_sleep=60)
+    try:
+        time.sleep(0.5)  # both workers found the inbox empty and are waiting
+        enqueue_all(service, ids)
+        deadline = time.monotonic() + 20
+        while store.counts() != {"done": 1} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.counts() == {"done": 1}
+    finally:
+        service.stop(timeout=5)
+    assert not any(t.is_alive() for t in service._threads)  # stop wakes them too
+    store.close()
