@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,25 @@ def test_search_batch_raises_on_a_failed_entry(fhir: FhirServer) -> None:
         client.search_batch([("Patient", {"_count": "1"}), ("NoSuchType", {"x": "1"})])
     assert err.value.status is not None and 400 <= err.value.status < 500
     assert "NoSuchType" in str(err.value)
+
+
+def test_environment_settings_are_honoured_once_or_per_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No proxy, no netrc: the CA bundle from the environment is read once and requests stops
+    re-reading the environment; a proxy (or netrc) leaves requests' per-request handling on."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("NETRC", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                "all_proxy"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/ca.pem")
+    plain = FhirClient("https://emr.example")
+    assert (plain.session.trust_env, plain.session.verify) == (False, "/env/ca.pem")
+    explicit = FhirClient("https://emr.example", verify="/mine.pem")
+    assert explicit.session.verify == "/mine.pem"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    proxied = FhirClient("https://emr.example")
+    assert proxied.session.trust_env is True and proxied.session.verify is True
+    monkeypatch.delenv("HTTPS_PROXY")
+    (tmp_path / ".netrc").write_text("machine emr.example login a password b\n")
+    assert FhirClient("https://emr.example").session.trust_env is True
