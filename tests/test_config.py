@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,9 @@ def test_doctor_against_the_real_server(fhir: FhirServer, tmp_path: Path,
 def test_tls_verification_is_on_and_takes_a_ca_bundle(tmp_path: Path) -> None:
     cfg = tmp_path / "a.toml"
     cfg.write_text('emr_base_url = "https://emr.example.org/fhir"\n')
-    assert load_settings(cfg).emr().session.verify is True
+    # on: True, or the CA bundle the environment names (read once by the client)
+    env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    assert load_settings(cfg).emr().session.verify in (True, env_ca)
     bundle = tmp_path / "site-ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     cfg.write_text(f'emr_base_url = "https://emr.example.org/fhir"\nca_bundle = "{bundle}"\n')
