@@ -236,6 +236,22 @@ class FhirClient:
             out.append(list(self._pages(bundle)))
         return out
 
+    def history(self, kind: str, params: Params) -> Iterator[Resource]:
+        """Every entry (``request``, ``response`` and, unless a delete, ``resource``) of a
+        type-level ``_history``, following ``next`` links."""
+        bundle = self.request("GET", f"{kind}/_history", params=params).json()
+        pages = 0
+        while True:
+            yield from (e for e in bundle.get("entry") or [] if isinstance(e, dict))
+            nxt = next(
+                (ln.get("url") for ln in bundle.get("link") or [] if ln.get("relation") == "next"),
+                None,
+            )
+            pages += 1
+            if not nxt or pages > 1000:
+                return
+            bundle = self.request("GET", urljoin(self.base_url + "/", nxt)).json()
+
     def _pages(self, bundle: Resource) -> Iterator[Resource]:
         pages = 0
         while True:

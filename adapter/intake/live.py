@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from adapter.errors import FatalServerError
 from adapter.fhir.client import FhirClient, Params
 from adapter.fhir.parse import ref_key, reference_of, service_date_of
 from adapter.intake.spool import Spool
@@ -54,13 +55,26 @@ def _procedure_day(proc: Resource) -> DayKey | None:
 
 
 def days_of(emr: FhirClient, events: Iterable[ChangeEvent]) -> set[DayKey]:
-    """The patient-days a batch of changes touches (reads what a notification left out)."""
+    """The patient-days a batch of changes touches (reads what a notification left out).
+
+    A Procedure the EMR no longer has (404, 410) is skipped: the caller adds the days the ledger
+    billed it on, whose recomputation voids its lines. An Encounter is not read at all: its
+    procedures are searched by reference.
+    """
     days: set[DayKey] = set()
     for ev in events:
         resource = ev.resource
-        if resource is None:
-            resource = emr.read(ev.kind, ev.id)
+        if resource is None and ev.kind == "Procedure":
+            try:
+                resource = emr.read(ev.kind, ev.id)
+            except FatalServerError as err:
+                if err.status not in (404, 410):
+                    raise
+                # deleted: the days it was billed on come from the ledger (the caller's)
+                log.info("Procedure/%s is gone (%s): not placed", ev.id, err.status)
+                continue
         if ev.kind == "Procedure":
+            assert resource is not None
             day = _procedure_day(resource)
             if day:
                 days.add(day)
