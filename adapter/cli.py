@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapter import __version__
-from adapter.config import Settings, load_settings, masked
+from adapter.config import Settings, load_settings, masked, zone_of
 from adapter.domain import Rulebook
 from adapter.errors import AdapterError, ConfigError
 from adapter.fhir import subscriptions
@@ -111,6 +111,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     p.add_argument("--payer", metavar="PROFILE", help="payer profile for every patient-day")
     p.add_argument("--mappings", type=Path, metavar="DIR", help="mappings directory")
+    p.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="the site's IANA time zone: dates of service are dates there (default: config "
+        "timezone, else each time's own offset)",
+    )
 
 
 def _setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
@@ -121,10 +127,12 @@ def _setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
             raise ConfigError(
                 f"{name} {value!r} is not a payer profile ({', '.join(sorted(rulebook.payers))})"
             )
+    zone = zone_of(args.timezone, "--timezone") if args.timezone else settings.zone()
     options = Options(
         payer_override=args.payer,
         default_payer=settings.default_payer,
         evaluated_at=datetime.now(UTC),
+        zone=zone,
         build=BuildOptions(
             agent=f"therapy-charge-adapter {__version__}",
             billing_recipient=settings.billing_recipient,
@@ -183,6 +191,7 @@ def _live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
     options = Options(
         default_payer=settings.default_payer,
         evaluated_at=None,
+        zone=settings.zone(),
         build=BuildOptions(
             agent=f"therapy-charge-adapter {__version__}",
             billing_recipient=settings.billing_recipient,

@@ -7,6 +7,9 @@ file for container secrets: ``ADAPTER_AUTH__TOKEN_FILE=/run/secrets/token`` in t
 or ``token_file = "/run/secrets/token"`` in the TOML. Every key is optional for ``replay``::
 
     default_payer = "medicare"              # profile when a patient has no usable Coverage
+    timezone = "America/Chicago"            # the site's zone: dates of service are dates there
+                                            # (default: each time's own offset; set it when the
+                                            # EMR sends UTC instants such as 23:30Z)
     billing_recipient = "Organization/billing"   # where billing-office findings go
     mappings = "/etc/charge-adapter/mappings"    # rules directory (default: the shipped one)
     emr_base_url = "https://emr.example.org/fhir"     # where procedures are read
@@ -46,8 +49,10 @@ from __future__ import annotations
 import os
 import tomllib
 from contextvars import ContextVar
+from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -58,6 +63,19 @@ from adapter.fhir.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendA
 from adapter.fhir.client import FhirClient
 
 Reference = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")]
+
+
+def zone_of(name: str | None, what: str) -> tzinfo | None:
+    """An IANA time zone by name; a ConfigError naming ``what`` when there is no such zone."""
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{what} {name!r} is not an IANA time zone (e.g. America/New_York, America/Chicago, "
+            "America/Denver, America/Los_Angeles, Pacific/Honolulu, UTC)"
+        ) from None
 
 
 class _Model(BaseModel):
@@ -171,6 +189,7 @@ class Settings(BaseSettings):
 
     default_payer: str = "medicare"
     billing_recipient: Reference | None = None
+    timezone: str | None = None  # IANA zone of the site; dates of service are dates there
     mappings: Path | None = None
     emr_base_url: str | None = None
     write_base_url: str | None = None
@@ -189,6 +208,10 @@ class Settings(BaseSettings):
 
     def _verify(self) -> bool | str:
         return str(self.ca_bundle) if self.ca_bundle else True
+
+    def zone(self) -> tzinfo | None:
+        """The ``timezone`` setting as a zone (None when unset)."""
+        return zone_of(self.timezone, "timezone")
 
     def emr(self) -> FhirClient:
         if not self.emr_base_url:
@@ -268,6 +291,7 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
         raise ConfigError(f"{path or 'settings'}: {reasons}") from None
     finally:
         _TOML.reset(token)
+    settings.zone()  # an unknown time zone fails here, loudly, not at the first date
     if path is not None:
         base = path.parent
         updates: dict[str, object] = {}

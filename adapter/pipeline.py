@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from adapter.domain import Decision, Rulebook
@@ -42,6 +42,8 @@ class Options:
     default_payer: str = "medicare"
     evaluated_at: datetime | None = None
     build: BuildOptions = field(default_factory=BuildOptions)
+    # the site's time zone: dates of service are dates there (None: each time's own offset)
+    zone: tzinfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ def process_day(
         payer_override=options.payer_override,
         default_payer=options.default_payer,
         evaluated_at=options.evaluated_at,
+        zone=options.zone,
     )
     if not parsed.day.interventions:
         return DayResult(parsed, None, [])
@@ -136,8 +139,9 @@ def sync_day(
         # same batch as the EMR data
         same_server = emr is target or emr.base_url == target.base_url
         spool, earlier = gather_day(
-            emr, patient, service_date, also=existing_searches(day_key) if same_server else ()
-        )
+            emr, patient, service_date, zone=options.zone,
+            also=existing_searches(day_key) if same_server else (),
+        )  # fmt: skip
         try:
             procedures = spool.procedures_of(patient, service_date)
             result = process_day(
@@ -186,5 +190,5 @@ def handle_events(
     """Recompute and write back every patient-day a batch of changes touches."""
     return [
         sync_day(emr, target, rulebook, patient=p, service_date=d, options=options)
-        for p, d in sorted(days_of(emr, events))
+        for p, d in sorted(days_of(emr, events, zone=options.zone))
     ]

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, overload
 
 from adapter.domain import Rulebook
@@ -59,19 +59,20 @@ def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def _event_json(ev: ChangeEvent) -> dict[str, Any]:
+def _event_json(ev: ChangeEvent, zone: tzinfo | None) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": ev.kind, "id": ev.id, "version": ev.version, "source": ev.source}
     if ev.resource is not None and ev.kind == "Procedure":
-        subject, dos = reference_of(ev.resource.get("subject")), service_date_of(ev.resource)
+        subject, dos = reference_of(ev.resource.get("subject")), service_date_of(ev.resource, zone)
         if subject and dos:
             out["day"] = [ref_key(subject), dos]
     return out
 
 
-def payload_of(n: Notification) -> dict[str, Any]:
-    """What the inbox keeps of a notification: references, versions and days, no bodies."""
+def payload_of(n: Notification, zone: tzinfo | None = None) -> dict[str, Any]:
+    """What the inbox keeps of a notification: references, versions and days (dates of service
+    in the site's ``zone``), no bodies."""
     return {
-        "events": [_event_json(e) for e in n.events],
+        "events": [_event_json(e, zone) for e in n.events],
         "catch_up": n.catch_up,
         "subscription": n.subscription,
         "kind": n.kind,
@@ -137,7 +138,9 @@ class Service:
         )
         self.counters.notifications += 1
         if not self.store.enqueue(
-            payload_of(notification), source=src, dedupe=dedupe_of(notification)
+            payload_of(notification, self.options.zone),
+            source=src,
+            dedupe=dedupe_of(notification),
         ):
             self.counters.duplicates += 1
         else:
@@ -182,7 +185,7 @@ class Service:
                 patient, _, dos = old.rpartition(":")
                 days.setdefault((f"Patient/{patient}", dos), []).append((key, version))
         if unknown:
-            for day in days_of(self.emr, unknown):
+            for day in days_of(self.emr, unknown, zone=self.options.zone):
                 days.setdefault(day, []).append(("", None))  # never counted as seen
         return days
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -91,24 +91,31 @@ def reference_of(element: Any) -> str | None:
     return None
 
 
-def parse_datetime(value: Any) -> tuple[datetime | None, str | None]:
-    """A FHIR dateTime with time and offset -> aware datetime; else (None, reason)."""
+def parse_datetime(value: Any, zone: tzinfo | None = None) -> tuple[datetime | None, str | None]:
+    """A FHIR dateTime with time and offset -> aware datetime (in ``zone`` when given, else in
+    its own offset); else (None, reason)."""
     if value is None:
         return None, None
     if not isinstance(value, str) or not _DATETIME.match(value):
         return None, f"{value!r} is not a date-time with a UTC offset"
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")), None
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None, f"{value!r} is not a valid date-time"
+    return (parsed.astimezone(zone) if zone is not None else parsed), None
 
 
-def service_date_of(procedure: Resource) -> str | None:
-    """The date of service: the local date of the procedure's start, in its own offset."""
+def service_date_of(procedure: Resource, zone: tzinfo | None = None) -> str | None:
+    """The date of service: the date of the procedure's start in the site's time ``zone`` when
+    one is set (right for EMRs that send UTC instants), else in the start's own offset. A bare
+    date is taken as it is."""
     period = procedure.get("performedPeriod")
     start = period.get("start") if isinstance(period, dict) else None
     for value in (start, procedure.get("performedDateTime")):
         if isinstance(value, str) and _DATE.match(value):
+            if zone is not None and _DATETIME.match(value):
+                moment, _ = parse_datetime(value, zone)
+                return moment.date().isoformat() if moment is not None else None
             try:
                 return date.fromisoformat(value[:10]).isoformat()
             except ValueError:
@@ -330,8 +337,12 @@ def service_day(
     payer_override: str | None = None,
     default_payer: str = "medicare",
     evaluated_at: datetime | None = None,
+    zone: tzinfo | None = None,
 ) -> ParsedDay:
-    """Build the ``ServiceDay`` for one patient's completed procedures on one date of service."""
+    """Build the ``ServiceDay`` for one patient's completed procedures on one date of service.
+
+    With a site time ``zone``, every time is converted to it, so the rules see site-local dates.
+    """
     problems: list[Problem] = []
     clinicians = _Clinicians(lookup, rulebook, problems, service_date)
     interventions: list[Intervention] = []
@@ -355,8 +366,8 @@ def service_day(
         assert resolved is not None
         period = _dict(proc.get("performedPeriod"))
         raw_start, raw_end = period.get("start"), period.get("end")
-        start, start_err = parse_datetime(raw_start)
-        end, end_err = parse_datetime(raw_end)
+        start, start_err = parse_datetime(raw_start, zone)
+        end, end_err = parse_datetime(raw_end, zone)
         people: list[Clinician] = []
         for perf in _list(proc.get("performer")):
             ref = reference_of(perf.get("actor")) if isinstance(perf, dict) else None
@@ -405,8 +416,8 @@ def service_day(
             problems.append(Problem(enc_key, "encounter does not resolve"))
             continue
         period = _dict(enc.get("period"))
-        e_start, _ = parse_datetime(period.get("start"))
-        e_end, _ = parse_datetime(period.get("end"))
+        e_start, _ = parse_datetime(period.get("start"), zone)
+        e_end, _ = parse_datetime(period.get("end"), zone)
         participants = []
         for part in _list(enc.get("participant")):
             ref = reference_of(part.get("individual")) if isinstance(part, dict) else None
@@ -477,8 +488,8 @@ def service_day(
         for other in lookup.sessions_of(sorted(keys), service_date, patient):
             other_code = resolve_code(other, rulebook)
             period = _dict(other.get("performedPeriod"))
-            o_start, _ = parse_datetime(period.get("start"))
-            o_end, _ = parse_datetime(period.get("end"))
+            o_start, _ = parse_datetime(period.get("start"), zone)
+            o_end, _ = parse_datetime(period.get("end"), zone)
             if other_code and o_start and o_end and other.get("status") == "completed":
                 busy.append(
                     BusyPeriod(

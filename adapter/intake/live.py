@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from typing import Any
 
 from adapter.errors import FatalServerError
@@ -48,13 +48,15 @@ def event_of(resource: Resource, source: str) -> ChangeEvent | None:
     return ChangeEvent(kind, rid, resource, str(version) if version else None, source)
 
 
-def _procedure_day(proc: Resource) -> DayKey | None:
+def _procedure_day(proc: Resource, zone: tzinfo | None) -> DayKey | None:
     subject = reference_of(proc.get("subject"))
-    dos = service_date_of(proc)
+    dos = service_date_of(proc, zone)
     return (ref_key(subject), dos) if subject and dos else None
 
 
-def days_of(emr: FhirClient, events: Iterable[ChangeEvent]) -> set[DayKey]:
+def days_of(
+    emr: FhirClient, events: Iterable[ChangeEvent], *, zone: tzinfo | None = None
+) -> set[DayKey]:
     """The patient-days a batch of changes touches (reads what a notification left out).
 
     A Procedure the EMR no longer has (404, 410) is skipped: the caller adds the days the ledger
@@ -75,7 +77,7 @@ def days_of(emr: FhirClient, events: Iterable[ChangeEvent]) -> set[DayKey]:
                 continue
         if ev.kind == "Procedure":
             assert resource is not None
-            day = _procedure_day(resource)
+            day = _procedure_day(resource, zone)
             if day:
                 days.add(day)
             else:
@@ -84,7 +86,7 @@ def days_of(emr: FhirClient, events: Iterable[ChangeEvent]) -> set[DayKey]:
             for proc in emr.search(
                 "Procedure", {"encounter": f"Encounter/{ev.id}", "_count": "200"}
             ):
-                if proc.get("resourceType") == "Procedure" and (day := _procedure_day(proc)):
+                if proc.get("resourceType") == "Procedure" and (day := _procedure_day(proc, zone)):
                     days.add(day)
     return days
 
@@ -99,6 +101,7 @@ def gather_day(
     *,
     also: Sequence[Search] = (),
     max_rounds: int = 4,
+    zone: tzinfo | None = None,
 ) -> tuple[Spool, list[list[Resource]]]:
     """Fetch everything one patient-day's evaluation needs into an in-memory spool.
 
@@ -111,7 +114,7 @@ def gather_day(
     read in round 2 naming another practitioner, say). Returns the spool and the answers to
     ``also``, in order.
     """
-    spool = Spool(":memory:")
+    spool = Spool(":memory:", zone=zone)
     day = date.fromisoformat(service_date)
     # the date of service is the local date in each procedure's own offset: search a day either
     # side (servers compare dates in their own zone) and let the spool keep the right day
@@ -151,8 +154,9 @@ def gather_day(
     for _ in range(max_rounds):
         spool.clear_cache()
         searches = _next_round(
-            spool, patient=patient, service_date=service_date, seen=seen, asked=asked, window=window
-        )
+            spool, patient=patient, service_date=service_date, seen=seen, asked=asked,
+            window=window, zone=zone,
+        )  # fmt: skip
         if not searches:
             break
         for found in emr.search_batch(searches):
@@ -170,12 +174,13 @@ def _next_round(
     seen: set[str],
     asked: set[str],
     window: list[tuple[str, str]],
+    zone: tzinfo | None,
 ) -> list[Search]:
     """The searches the day still needs, given what has been fetched and asked so far."""
     procs = [
         r
         for r in spool.resources("Procedure")
-        if service_date_of(r) == service_date
+        if service_date_of(r, zone) == service_date
         and ref_key(reference_of(r.get("subject")) or "") == patient
     ]
     refs: set[str] = set()

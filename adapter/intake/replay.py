@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import IO, Any
 
@@ -219,9 +220,9 @@ def ingest(
 
 
 @contextmanager
-def _temporary_spool() -> Iterator[Spool]:
+def _temporary_spool(zone: tzinfo | None) -> Iterator[Spool]:
     with tempfile.TemporaryDirectory(prefix="charge-adapter-spool-") as tmp:
-        spool = Spool(Path(tmp) / "spool.sqlite")
+        spool = Spool(Path(tmp) / "spool.sqlite", zone=zone)
         try:
             yield spool
         finally:
@@ -257,7 +258,7 @@ def replay(
         summary.files[index].output = str(out / name)
         return _BundleWriter(out / name)
 
-    with _temporary_spool() as spool:
+    with _temporary_spool(options.zone) as spool:
         ingest(files, spool, summary, progress)
         current: tuple[int, _BundleWriter] | None = None
         for index, result in days(spool, rulebook, options):
@@ -288,7 +289,7 @@ def decisions(
     """Evaluate without writing anything (for ``explain``)."""
     files = expand(paths)
     summary = Summary(rulebook_version=rulebook.version)
-    with _temporary_spool() as spool:
+    with _temporary_spool(options.zone) as spool:
         ingest(files, spool, summary, None)
         if summary.unreadable:
             raise InputError("; ".join(f"{p.where}: {p.reason}" for p in summary.unreadable))
@@ -308,7 +309,7 @@ def evaluate_bundle(
     options = options or Options()
     summary = Summary(rulebook_version=rulebook.version)
     summary.files.append(FileReport(name="bundle"))
-    spool = Spool(":memory:")
+    spool = Spool(":memory:", zone=options.zone)
     try:
         _spool_items(document_items(bundle, "bundle"), spool, summary, 0)
         _finish(spool, summary)

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +74,6 @@ def _newer(old: str, new: str) -> bool:
     return True
 
 
-def _date_of(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value[:10]).isoformat()
-    except ValueError:
-        return None
-
-
 @dataclass(slots=True)
 class SpoolStats:
     resources: int = 0
@@ -93,7 +84,8 @@ class SpoolStats:
 class Spool:
     """The spool file and the ``Lookup`` the parser uses."""
 
-    def __init__(self, path: Path | str = ":memory:") -> None:
+    def __init__(self, path: Path | str = ":memory:", *, zone: tzinfo | None = None) -> None:
+        self.zone = zone  # the site's time zone for dates of service (None: own offsets)
         self.db = sqlite3.connect(str(path))
         self.db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;" + _SCHEMA
@@ -185,7 +177,7 @@ class Spool:
             return False
         encounter = reference_of(proc.get("encounter"))
         status = proc.get("status") if isinstance(proc.get("status"), str) else None
-        dos = service_date_of(proc)
+        dos = service_date_of(proc, self.zone)
         self.db.execute(
             "INSERT INTO procedures VALUES (?, ?, ?, ?, ?, ?)",
             (key, ref_key(subject), dos, status, ref_key(encounter) if encounter else None, file),
@@ -218,7 +210,7 @@ class Spool:
             enc = self.get(encounter) if encounter else None
             period = enc.get("period") if enc and isinstance(enc.get("period"), dict) else {}
             start = period.get("start") if isinstance(period, dict) else None
-            dos = _date_of(start)
+            dos = service_date_of({"performedDateTime": start}, self.zone)
             if dos is not None:
                 self.db.execute("UPDATE procedures SET dos = ? WHERE key = ?", (dos, key))
                 self.db.execute("UPDATE actors SET dos = ? WHERE proc = ?", (dos, key))

@@ -92,3 +92,31 @@ def test_a_claim_past_draft_is_not_rewritten(fresh_fhir: FhirServer) -> None:
     texts = [p["contentString"] for c in comms for p in c["payload"]]
     assert any("Submit a corrected claim" in t and "97112 x3" in t for t in texts)
     assert charge_lines(fresh_fhir, pid) == [("97112", 3, "billable")]
+
+
+def test_a_site_time_zone_keeps_an_evening_session_on_one_day(fresh_fhir: FhirServer) -> None:
+    """UTC instants from the EMR, a Los Angeles site: 3:45-4:32 pm is one patient-day live too
+    (the gather window and the spool use the site's dates)."""
+    from zoneinfo import ZoneInfo
+
+    from adapter.intake.live import ChangeEvent
+
+    pid = "live-tz"
+    resources = context(patient=pid)
+    for r in resources:
+        if r["resourceType"] == "Encounter":
+            r["id"] = "e-tz"
+            r["period"] = {"start": "2026-03-02T23:40:00Z", "end": "2026-03-03T00:40:00Z"}
+    who, enc = f"Patient/{pid}", "Encounter/e-tz"
+    a = procedure("tz-a", "97110", "2026-03-02T23:45:00Z", "2026-03-03T00:08:00Z",
+                  patient=who, encounter=enc)  # fmt: skip
+    b = procedure("tz-b", "97112", "2026-03-03T00:08:00Z", "2026-03-03T00:32:00Z",
+                  patient=who, encounter=enc)  # fmt: skip
+    fresh_fhir.put_all(*resources, a, b)
+    client = FhirClient(fresh_fhir.base)
+    events = [ChangeEvent("Procedure", "tz-a"), ChangeEvent("Procedure", "tz-b")]
+    options = Options(evaluated_at=NOW, zone=ZoneInfo("America/Los_Angeles"))
+    results = handle_events(client, client, RULEBOOK, events, options)
+    assert [(r.service_date, r.decision and sum(ln.units for ln in r.decision.lines))
+            for r in results] == [("2026-03-02", 3)]  # fmt: skip
+    assert charge_lines(fresh_fhir, pid) == [("97110", 1, "billable"), ("97112", 2, "billable")]
