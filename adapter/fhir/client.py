@@ -239,37 +239,32 @@ class FhirClient:
     def history(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every entry (``request``, ``response`` and, unless a delete, ``resource``) of a
         type-level ``_history``, following ``next`` links."""
-        bundle = self.request("GET", f"{kind}/_history", params=params).json()
-        pages = 0
-        while True:
-            yield from (e for e in bundle.get("entry") or [] if isinstance(e, dict))
-            nxt = next(
-                (ln.get("url") for ln in bundle.get("link") or [] if ln.get("relation") == "next"),
-                None,
-            )
-            pages += 1
-            if not nxt or pages > 1000:
-                return
-            bundle = self.request("GET", urljoin(self.base_url + "/", nxt)).json()
+        for page in self._follow(self.request("GET", f"{kind}/_history", params=params).json()):
+            yield from (e for e in page.get("entry") or [] if isinstance(e, dict))
 
     def _pages(self, bundle: Resource) -> Iterator[Resource]:
-        pages = 0
-        while True:
-            for entry in bundle.get("entry") or []:
+        """The resources (matches and includes) of a searchset and its later pages."""
+        for page in self._follow(bundle):
+            for entry in page.get("entry") or []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
                 if (
                     isinstance(resource, dict)
                     and resource.get("resourceType") != "OperationOutcome"
                 ):
                     yield resource
+
+    def _follow(self, bundle: Resource, max_pages: int = 1000) -> Iterator[Resource]:
+        """A Bundle, then each page its ``next`` links lead to (at most ``max_pages``)."""
+        for _ in range(max_pages):
+            yield bundle
             nxt = next(
                 (ln.get("url") for ln in bundle.get("link") or [] if ln.get("relation") == "next"),
                 None,
             )
-            pages += 1
-            if not nxt or pages > 1000:
+            if not nxt:
                 return
             bundle = self.request("GET", urljoin(self.base_url + "/", nxt)).json()
+        log.warning("stopped following next links after %d pages", max_pages)
 
     def transaction(self, bundle: Resource) -> Resource:
         return dict(self.request("POST", "", json_body=bundle).json())
