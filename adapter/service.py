@@ -55,12 +55,29 @@ class Counters:
     catch_ups: int = 0
 
 
+def ledger_day(patient: str, dos: str) -> str:
+    """The ledger's and day lock's key of a patient-day: ``<patient id>:<date>``."""
+    return f"{patient.split('/', 1)[-1]}:{dos}"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change that leads to a patient-day being synced."""
+
+    key: str  # Kind/id ("": the day came from a search, not from a known change)
+    version: str | None
+    day: str | None  # the ledger day the changed procedure itself is on, when known
+    deleted: bool = False
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _event_json(ev: ChangeEvent, zone: tzinfo | None) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": ev.kind, "id": ev.id, "version": ev.version, "source": ev.source}
+    if ev.deleted:
+        out["deleted"] = True
     if ev.resource is not None and ev.kind == "Procedure":
         subject, dos = reference_of(ev.resource.get("subject")), service_date_of(ev.resource, zone)
         if subject and dos:
@@ -82,7 +99,9 @@ def payload_of(n: Notification, zone: tzinfo | None = None) -> dict[str, Any]:
 def dedupe_of(n: Notification) -> str | None:
     if n.catch_up or not n.events or any(e.version is None for e in n.events):
         return None
-    keys = ",".join(sorted(f"{e.key}@{e.version}" for e in n.events))
+    keys = ",".join(
+        sorted(f"{e.key}@{e.version}{'/deleted' if e.deleted else ''}" for e in n.events)
+    )
     return f"{n.events[0].source}:{keys}"
 
 
@@ -166,62 +185,63 @@ class Service:
         return len(events)
 
     # -- work --------------------------------------------------------------------------------
-    def _days(self, payload: dict[str, Any]) -> dict[DayKey, list[tuple[str, str | None]]]:
-        """The patient-days a payload touches, each with the events that led to it
-        (``Kind/id``, version or None)."""
-        days: dict[DayKey, list[tuple[str, str | None]]] = {}
+    def _days(self, payload: dict[str, Any]) -> dict[DayKey, list[Change]]:
+        """The patient-days a payload touches, each with the changes that led to it."""
+        days: dict[DayKey, list[Change]] = {}
         unknown: list[ChangeEvent] = []
         for e in payload.get("events") or []:
             key = f"{e['kind']}/{e['id']}"
-            version = str(e["version"]) if e.get("version") else None
-            if version and e["kind"] == "Procedure" and self.store.seen_version(key, version):
+            own = ledger_day(e["day"][0], e["day"][1]) if e.get("day") else None
+            change = Change(key, str(e["version"]) if e.get("version") else None, own,
+                            bool(e.get("deleted")))  # fmt: skip
+            if self._processed(change):
                 self.counters.stale += 1
-                continue  # already processed at this version or a later one
+                continue  # already processed at this version or a later one, on every day
             if e.get("day"):
-                days.setdefault((e["day"][0], e["day"][1]), []).append((key, version))
+                days.setdefault((e["day"][0], e["day"][1]), []).append(change)
             else:
-                unknown.append(ChangeEvent(e["kind"], e["id"], None, version, e.get("source", "")))
-            for old in self.store.days_with(key):  # a procedure that moved: its old day too
+                unknown.append(ChangeEvent(e["kind"], e["id"], None, change.version,
+                                           e.get("source", ""), change.deleted))  # fmt: skip
+            for old in self.store.days_with(key):  # a procedure that moved or went: its old day
                 patient, _, dos = old.rpartition(":")
-                days.setdefault((f"Patient/{patient}", dos), []).append((key, version))
+                days.setdefault((f"Patient/{patient}", dos), []).append(change)
         if unknown:
             for day in days_of(self.emr, unknown, zone=self.options.zone):
-                days.setdefault(day, []).append(("", None))  # never counted as seen
+                days.setdefault(day, []).append(Change("", None, None))  # never processed
         return days
 
     def process(self, payload: dict[str, Any]) -> list[SyncResult]:
         if payload.get("catch_up"):
             self.catch_up()
         results = []
-        for (patient, dos), events in sorted(self._days(payload).items()):
-            result = self.sync(patient, dos, events=events)
+        for (patient, dos), changes in sorted(self._days(payload).items()):
+            result = self.sync(patient, dos, changes=changes)
             if result is not None:
                 results.append(result)
         return results
 
-    def _all_seen(self, events: Sequence[tuple[str, str | None]]) -> bool:
-        return bool(events) and all(
-            key.startswith("Procedure/") and version and self.store.seen_version(key, version)
-            for key, version in events
+    def _processed(self, change: Change) -> bool:
+        return (
+            change.key.startswith("Procedure/")
+            and change.version is not None
+            and not change.deleted
+            and self.store.processed(change.key, change.version, change.day)
         )
 
     @overload
     def sync(self, patient: str, dos: str) -> SyncResult: ...
     @overload
-    def sync(
-        self, patient: str, dos: str, *, events: Sequence[tuple[str, str | None]]
-    ) -> SyncResult | None: ...
-    def sync(
-        self, patient: str, dos: str, *, events: Sequence[tuple[str, str | None]] = ()
-    ) -> SyncResult | None:
-        """Recompute and write back one patient-day. With ``events`` (the changes that led
-        here), return None without syncing when another worker has meanwhile processed every
-        one of them at its version or later (two notifications for one EMR transaction)."""
+    def sync(self, patient: str, dos: str, *, changes: Sequence[Change]) -> SyncResult | None: ...
+    def sync(self, patient: str, dos: str, *, changes: Sequence[Change] = ()) -> SyncResult | None:
+        """Recompute and write back one patient-day. With ``changes`` (what led here), return
+        None without syncing when, by the time this worker holds the day, every one of them has
+        been processed on every day it touches (the second notification of one EMR
+        transaction, handled by another worker meanwhile)."""
         options = replace(self.options, evaluated_at=self.clock())
-        day = f"{patient.split('/', 1)[-1]}:{dos}"
+        day = ledger_day(patient, dos)
         started = time.monotonic()
         with self.store.day_lock(day):
-            if events and self._all_seen(events):
+            if changes and all(self._processed(c) for c in changes):
                 self.counters.stale += 1
                 log.info("day %s already synced for these changes", day)
                 return None

@@ -33,6 +33,7 @@ class ChangeEvent:
     resource: Resource | None = None
     version: str | None = None
     source: str = "unknown"  # rest-hook | backport | poll | sweep | replay
+    deleted: bool = False  # the EMR deleted it (found in _history): never "already processed"
 
     @property
     def key(self) -> str:

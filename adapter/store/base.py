@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,13 @@ from typing import Any
 from adapter.errors import AdapterError
 
 Clock = Callable[[], float]
+
+
+def _at_least(seen: str, version: str) -> bool:
+    """``seen`` is ``version`` or later (numerically when both are numbers)."""
+    if seen.isdigit() and version.isdigit():
+        return int(seen) >= int(version)
+    return seen == version
 
 
 class StoreBusyError(AdapterError):
@@ -105,6 +112,10 @@ class SqlStore:
             "CREATE INDEX IF NOT EXISTS runs_day ON runs (day)",
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]
+
+    def _atomic(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run statements (``?`` placeholders) in one transaction."""
+        raise NotImplementedError
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", self.placeholder)
@@ -208,38 +219,50 @@ class SqlStore:
         *, worker: str, changed: bool,
     ) -> None:  # fmt: skip
         now = self.clock()
-        self._run(
-            "INSERT INTO ledger (day, inputs, decision_hash, written, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET inputs = excluded.inputs, "
-            "decision_hash = excluded.decision_hash, written = excluded.written, "
-            "updated_at = excluded.updated_at",
-            (day, json.dumps(dict(inputs), sort_keys=True), decision_hash,
-             json.dumps(dict(written), sort_keys=True), now),
-        )  # fmt: skip
-        for proc, version in inputs.items():
-            self._run(
-                "INSERT INTO ledger_inputs (proc, day, version) VALUES (?, ?, ?) "
-                "ON CONFLICT (proc, day) DO UPDATE SET version = excluded.version",
-                (proc, day, version),
-            )
-        self._run(
-            "INSERT INTO runs (day, worker, decision_hash, changed, at) VALUES (?, ?, ?, ?, ?)",
-            (day, worker, decision_hash, 1 if changed else 0, now),
-        )
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT INTO ledger (day, inputs, decision_hash, written, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET inputs = excluded.inputs, "
+                "decision_hash = excluded.decision_hash, written = excluded.written, "
+                "updated_at = excluded.updated_at",
+                (day, json.dumps(dict(inputs), sort_keys=True), decision_hash,
+                 json.dumps(dict(written), sort_keys=True), now),
+            ),
+            # the day's procedures now: one that left the day (moved, deleted, entered in error
+            # and dropped) no longer names it
+            ("DELETE FROM ledger_inputs WHERE day = ?", (day,)),
+            *(
+                ("INSERT INTO ledger_inputs (proc, day, version) VALUES (?, ?, ?)",
+                 (proc, day, version))
+                for proc, version in sorted(inputs.items())
+            ),
+            (
+                "INSERT INTO runs (day, worker, decision_hash, changed, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (day, worker, decision_hash, 1 if changed else 0, now),
+            ),
+        ]  # fmt: skip
+        self._atomic(statements)
 
     def days_with(self, proc: str) -> list[str]:
         return [
             str(r[0]) for r in self._run("SELECT day FROM ledger_inputs WHERE proc = ?", (proc,))
         ]
 
+    def processed(self, proc: str, version: str, day: str | None = None) -> bool:
+        """Whether a change to ``proc`` at ``version`` needs no sync: every day the ledger
+        holds it on has it at that version or later (so a day it left, not yet recomputed,
+        keeps the change live), and, when the change's own ``day`` is known, that day is one of
+        them."""
+        rows = self._run("SELECT day, version FROM ledger_inputs WHERE proc = ?", (proc,))
+        if not rows or (day is not None and day not in {str(d) for d, _ in rows}):
+            return False
+        return all(_at_least(str(seen), version) for _, seen in rows)
+
     def seen_version(self, proc: str, version: str) -> bool:
         """Whether this procedure was already processed at ``version`` or a later one."""
-        for (seen,) in self._run("SELECT version FROM ledger_inputs WHERE proc = ?", (proc,)):
-            if str(seen).isdigit() and version.isdigit() and int(seen) >= int(version):
-                return True
-            if str(seen) == version:
-                return True
-        return False
+        rows = self._run("SELECT version FROM ledger_inputs WHERE proc = ?", (proc,))
+        return any(_at_least(str(seen), version) for (seen,) in rows)
 
     def runs(self) -> list[tuple[str, str, str, bool]]:
         return [

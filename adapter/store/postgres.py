@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,6 +45,11 @@ class PostgresStore(SqlStore):
         with self.lock:
             cur = self.db.execute(sql, params)
             return list(cur.fetchall()) if cur.description else []
+
+    def _atomic(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        with self.lock, self.db.transaction():
+            for sql, params in statements:
+                self.db.execute(self._sql(sql), params)
 
     def _claim_sql(
         self, worker: str, limit: int, lease: float, now: float

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,17 @@ class SqliteStore(SqlStore):
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.lock:
             return list(self.db.execute(sql, params).fetchall())
+
+    def _atomic(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    self.db.execute(self._sql(sql), params)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     def _claim_sql(
         self, worker: str, limit: int, lease: float, now: float

@@ -211,8 +211,8 @@ def test_two_notifications_of_one_transaction_sync_the_day_once(
     second_days = service._days(second)  # the second worker's view, before the first syncs
     assert len(second_days) == 1
     assert len(service.process(first)) == 1  # gathers the day: both procedures, both versions
-    ((patient, dos), events), *_ = second_days.items()
-    assert service.sync(patient, dos, events=events) is None
+    ((patient, dos), changes), *_ = second_days.items()
+    assert service.sync(patient, dos, changes=changes) is None
     assert service.sync(patient, dos) is not None  # without events: always synced
     assert [changed for *_, changed in store.runs()] == [True, False]
     _, items, claims = server_state(fresh_fhir, "twice")
@@ -240,4 +240,65 @@ def test_an_idle_worker_wakes_when_a_notification_is_stored(
     finally:
         service.stop(timeout=5)
     assert not any(t.is_alive() for t in service._threads)  # stop wakes them too
+    store.close()
+
+
+def _move(client: FhirClient, proc_id: str, enc_id: str, newday: str) -> dict[str, object]:
+    """Move a procedure (with a new encounter of its own) to ``newday``."""
+    enc = client.read("Encounter", enc_id)
+    moved_enc = {**copy.deepcopy(enc), "id": f"{enc_id}-moved",
+                 "period": {"start": at("08:00", newday), "end": at("12:00", newday)}}  # fmt: skip
+    moved_enc.pop("meta", None)
+    client.update(moved_enc)
+    proc = copy.deepcopy(client.read("Procedure", proc_id))
+    proc["performedPeriod"] = {"start": at("09:24", newday), "end": at("09:47", newday)}
+    proc["encounter"] = {"reference": f"Encounter/{moved_enc['id']}"}
+    return client.update(proc)
+
+
+def test_a_procedure_moved_to_an_earlier_date_leaves_its_old_day(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """The new (earlier) day is synced first and records the new version; the old day must not
+    then count the change as processed: it still bills the procedure until recomputed."""
+    (notified,) = seed_days(fresh_fhir, "mv", 1)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "m.db")
+    service = Service(client, client, RULEBOOK, Options(), store)
+    service.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
+    assert service.drain(timeout=60)
+    old_day = day_of(0)
+    moved = _move(client, notified[:-1] + "b", "mv-0-enc", "2025-01-05")
+    assert old_day > "2025-01-05"
+    service.enqueue(Notification(events=(event_of(moved, "rest-hook"),)))
+    assert service.drain(timeout=60)
+    items = fresh_fhir.search("ChargeItem?subject=Patient/mv-0&_count=100")
+    billed = sorted(i["code"]["coding"][0]["code"] for i in items if i["status"] == "billable")
+    # 97110 is billed once, on its new day; the old day keeps 97112 only
+    assert billed == ["97110", "97112"]
+    assert store.days_with(f"Procedure/{notified[:-1]}b") == ["mv-0:2025-01-05"]
+    store.close()
+
+
+def test_a_failed_old_day_is_retried_after_its_new_day_was_synced(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """A moved procedure's new day syncs, its old day fails: the retry must not drop the
+    change as already processed (the old day still holds the old version in the ledger)."""
+    (notified,) = seed_days(fresh_fhir, "mvf", 1)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "f.db")
+    service = Service(client, client, RULEBOOK, Options(), store)
+    service.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
+    assert service.drain(timeout=60)
+    moved = _move(client, notified[:-1] + "b", "mvf-0-enc", "2027-01-05")
+    payload = payload_of(Notification(events=(event_of(moved, "rest-hook"),)))
+    days = service._days(payload)
+    assert len(days) == 2
+    new_day = min(days, key=lambda d: d[1] != "2027-01-05")  # the moved procedure's own day
+    service.sync(*new_day, changes=days[new_day])  # the new day succeeds; the old one "failed"
+    retried = service._days(payload)  # the inbox retries the whole notification
+    assert any(dos == day_of(0) for _, dos in retried), retried
+    service.process(payload)
+    assert store.days_with(f"Procedure/{notified[:-1]}b") == ["mvf-0:2027-01-05"]
     store.close()

@@ -184,3 +184,25 @@ def test_a_day_held_by_another_replica_is_busy_after_the_wait(pg_dsn: str) -> No
     finally:
         first.close()
         second.close()
+
+
+def test_the_ledger_holds_each_procedure_on_the_days_it_is_on_now(store: SqlStore) -> None:
+    """A procedure that left a day (moved, deleted) stops naming it; ``processed`` asks every
+    day a procedure is on, and the change's own day."""
+    store.ledger_put("p1:2026-03-02", {"Procedure/a": "1", "Procedure/b": "1"}, "h1", {},
+                     worker="w", changed=True)  # fmt: skip
+    # b moved to the 5th at version 2: the new day is synced first
+    store.ledger_put("p1:2026-03-05", {"Procedure/b": "2"}, "h2", {}, worker="w", changed=True)
+    assert sorted(store.days_with("Procedure/b")) == ["p1:2026-03-02", "p1:2026-03-05"]
+    assert not store.processed("Procedure/b", "2", "p1:2026-03-05")  # the 2nd still has v1
+    assert not store.processed("Procedure/b", "2")
+    # the old day recomputed without b: b is on the 5th only, and v2 is processed
+    store.ledger_put("p1:2026-03-02", {"Procedure/a": "1"}, "h3", {}, worker="w", changed=True)
+    assert store.days_with("Procedure/b") == ["p1:2026-03-05"]
+    assert store.processed("Procedure/b", "2", "p1:2026-03-05")
+    assert store.processed("Procedure/b", "1")  # an older version arriving late
+    assert not store.processed("Procedure/b", "3")
+    assert not store.processed("Procedure/b", "2", "p1:2026-03-02")  # not on that day
+    assert not store.processed("Procedure/zz", "1")
+    entry = store.ledger_get("p1:2026-03-02")
+    assert entry is not None and entry.inputs == {"Procedure/a": "1"}
