@@ -168,19 +168,16 @@ class Service:
     def watermark(self) -> Watermark:
         raw = self.store.get_value(WATERMARK)
         if raw:
-            data = json.loads(raw)
-            return Watermark(since=data.get("since"), seen=set(data.get("seen") or []))
+            return Watermark.from_json(json.loads(raw))
         start = self.clock() - self.lookback
-        return Watermark(since=start.isoformat().replace("+00:00", "Z"))
+        return Watermark(since=start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
 
     def catch_up(self) -> int:
         """Enqueue every change since the watermark; then move the watermark."""
         events, mark = poll(self.emr, self.watermark())
         for ev in events:
             self.enqueue(Notification(events=(ev,)), source="poll")
-        self.store.set_value(
-            WATERMARK, json.dumps({"since": mark.since, "seen": sorted(mark.seen)})
-        )
+        self.store.set_value(WATERMARK, json.dumps(mark.as_json()))
         self.counters.catch_ups += 1
         return len(events)
 

@@ -4,8 +4,13 @@ Each poll searches ``Procedure`` and ``Encounter`` with ``_lastUpdated=ge<waterm
 ``gt``: servers compare at millisecond precision and a change in the same millisecond as the
 watermark must not be skipped), drops what was already seen at the boundary (id + versionId), and
 moves the watermark to the newest ``lastUpdated`` seen. A search never lists a deleted resource,
-so each poll also reads the type-level ``_history`` since the watermark for deletes. The service
-keeps the watermark in its durable store and moves it once the poll's changes are in the inbox.
+so each poll also reads the type-level ``_history`` since the watermark for deletes.
+
+Every read (Procedure search, Procedure history, Encounter search, Encounter history) keeps a
+watermark of its own: one shared watermark would let a change that lands between two reads be
+skipped when a later read sees something newer. A read that fails keeps its watermark, so the
+next poll asks again. The service keeps the watermarks in its durable store and moves them once
+the poll's changes are in the inbox.
 """
 
 from __future__ import annotations
@@ -15,18 +20,50 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from adapter.errors import FatalServerError
+from adapter.errors import FhirServerError
 from adapter.fhir.client import FhirClient
+from adapter.fhir.parse import ref_key
 from adapter.intake.live import ChangeEvent, event_of
 
 log = logging.getLogger(__name__)
 KINDS = ("Procedure", "Encounter")
+READS = tuple(f"{kind}{part}" for kind in KINDS for part in ("", "/_history"))
+
+
+@dataclass(frozen=True)
+class Mark:
+    since: str | None = None  # FHIR instant, milliseconds, UTC
+    seen: frozenset[str] = frozenset()  # Type/id@version at ``since``
 
 
 @dataclass
 class Watermark:
-    since: str | None = None  # FHIR instant
-    seen: set[str] = field(default_factory=set)  # Type/id@version at the watermark
+    """Where the next poll starts: per read in ``reads``, else ``since`` / ``seen``."""
+
+    since: str | None = None
+    seen: set[str] = field(default_factory=set)
+    reads: dict[str, Mark] = field(default_factory=dict)
+
+    def of(self, read: str) -> Mark:
+        return self.reads.get(read) or Mark(self.since, frozenset(self.seen))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "reads": {
+                r: {"since": m.since, "seen": sorted(m.seen)} for r, m in sorted(self.reads.items())
+            },
+            "since": self.since,
+            "seen": sorted(self.seen),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Watermark:
+        reads = {
+            str(r): Mark(m.get("since"), frozenset(m.get("seen") or []))
+            for r, m in (data.get("reads") or {}).items()
+            if isinstance(m, dict)
+        }
+        return cls(data.get("since"), set(data.get("seen") or []), reads)
 
 
 def _instant(value: Any) -> datetime | None:
@@ -38,77 +75,119 @@ def _instant(value: Any) -> datetime | None:
         return None
 
 
+def _stamp(moment: datetime) -> str:
+    # always with milliseconds: servers that compare instants as text put "…:33Z" after
+    # "…:33.653Z", which would skip the rest of that second
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Advance:
+    """The newest instant a read has seen, and the tokens seen at exactly that instant."""
+
+    def __init__(self, start: Mark) -> None:
+        self.start = start
+        self.newest = _instant(start.since)
+        self.at_newest: set[str] = set(start.seen)
+
+    def saw(self, token: str, when: Any) -> None:
+        updated = _instant(when)
+        if updated is not None and (self.newest is None or updated > self.newest):
+            self.newest, self.at_newest = updated, {token}
+        elif updated is not None and updated == self.newest:
+            self.at_newest.add(token)
+
+    def mark(self) -> Mark:
+        if self.newest is None:
+            return self.start
+        return Mark(_stamp(self.newest), frozenset(self.at_newest))
+
+
 def poll(
     emr: FhirClient, mark: Watermark, *, count: int = 200, deletions: bool = True
 ) -> tuple[list[ChangeEvent], Watermark]:
     """Changes since the watermark, and the watermark to store once they are handled.
 
     With ``deletions``, resources deleted since the watermark are changes too (reference-only
-    events, found in the type-level ``_history``)."""
+    events marked ``deleted``, found in the type-level ``_history``)."""
     events: list[ChangeEvent] = []
-    newest = _instant(mark.since)
-    at_newest: set[str] = set(mark.seen)
+    reads: dict[str, Mark] = {}
     for kind in KINDS:
+        start = mark.of(kind)
+        advance = _Advance(start)
         params = [("_count", str(count)), ("_sort", "_lastUpdated")]
-        if mark.since:
-            params.append(("_lastUpdated", f"ge{mark.since}"))
+        if start.since:
+            params.append(("_lastUpdated", f"ge{start.since}"))
         for resource in emr.search(kind, params):
             if resource.get("resourceType") != kind:
                 continue
             meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
             assert isinstance(meta, dict)
             token = f"{kind}/{resource.get('id')}@{meta.get('versionId')}"
-            if token in mark.seen:
+            if token in start.seen:
                 continue
             ev = event_of(resource, "poll")
             if ev is not None:
                 events.append(ev)
-            updated = _instant(meta.get("lastUpdated"))
-            if updated is not None and (newest is None or updated > newest):
-                newest, at_newest = updated, {token}
-            elif updated is not None and updated == newest:
-                at_newest.add(token)
-        if deletions and mark.since:
-            for rid, version, when in _deleted(emr, kind, mark.since, count):
-                token = f"{kind}/{rid}@{version}"
-                if token in mark.seen:
-                    continue
-                events.append(ChangeEvent(kind, rid, None, version, "poll"))
-                updated = _instant(when)
-                if updated is not None and (newest is None or updated > newest):
-                    newest, at_newest = updated, {token}
-                elif updated is not None and updated == newest:
-                    at_newest.add(token)
-    since = newest.isoformat().replace("+00:00", "Z") if newest else mark.since
-    return events, Watermark(since=since, seen=at_newest)
+            advance.saw(token, meta.get("lastUpdated"))
+        reads[kind] = advance.mark()
+        history = f"{kind}/_history"
+        if deletions and mark.of(history).since:
+            reads[history] = _deletions(emr, kind, mark.of(history), count, events)
+    since = min((m.since for m in reads.values() if m.since), default=mark.since)
+    return events, Watermark(since=since, seen=set(), reads=reads)
 
 
-def _deleted(
-    emr: FhirClient, kind: str, since: str, count: int
-) -> list[tuple[str, str | None, str | None]]:
-    """(id, version, when) of every ``kind`` deleted since ``since``, from the type-level
-    ``_history`` (a search never lists a deleted resource). A server without type-level history
-    answers 4xx: then deletions are found only when their day is recomputed for another reason,
-    which is logged."""
-    found: list[tuple[str, str | None, str | None]] = []
+def _deletions(
+    emr: FhirClient, kind: str, start: Mark, count: int, events: list[ChangeEvent]
+) -> Mark:
+    """Append an event for every ``kind`` deleted since ``start``; the read's next mark.
+
+    A delete is a history entry whose ``request.method`` is DELETE, or one with no resource and a
+    410/204 response (as some servers write it). A server without type-level history, or one
+    that fails the read, is logged: the read keeps its mark and is asked again next time."""
+    advance = _Advance(start)
+    found: list[ChangeEvent] = []
     try:
-        for entry in emr.history(kind, [("_since", since), ("_count", str(count))]):
+        for entry in emr.history(kind, [("_since", str(start.since)), ("_count", str(count))]):
             request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
-            if not isinstance(request, dict) or request.get("method") != "DELETE":
-                continue
-            url = str(request.get("url") or entry.get("fullUrl") or "")
-            rid = url.rstrip("/").split("/")[-1] if f"{kind}/" in url else ""
             response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
-            assert isinstance(response, dict)
+            assert isinstance(request, dict) and isinstance(response, dict)
+            status = str(response.get("status") or "")
+            if request.get("method") != "DELETE" and (
+                "resource" in entry or not status.startswith(("410", "204"))
+            ):
+                continue
+            rid = _deleted_id(kind, entry, request, response)
+            if rid is None:
+                log.warning("%s history: a delete entry names no %s id", kind, kind)
+                continue
             etag = str(response.get("etag") or "")
             version = etag.removeprefix("W/").strip('"') or None
-            when = response.get("lastModified")
-            if rid:
-                found.append((rid, version, when if isinstance(when, str) else None))
-    except FatalServerError as err:
-        if err.status is None or err.status >= 500:
-            raise
+            token = f"{kind}/{rid}@{version}/deleted"
+            if token in start.seen:
+                continue
+            found.append(ChangeEvent(kind, rid, None, version, "poll", deleted=True))
+            advance.saw(token, response.get("lastModified"))
+    except FhirServerError as err:
         log.warning(
-            "%s/_history answered %s: deleted %ss are not found by polling", kind, err.status, kind
-        )
-    return found
+            "%s/_history answered %s: deleted %ss are not found by this poll",
+            kind, err.status or type(err).__name__, kind,
+        )  # fmt: skip
+        return start
+    events.extend(found)
+    return advance.mark()
+
+
+def _deleted_id(kind: str, entry: dict[str, Any], request: dict[str, Any],
+                response: dict[str, Any]) -> str | None:  # fmt: skip
+    """The id of a deleted resource: from ``request.url`` (``Kind/id``, also with
+    ``/_history/n``), ``fullUrl`` or ``response.location``; not from a conditional delete's
+    query."""
+    for value in (request.get("url"), entry.get("fullUrl"), response.get("location")):
+        if not isinstance(value, str) or "?" in value:
+            continue
+        key = ref_key(value)
+        found_kind, _, rid = key.partition("/")
+        if found_kind == kind and rid and "/" not in rid:
+            return rid
+    return None

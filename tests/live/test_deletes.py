@@ -5,13 +5,17 @@ recomputed day voids its line. Against the real FHIR server; sekmet never notifi
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from adapter.fhir.client import FhirClient
+from adapter.fhir.client import FhirClient, RetryPolicy
 from adapter.intake.live import ChangeEvent
-from adapter.intake.polling import Watermark, poll
+from adapter.intake.polling import Mark, Watermark, _deleted_id, _stamp, poll
 from adapter.intake.webhook import Notification
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
@@ -84,3 +88,80 @@ def test_a_server_without_type_history_still_polls(
         assert "Procedure/_history" in path and action == "404"
     finally:
         proxy.close()
+
+
+def test_a_change_between_two_reads_of_one_poll_is_not_skipped(fresh_fhir: FhirServer) -> None:
+    """Each read keeps its own watermark: a Procedure deleted after the poll read Procedure
+    history, followed by an Encounter update the same poll then reads, is found next time."""
+    (pid,) = seed_days(fresh_fhir, "race", 1)
+
+    class RacingEmr(FhirClient):
+        """The real client; the EMR changes right after the Procedure history was read."""
+
+        raced = False
+
+        def history(self, kind: str, params: Any) -> Iterator[dict[str, Any]]:
+            yield from super().history(kind, params)
+            if kind == "Procedure" and not self.raced:
+                self.raced = True
+                fresh_fhir.request("DELETE", f"Procedure/{pid}")
+                time.sleep(0.01)
+                encounter = self.read("Encounter", "race-0-enc")
+                self.update({**encounter, "status": "finished"})
+
+    client = RacingEmr(fresh_fhir.base)
+    _, mark = poll(client, Watermark(since="2020-01-01T00:00:00Z"))
+    assert client.raced
+    events, _ = poll(client, mark)
+    assert ("Procedure", pid, True) in {(e.kind, e.id, e.deleted) for e in events}
+
+
+def test_a_failing_history_read_keeps_the_rest_of_the_poll(fresh_fhir: FhirServer) -> None:
+    (pid,) = seed_days(fresh_fhir, "gone4", 1)
+    proxy = FaultProxy(fresh_fhir.base)
+    try:
+        client = FhirClient(proxy.base, retry=RetryPolicy(attempts=2, sleep=lambda _: None))
+        start = Watermark(since="2020-01-01T00:00:00Z")
+        proxy.plan.extend(["pass", "503", "503"])  # Procedure search, then history fails twice
+        events, mark = poll(client, start)
+        assert pid in {e.id for e in events}  # the search's changes are kept
+        assert mark.of("Procedure/_history") == start.of("Procedure/_history")  # asked again
+        assert mark.of("Procedure").since != start.since
+        fresh_fhir.request("DELETE", f"Procedure/{pid}")
+        events, _ = poll(client, mark)
+        assert [(e.id, e.deleted) for e in events if e.deleted] == [(pid, True)]
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"request": {"method": "DELETE", "url": "Procedure/p1"}}, "p1"),
+        ({"request": {"method": "DELETE", "url": "Procedure/p1/_history/3"}}, "p1"),
+        (
+            {"fullUrl": "https://emr.example/fhir/Procedure/p1", "request": {"method": "DELETE"}},
+            "p1",
+        ),
+        (
+            {
+                "request": {"method": "DELETE", "url": "Procedure?identifier=x|1"},
+                "response": {"status": "204", "location": "Procedure/p1/_history/2"},
+            },
+            "p1",
+        ),
+        ({"request": {"method": "DELETE", "url": "Procedure?identifier=x|1"}}, None),
+        ({"request": {"method": "DELETE", "url": "Encounter/e1"}}, None),
+    ],
+)
+def test_the_id_of_a_delete_entry(entry: dict[str, Any], expected: str | None) -> None:
+    request = entry.get("request") or {}
+    response = entry.get("response") or {}
+    assert _deleted_id("Procedure", entry, request, response) == expected
+
+
+def test_watermarks_carry_milliseconds() -> None:
+    """Servers comparing instants as text put '...:33Z' after '...:33.653Z'."""
+    assert _stamp(datetime(2026, 3, 2, 9, 0, 33, tzinfo=UTC)) == "2026-03-02T09:00:33.000Z"
+    mark = Watermark.from_json(Watermark(since="x", reads={"Procedure": Mark("y")}).as_json())
+    assert (mark.of("Procedure").since, mark.of("Encounter").since) == ("y", "x")
