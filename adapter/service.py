@@ -30,6 +30,7 @@ from typing import Any, overload
 
 from adapter.domain import Rulebook
 from adapter.errors import AdapterError
+from adapter.fhir import codes
 from adapter.fhir.client import FhirClient
 from adapter.fhir.parse import ref_key, reference_of, service_date_of
 from adapter.intake.live import ChangeEvent, DayKey, days_of
@@ -199,12 +200,28 @@ class Service:
             else:
                 unknown.append(ChangeEvent(e["kind"], e["id"], None, change.version,
                                            e.get("source", ""), change.deleted))  # fmt: skip
-            for old in self.store.days_with(key):  # a procedure that moved or went: its old day
+            old_days = set(self.store.days_with(key))  # a procedure that moved or went
+            if change.deleted:
+                old_days |= self._billed_days(key)  # also days this store never recorded
+            for old in sorted(old_days):
                 patient, _, dos = old.rpartition(":")
                 days.setdefault((f"Patient/{patient}", dos), []).append(change)
         if unknown:
             for day in days_of(self.emr, unknown, zone=self.options.zone):
                 days.setdefault(day, []).append(Change("", None, None))  # never processed
+        return days
+
+    def _billed_days(self, key: str) -> set[str]:
+        """The patient-days (ledger form) of the adapter's ChargeItems for a procedure, from
+        their day tags on the write target: a deleted procedure is voided even when this
+        store has no ledger row for it (a new state directory, another replica's store)."""
+        days: set[str] = set()
+        for item in self.target.search("ChargeItem", [("service", key), ("_count", "200")]):
+            for tag in (item.get("meta") or {}).get("tag") or []:
+                if isinstance(tag, dict) and tag.get("system") == codes.CS_PATIENT_DAY:
+                    code = str(tag.get("code") or "")
+                    if ":" in code:
+                        days.add(code)
         return days
 
     def process(self, payload: dict[str, Any]) -> list[SyncResult]:

@@ -44,8 +44,14 @@ class RetryPolicy:
 
 
 def _proxies_or_netrc() -> bool:
-    """Whether the environment sets a proxy or a netrc file (requests applies them per URL)."""
-    return bool(getproxies()) or bool(os.environ.get("NETRC")) or (Path.home() / ".netrc").exists()
+    """Whether the environment sets a proxy or a netrc file (requests applies them per URL).
+    ``NO_PROXY`` alone (common on Kubernetes) sets no proxy."""
+    if any(scheme != "no" for scheme in getproxies()) or os.environ.get("NETRC"):
+        return True
+    try:
+        return (Path.home() / ".netrc").exists()
+    except (RuntimeError, OSError):  # no home directory for this user
+        return False
 
 
 def _retry_after(value: str | None, cap: float) -> float | None:

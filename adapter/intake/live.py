@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta, tzinfo
 from typing import Any
 
-from adapter.errors import FatalServerError
+from adapter.errors import FatalServerError, InputError
 from adapter.fhir.client import FhirClient, Params
 from adapter.fhir.parse import ref_key, reference_of, service_date_of
 from adapter.intake.spool import Spool
@@ -152,7 +152,7 @@ def gather_day(
     extra = answers[len(first) :]
 
     asked: set[str] = set()  # references read, practitioners' roles and actors' days searched
-    for _ in range(max_rounds):
+    for round_no in range(max_rounds + 1):
         spool.clear_cache()
         searches = _next_round(
             spool, patient=patient, service_date=service_date, seen=seen, asked=asked,
@@ -160,6 +160,14 @@ def gather_day(
         )  # fmt: skip
         if not searches:
             break
+        if round_no == max_rounds:
+            # a day still finding new references after this many rounds is not evaluated on
+            # half its context (a missed session of a clinician could bill one-on-one time)
+            spool.close()
+            raise InputError(
+                f"{patient} {service_date}: references still unresolved after {max_rounds} "
+                "rounds of searches"
+            )
         for found in emr.search_batch(searches):
             for r in found:
                 add(r)
@@ -178,11 +186,20 @@ def _next_round(
     zone: tzinfo | None,
 ) -> list[Search]:
     """The searches the day still needs, given what has been fetched and asked so far."""
-    procs = [
+    mine = [
         r
         for r in spool.resources("Procedure")
-        if service_date_of(r, zone) == service_date
-        and ref_key(reference_of(r.get("subject")) or "") == patient
+        if ref_key(reference_of(r.get("subject")) or "") == patient
+    ]
+    procs = [r for r in mine if service_date_of(r, zone) == service_date]
+    encounters = {ref_key(e) for r in procs if (e := reference_of(r.get("encounter")))}
+    # a procedure with no date belongs to its encounter's day (as replay places it)
+    procs += [
+        r
+        for r in mine
+        if service_date_of(r, zone) is None
+        and (e := reference_of(r.get("encounter")))
+        and ref_key(e) in encounters
     ]
     refs: set[str] = set()
     actors: set[str] = set()
@@ -224,6 +241,13 @@ def _next_round(
     searches.extend(
         ("PractitionerRole", [("practitioner", ",".join(chunk)), ("_count", "200")])
         for chunk in _chunks(new_pracs)
+    )
+    # undated procedures of the day's encounters (a date search cannot find them)
+    new_encounters = sorted(e for e in encounters if f"procs:{e}" not in asked)
+    asked.update(f"procs:{e}" for e in new_encounters)
+    searches.extend(
+        ("Procedure", [("encounter", ",".join(chunk)), ("_count", "200")])
+        for chunk in _chunks(new_encounters)
     )
     new_actors = sorted(a for a in actors if f"day:{a}" not in asked)
     asked.update(f"day:{a}" for a in new_actors)

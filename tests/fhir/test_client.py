@@ -157,6 +157,8 @@ def test_environment_settings_are_honoured_once_or_per_request(
                 "all_proxy"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/ca.pem")
+    monkeypatch.setenv("NO_PROXY", "localhost,.cluster.local")  # no proxy to bypass: no proxy
+    monkeypatch.setenv("no_proxy", "localhost,.cluster.local")
     plain = FhirClient("https://emr.example")
     assert (plain.session.trust_env, plain.session.verify) == (False, "/env/ca.pem")
     explicit = FhirClient("https://emr.example", verify="/mine.pem")

@@ -4,6 +4,7 @@ recomputed day voids its line. Against the real FHIR server; sekmet never notifi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -19,11 +20,11 @@ from adapter.intake.polling import Mark, Watermark, _deleted_id, _stamp, poll
 from adapter.intake.webhook import Notification
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
-from adapter.service import Service
+from adapter.service import WATERMARK, Service
 from adapter.store import open_store
 from tests.fault_proxy import FaultProxy
 from tests.fhir_server import FhirServer
-from tests.live.seed import seed_days, server_state
+from tests.live.seed import day_of, seed_days, server_state
 
 RULEBOOK = load_rulebook()
 
@@ -165,3 +166,33 @@ def test_watermarks_carry_milliseconds() -> None:
     assert _stamp(datetime(2026, 3, 2, 9, 0, 33, tzinfo=UTC)) == "2026-03-02T09:00:33.000Z"
     mark = Watermark.from_json(Watermark(since="x", reads={"Procedure": Mark("y")}).as_json())
     assert (mark.of("Procedure").since, mark.of("Encounter").since) == ("y", "x")
+
+
+def test_a_delete_is_voided_by_a_service_whose_store_never_saw_the_day(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """The day comes from the ChargeItems' day tags on the server when the ledger has none
+    (a new state directory, a replica with its own store)."""
+    (notified,) = seed_days(fresh_fhir, "gone5", 1)
+    deleted = notified[:-1] + "b"
+    client = FhirClient(fresh_fhir.base)
+    first = open_store(tmp_path / "first.db")
+    Service(client, client, RULEBOOK, Options(), first).enqueue(
+        Notification(events=(ChangeEvent("Procedure", notified, source="test"),))
+    )
+    assert Service(client, client, RULEBOOK, Options(), first).drain(timeout=60)
+    first.close()
+
+    store = open_store(tmp_path / "second.db")
+    service = Service(client, client, RULEBOOK, Options(), store)
+    time.sleep(0.05)  # the second store's watermark starts after the seeding (same clock)
+    now = _stamp(datetime.now(UTC))
+    store.set_value(WATERMARK, json.dumps(Watermark(since=now).as_json()))
+    fresh_fhir.request("DELETE", f"Procedure/{deleted}")
+    assert service.catch_up() == 1
+    assert service.drain(timeout=60)
+    assert store.days_with(f"Procedure/{notified}") == ["gone5-0:" + day_of(0)]
+    lines, _, _ = server_state(fresh_fhir, "gone5")
+    assert lines == {"Patient/gone5-0": [("97110", 1, "entered-in-error"),
+                                          ("97112", 2, "billable")]}  # fmt: skip
+    store.close()

@@ -6,6 +6,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from adapter.fhir.client import FhirClient
 from adapter.intake.polling import Watermark, poll
 from adapter.mappings import load_rulebook
@@ -120,3 +122,43 @@ def test_a_site_time_zone_keeps_an_evening_session_on_one_day(fresh_fhir: FhirSe
     assert [(r.service_date, r.decision and sum(ln.units for ln in r.decision.lines))
             for r in results] == [("2026-03-02", 3)]  # fmt: skip
     assert charge_lines(fresh_fhir, pid) == [("97110", 1, "billable"), ("97112", 2, "billable")]
+
+
+def test_gathering_finds_an_undated_procedure_of_the_days_encounter(
+    fresh_fhir: FhirServer,
+) -> None:
+    """Replay places a completed procedure with no time on its encounter's day (and holds it
+    for the missing time); live finds it through the encounter, which a date search cannot."""
+    from adapter.domain import FindingCode
+    from adapter.intake.live import ChangeEvent
+
+    pid = "live-undated"
+    a = procedure("ud-a", "97112", at("09:00"), at("09:24"), patient=f"Patient/{pid}")
+    b = procedure("ud-b", "97110", None, None, patient=f"Patient/{pid}")
+    fresh_fhir.put_all(*context(patient=pid), a, b)
+    client = FhirClient(fresh_fhir.base)
+    (result,) = handle_events(client, client, RULEBOOK, [ChangeEvent("Procedure", "ud-a")],
+                              Options(evaluated_at=NOW))  # fmt: skip
+    assert set(result.inputs) == {"Procedure/ud-a", "Procedure/ud-b"}
+    assert result.decision is not None
+    held = [f for f in result.decision.findings if any("ud-b" in i for i in f.intervention_ids)]
+    assert held and held[0].code is FindingCode.TIME_MISSING
+
+
+def test_a_day_still_finding_references_after_the_round_cap_fails_loudly(
+    fresh_fhir: FhirServer,
+) -> None:
+    from adapter.errors import InputError
+    from adapter.intake.live import gather_day
+
+    pid = "live-rounds"
+    a = procedure("rd-a", "97112", at("09:00"), at("09:24"), patient=f"Patient/{pid}")
+    fresh_fhir.put_all(*context(patient=pid), a)
+    client = FhirClient(fresh_fhir.base)
+    with pytest.raises(InputError, match="still unresolved after 0 rounds"):
+        gather_day(client, f"Patient/{pid}", "2026-03-02", max_rounds=0)
+    spool, _ = gather_day(client, f"Patient/{pid}", "2026-03-02")
+    try:
+        assert [p["id"] for p in spool.procedures_of(f"Patient/{pid}", "2026-03-02")] == ["rd-a"]
+    finally:
+        spool.close()
