@@ -193,6 +193,7 @@ class _Clinicians:
     rulebook: Rulebook
     problems: list[Problem]
     service_date: str
+    zone: tzinfo | None = None
     cache: dict[str, tuple[Clinician, frozenset[str]]] = field(default_factory=dict)
 
     def resolve(self, ref: str, where: str) -> tuple[Clinician, frozenset[str]]:
@@ -213,7 +214,11 @@ class _Clinicians:
                 ident = self.lookup.key_of(practitioner)
                 aliases.add(ident)
         elif resource.get("resourceType") == "Practitioner":
-            roles = [r for r in self.lookup.roles_of(key) if _role_in_effect(r, self.service_date)]
+            roles = [
+                r
+                for r in self.lookup.roles_of(key)
+                if _role_in_effect(r, self.service_date, self.zone)
+            ]
             found = {
                 d for role in roles if (d := _role_discipline(role, self.rulebook)) is not None
             }
@@ -240,8 +245,8 @@ class _Clinicians:
         return self.cache[key]
 
 
-def _role_in_effect(role: Resource, service_date: str) -> bool:
-    return role.get("active") is not False and _in_period(role.get("period"), service_date)
+def _role_in_effect(role: Resource, service_date: str, zone: tzinfo | None) -> bool:
+    return role.get("active") is not False and _in_period(role.get("period"), service_date, zone)
 
 
 def _has_diagnosis(resource: Resource, *fields: str) -> bool:
@@ -294,13 +299,25 @@ def _money(value: Any) -> Decimal | None:
     return money if money.is_finite() and money >= 0 else None
 
 
-def _in_period(period: Any, service_date: str) -> bool:
+def _bound_date(value: Any, zone: tzinfo | None) -> str | None:
+    """A period bound's date: in the site's ``zone`` when it has a time and one is set (as
+    dates of service are), else as written."""
+    if not isinstance(value, str):
+        return None
+    if zone is not None and _DATETIME.match(value):
+        moment, _ = parse_datetime(value, zone)
+        if moment is not None:
+            return moment.date().isoformat()
+    return value[:10]
+
+
+def _in_period(period: Any, service_date: str, zone: tzinfo | None = None) -> bool:
     if not isinstance(period, dict):
         return True
-    start, end = period.get("start"), period.get("end")
-    if isinstance(start, str) and start[:10] > service_date:
+    start, end = _bound_date(period.get("start"), zone), _bound_date(period.get("end"), zone)
+    if start is not None and start > service_date:
         return False
-    return not (isinstance(end, str) and end[:10] < service_date)
+    return not (end is not None and end < service_date)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +361,7 @@ def service_day(
     With a site time ``zone``, every time is converted to it, so the rules see site-local dates.
     """
     problems: list[Problem] = []
-    clinicians = _Clinicians(lookup, rulebook, problems, service_date)
+    clinicians = _Clinicians(lookup, rulebook, problems, service_date, zone)
     interventions: list[Intervention] = []
     performers: dict[str, tuple[str, ...]] = {}
     iv_encounter: dict[str, str | None] = {}
@@ -441,7 +458,7 @@ def service_day(
         )
 
     # coverage -> payer profile; year-to-date therapy spend for KX
-    coverage = _active_coverage(lookup.coverages_of(patient), service_date)
+    coverage = _active_coverage(lookup.coverages_of(patient), service_date, zone)
     coverage_key = f"Coverage/{coverage['id']}" if coverage and coverage.get("id") else None
     if payer_override:
         payer = payer_override
@@ -479,7 +496,7 @@ def service_day(
     plans = [
         cp
         for cp in lookup.care_plans_of(patient)
-        if cp.get("status") == "active" and _in_period(cp.get("period"), service_date)
+        if cp.get("status") == "active" and _in_period(cp.get("period"), service_date, zone)
     ]
 
     # the same clinicians with other patients on the day (concurrent one-on-one care)
@@ -530,11 +547,13 @@ def service_day(
     return ParsedDay(day=day, facts=facts, problems=tuple(problems), not_therapy=tuple(not_therapy))
 
 
-def _active_coverage(coverages: Sequence[Resource], service_date: str) -> Resource | None:
+def _active_coverage(
+    coverages: Sequence[Resource], service_date: str, zone: tzinfo | None
+) -> Resource | None:
     active = [
         c
         for c in coverages
-        if c.get("status") == "active" and _in_period(c.get("period"), service_date)
+        if c.get("status") == "active" and _in_period(c.get("period"), service_date, zone)
     ]
 
     def order(c: Resource) -> tuple[int, str]:

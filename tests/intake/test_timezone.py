@@ -108,3 +108,30 @@ def test_an_unknown_timezone_is_a_config_error(
     config.write_text('timezone = "Pacific/Nowhere"\n')
     assert main(["replay", str(src), "--out", str(tmp_path / "o"), "--config", str(config)]) == 2
     assert "not an IANA time zone" in capsys.readouterr().err
+
+
+def test_coverage_and_plan_periods_are_read_in_the_site_zone() -> None:
+    """A coverage that ended at 9 pm Pacific on the 2nd, written in UTC as 05:00Z on the 3rd, no
+    longer covers a session on the 3rd in Los Angeles; nor does a plan of care ending so."""
+    from adapter.domain import FindingCode
+    from adapter.intake.replay import evaluate_bundle
+    from adapter.mappings import load_rulebook
+    from adapter.pipeline import Options
+
+    ended = {"start": "2026-01-01", "end": "2026-03-03T05:00:00Z"}
+    resources = context(period=ended)
+    for r in resources:
+        if r["resourceType"] == "CarePlan":
+            r["period"] = ended
+        if r["resourceType"] == "Encounter":
+            r["period"] = {"start": "2026-03-03T16:50:00Z", "end": "2026-03-03T18:00:00Z"}
+    day = [*resources, procedure("m", "97110", "2026-03-03T17:00:00Z", "2026-03-03T17:30:00Z")]
+    rulebook = load_rulebook()
+    findings = {}
+    for zone in (None, LA):
+        _, (decision,), _ = evaluate_bundle(bundle(*day), rulebook, Options(zone=zone))
+        findings[zone] = {f.code for f in decision.findings}
+    assert FindingCode.COVERAGE_MISSING not in findings[None]  # the 3rd, read as written
+    assert FindingCode.NO_PLAN_OF_CARE not in findings[None]
+    assert FindingCode.COVERAGE_MISSING in findings[LA]
+    assert FindingCode.NO_PLAN_OF_CARE in findings[LA]
