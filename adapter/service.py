@@ -217,6 +217,9 @@ class Service:
         store has no ledger row for it (a new state directory, another replica's store)."""
         days: set[str] = set()
         for item in self.target.search("ChargeItem", [("service", key), ("_count", "200")]):
+            services = {ref_key(ref) for s in item.get("service") or [] if (ref := reference_of(s))}
+            if key not in services:
+                continue  # a server that ignored the parameter answers with every ChargeItem
             for tag in (item.get("meta") or {}).get("tag") or []:
                 if isinstance(tag, dict) and tag.get("system") == codes.CS_PATIENT_DAY:
                     code = str(tag.get("code") or "")

@@ -245,7 +245,8 @@ class FhirClient:
     def history(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every entry (``request``, ``response`` and, unless a delete, ``resource``) of a
         type-level ``_history``, following ``next`` links."""
-        for page in self._follow(self.request("GET", f"{kind}/_history", params=params).json()):
+        first = self.request("GET", f"{kind}/_history", params=params).json()
+        for page in self._follow(first, truncated_is_error=True):
             yield from (e for e in page.get("entry") or [] if isinstance(e, dict))
 
     def _pages(self, bundle: Resource) -> Iterator[Resource]:
@@ -259,8 +260,12 @@ class FhirClient:
                 ):
                     yield resource
 
-    def _follow(self, bundle: Resource, max_pages: int = 1000) -> Iterator[Resource]:
-        """A Bundle, then each page its ``next`` links lead to (at most ``max_pages``)."""
+    def _follow(
+        self, bundle: Resource, max_pages: int = 1000, *, truncated_is_error: bool = False
+    ) -> Iterator[Resource]:
+        """A Bundle, then each page its ``next`` links lead to (at most ``max_pages``; beyond
+        that a warning, or an error when a partial answer would mislead the caller, as a
+        newest-first history would)."""
         for _ in range(max_pages):
             yield bundle
             nxt = next(
@@ -270,6 +275,8 @@ class FhirClient:
             if not nxt:
                 return
             bundle = self.request("GET", urljoin(self.base_url + "/", nxt)).json()
+        if truncated_is_error:
+            raise FatalServerError(f"more than {max_pages} pages: answer not read to its end")
         log.warning("stopped following next links after %d pages", max_pages)
 
     def transaction(self, bundle: Resource) -> Resource:

@@ -59,11 +59,18 @@ class Watermark:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Watermark:
         reads = {
-            str(r): Mark(m.get("since"), frozenset(m.get("seen") or []))
+            str(r): Mark(_normal(m.get("since")), frozenset(m.get("seen") or []))
             for r, m in (data.get("reads") or {}).items()
             if isinstance(m, dict)
         }
-        return cls(data.get("since"), set(data.get("seen") or []), reads)
+        return cls(_normal(data.get("since")), set(data.get("seen") or []), reads)
+
+
+def _normal(since: Any) -> str | None:
+    """A stored instant in the form polls write (a watermark stored by an older version may
+    lack milliseconds)."""
+    moment = _instant(since)
+    return _stamp(moment) if moment is not None else None
 
 
 def _instant(value: Any) -> datetime | None:
@@ -153,16 +160,24 @@ def _deletions(
             response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
             assert isinstance(request, dict) and isinstance(response, dict)
             status = str(response.get("status") or "")
-            if request.get("method") != "DELETE" and (
-                "resource" in entry or not status.startswith(("410", "204"))
-            ):
+            resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else None
+            etag = str(response.get("etag") or "")
+            version = etag.removeprefix("W/").strip('"') or None
+            is_delete = request.get("method") == "DELETE" or (
+                resource is None and status.startswith(("410", "204"))
+            )
+            if not is_delete:
+                # an update (the search read lists it): it still moves this read's mark, so
+                # the next poll does not page through the same history again
+                meta = (resource or {}).get("meta") or {}
+                when = response.get("lastModified") or meta.get("lastUpdated")
+                version = version or (str(meta.get("versionId")) if meta.get("versionId") else None)
+                advance.saw(f"{kind}/{(resource or {}).get('id')}@{version}", when)
                 continue
             rid = _deleted_id(kind, entry, request, response)
             if rid is None:
                 log.warning("%s history: a delete entry names no %s id", kind, kind)
                 continue
-            etag = str(response.get("etag") or "")
-            version = etag.removeprefix("W/").strip('"') or None
             token = f"{kind}/{rid}@{version}/deleted"
             if token in start.seen:
                 continue

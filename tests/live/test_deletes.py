@@ -164,8 +164,14 @@ def test_the_id_of_a_delete_entry(entry: dict[str, Any], expected: str | None) -
 def test_watermarks_carry_milliseconds() -> None:
     """Servers comparing instants as text put '...:33Z' after '...:33.653Z'."""
     assert _stamp(datetime(2026, 3, 2, 9, 0, 33, tzinfo=UTC)) == "2026-03-02T09:00:33.000Z"
-    mark = Watermark.from_json(Watermark(since="x", reads={"Procedure": Mark("y")}).as_json())
-    assert (mark.of("Procedure").since, mark.of("Encounter").since) == ("y", "x")
+    stored = Watermark(
+        since="2026-03-02T09:00:33Z", reads={"Procedure": Mark("2026-03-03T10:00:00.5Z")}
+    )
+    mark = Watermark.from_json(stored.as_json())  # as an older version stored it: normalised
+    assert (mark.of("Procedure").since, mark.of("Encounter").since) == (
+        "2026-03-03T10:00:00.500Z",
+        "2026-03-02T09:00:33.000Z",
+    )
 
 
 def test_a_delete_is_voided_by_a_service_whose_store_never_saw_the_day(
@@ -196,3 +202,17 @@ def test_a_delete_is_voided_by_a_service_whose_store_never_saw_the_day(
     assert lines == {"Patient/gone5-0": [("97110", 1, "entered-in-error"),
                                           ("97112", 2, "billable")]}  # fmt: skip
     store.close()
+
+
+def test_the_history_mark_moves_with_updates_too(fresh_fhir: FhirServer) -> None:
+    """Without deletes, each poll must not page through all history since the first one."""
+    (pid,) = seed_days(fresh_fhir, "hist", 1)
+    client = FhirClient(fresh_fhir.base)
+    _, first = poll(client, Watermark(since="2020-01-01T00:00:00Z"))
+    assert first.of("Procedure/_history").since != "2020-01-01T00:00:00.000Z"
+    procedure = client.read("Procedure", pid)
+    client.update({**procedure, "status": "completed"})
+    events, second = poll(client, first)
+    assert [e.id for e in events] == [pid]  # the update, from the search read
+    assert second.of("Procedure/_history").since > first.of("Procedure/_history").since  # type: ignore[operator]
+    assert poll(client, second)[0] == []
