@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, overload
@@ -201,8 +201,12 @@ class Service:
                 unknown.append(ChangeEvent(e["kind"], e["id"], None, change.version,
                                            e.get("source", ""), change.deleted))  # fmt: skip
             old_days = set(self.store.days_with(key))  # a procedure that moved or went
-            if change.deleted:
-                old_days |= self._billed_days(key)  # also days this store never recorded
+            if key.startswith("Procedure/") and (
+                change.deleted or (change.day is None and not old_days)
+            ):
+                # days this store never recorded (a crash before the ledger write, a new state
+                # directory): from the ChargeItems' day tags on the target
+                old_days |= self._billed_days(key)
             for old in sorted(old_days):
                 patient, _, dos = old.rpartition(":")
                 days.setdefault((f"Patient/{patient}", dos), []).append(change)
@@ -226,6 +230,24 @@ class Service:
                     if ":" in code:
                         days.add(code)
         return days
+
+    def _recheck_elsewhere(self, day: str, inputs: Mapping[str, str]) -> None:
+        """A procedure of this day that the ledger also holds on another day was billed there
+        from an older read (a worker that read the day before the procedure moved and wrote
+        after the move was synced): queue it, so both days are recomputed."""
+        elsewhere = self.store.on_other_days(list(inputs), day)
+        if elsewhere:
+            log.info("day %s: %d procedures also on another day; rechecking", day, len(elsewhere))
+            self.metrics.inc("rechecks_total", len(elsewhere))
+            self.enqueue(
+                Notification(
+                    events=tuple(
+                        ChangeEvent("Procedure", k.split("/", 1)[1], None, None, "recheck")
+                        for k in elsewhere
+                    )
+                ),
+                source="recheck",
+            )
 
     def process(self, payload: dict[str, Any]) -> list[SyncResult]:
         if payload.get("catch_up"):
@@ -273,6 +295,7 @@ class Service:
                  "unchanged": len(w.unchanged), "claim_locked": w.claim_locked},
                 worker=self.worker, changed=w.changed,
             )  # fmt: skip
+            self._recheck_elsewhere(result.day_key, result.inputs)
         self.counters.days += 1
         self.counters.written += int(w.changed)
         self.metrics.observe(time.monotonic() - started)

@@ -249,6 +249,21 @@ class SqlStore:
             str(r[0]) for r in self._run("SELECT day FROM ledger_inputs WHERE proc = ?", (proc,))
         ]
 
+    def on_other_days(self, procs: Sequence[str], day: str) -> list[str]:
+        """Those of ``procs`` that the ledger also holds on a day other than ``day``."""
+        found: set[str] = set()
+        for i in range(0, len(procs), 200):
+            chunk = list(procs[i : i + 200])
+            marks = ",".join("?" * len(chunk))
+            found |= {
+                str(p)
+                for (p,) in self._run(
+                    f"SELECT DISTINCT proc FROM ledger_inputs WHERE proc IN ({marks}) AND day != ?",
+                    (*chunk, day),
+                )
+            }
+        return sorted(found)
+
     def processed(self, proc: str, version: str, day: str | None = None) -> bool:
         """Whether a change to ``proc`` at ``version`` needs no sync: every day the ledger
         holds it on has it at that version or later (so a day it left, not yet recomputed,

@@ -13,6 +13,9 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from adapter.fhir.client import FhirClient, RetryPolicy
 from adapter.intake.live import ChangeEvent, event_of
@@ -301,4 +304,89 @@ def test_a_failed_old_day_is_retried_after_its_new_day_was_synced(
     assert any(dos == day_of(0) for _, dos in retried), retried
     service.process(payload)
     assert store.days_with(f"Procedure/{notified[:-1]}b") == ["mvf-0:2027-01-05"]
+    store.close()
+
+
+def test_a_move_while_another_worker_syncs_the_old_day_is_rechecked(
+    fresh_fhir: FhirServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 1 reads the old day, the EMR moves the procedure, worker 2 syncs the new day, then
+    worker 1 writes the old day from its older read: the procedure is billed on both days until
+    the ledger's 'also on another day' check queues a recheck, which voids the old day."""
+    import threading
+
+    from adapter import pipeline
+    from tests.fhir.make import context, procedure
+
+    pid = "race-x"
+    a = procedure("race-a", "97110", at("09:00"), at("09:24"), patient=f"Patient/{pid}",
+                  encounter=None)  # fmt: skip
+    fresh_fhir.put_all(*context(patient=pid), a)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "race.db")
+    worker1 = Service(client, client, RULEBOOK, Options(), store)
+    worker2 = Service(client, client, RULEBOOK, Options(), store)
+    v1 = client.read("Procedure", "race-a")
+
+    gathered, release = threading.Event(), threading.Event()
+    real = pipeline.gather_day
+
+    def paused(*args: Any, **kwargs: Any) -> Any:  # the real gather; worker 1 then waits
+        out = real(*args, **kwargs)
+        if threading.current_thread().name == "worker-1":
+            gathered.set()
+            release.wait(10)
+        return out
+
+    monkeypatch.setattr(pipeline, "gather_day", paused)
+    first = payload_of(Notification(events=(event_of(v1, "rest-hook"),)))
+    thread = threading.Thread(target=worker1.process, args=(first,), name="worker-1")
+    thread.start()
+    assert gathered.wait(10)
+    moved = {**v1, "performedPeriod": {"start": at("09:00", "2026-03-03"),
+                                       "end": at("09:24", "2026-03-03")}}  # fmt: skip
+    v2 = client.update(moved)
+    worker2.process(payload_of(Notification(events=(event_of(v2, "rest-hook"),))))
+    release.set()
+    thread.join(30)
+    assert store.days_with("Procedure/race-a") == ["race-x:2026-03-02", "race-x:2026-03-03"]
+    assert worker2.drain(timeout=60)  # the recheck worker 1 queued
+    items = fresh_fhir.search(f"ChargeItem?subject=Patient/{pid}&_count=100")
+    billed = sorted(
+        next(t["code"] for t in i["meta"]["tag"] if ":" in t.get("code", ""))
+        for i in items
+        if i["status"] == "billable"
+    )
+    assert billed == ["race-x:2026-03-03"]
+    assert store.days_with("Procedure/race-a") == ["race-x:2026-03-03"]
+    store.close()
+
+
+def test_an_id_only_change_finds_a_day_the_store_never_recorded(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """A day written but not recorded (a crash between the write and the ledger, a new state
+    directory), then the procedure moves and an id-only notification arrives: the old day is
+    found from the ChargeItems' day tags and voided."""
+    (notified,) = seed_days(fresh_fhir, "lost", 1)
+    client = FhirClient(fresh_fhir.base)
+    first = open_store(tmp_path / "first.db")
+    writer = Service(client, client, RULEBOOK, Options(), first)
+    writer.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
+    assert writer.drain(timeout=60)
+    first.close()
+
+    moved_id = notified[:-1] + "b"
+    _move(client, moved_id, "lost-0-enc", "2025-01-03")
+    store = open_store(tmp_path / "second.db")  # knows nothing of the first day
+    service = Service(client, client, RULEBOOK, Options(), store)
+    service.enqueue(Notification(events=(ChangeEvent("Procedure", moved_id, source="rest-hook"),)))
+    assert service.drain(timeout=60)
+    items = fresh_fhir.search("ChargeItem?subject=Patient/lost-0&_count=100")
+    billable = sorted(
+        (i["code"]["coding"][0]["code"], next(t["code"] for t in i["meta"]["tag"]
+                                              if ":" in t.get("code", "")))
+        for i in items if i["status"] == "billable"
+    )  # fmt: skip
+    assert billable == [("97110", "lost-0:2025-01-03"), ("97112", f"lost-0:{day_of(0)}")]
     store.close()

@@ -195,10 +195,15 @@ def test_the_ledger_holds_each_procedure_on_the_days_it_is_on_now(store: SqlStor
     store.ledger_put("p1:2026-03-05", {"Procedure/b": "2"}, "h2", {}, worker="w", changed=True)
     assert sorted(store.days_with("Procedure/b")) == ["p1:2026-03-02", "p1:2026-03-05"]
     assert not store.processed("Procedure/b", "2", "p1:2026-03-05")  # the 2nd still has v1
+    assert store.on_other_days(["Procedure/a", "Procedure/b"], "p1:2026-03-05") == [
+        "Procedure/a", "Procedure/b"
+    ]  # fmt: skip
+    assert store.on_other_days(["Procedure/b"], "p1:2026-03-02") == ["Procedure/b"]
     assert not store.processed("Procedure/b", "2")
     # the old day recomputed without b: b is on the 5th only, and v2 is processed
     store.ledger_put("p1:2026-03-02", {"Procedure/a": "1"}, "h3", {}, worker="w", changed=True)
     assert store.days_with("Procedure/b") == ["p1:2026-03-05"]
+    assert store.on_other_days(["Procedure/b"], "p1:2026-03-05") == []
     assert store.processed("Procedure/b", "2", "p1:2026-03-05")
     assert store.processed("Procedure/b", "1")  # an older version arriving late
     assert not store.processed("Procedure/b", "3")
