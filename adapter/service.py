@@ -211,8 +211,13 @@ class Service:
                 patient, _, dos = old.rpartition(":")
                 days.setdefault((f"Patient/{patient}", dos), []).append(change)
         if unknown:
-            for day in days_of(self.emr, unknown, zone=self.options.zone):
+            found: set[str] = set()  # an Encounter's procedures: the days they were on before
+            for day in days_of(self.emr, unknown, zone=self.options.zone, procedures=found):
                 days.setdefault(day, []).append(Change("", None, None))  # never processed
+            for key in sorted(found):
+                for old in self.store.days_with(key):
+                    patient, _, dos = old.rpartition(":")
+                    days.setdefault((f"Patient/{patient}", dos), []).append(Change(key, None, None))
         return days
 
     def _billed_days(self, key: str) -> set[str]:

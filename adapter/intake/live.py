@@ -9,7 +9,7 @@ Every source (webhook notification, polling, reconciliation sweep) produces ``Ch
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta, tzinfo
 from typing import Any
@@ -49,21 +49,49 @@ def event_of(resource: Resource, source: str) -> ChangeEvent | None:
     return ChangeEvent(kind, rid, resource, str(version) if version else None, source)
 
 
-def _procedure_day(proc: Resource, zone: tzinfo | None) -> DayKey | None:
+def _procedure_day(
+    proc: Resource, zone: tzinfo | None, encounter_start: Callable[[str], str | None]
+) -> DayKey | None:
+    """A procedure's patient-day: its own date, or (no time documented) its encounter's, as
+    the spool places it."""
     subject = reference_of(proc.get("subject"))
     dos = service_date_of(proc, zone)
+    if dos is None and (enc := reference_of(proc.get("encounter"))):
+        start = encounter_start(ref_key(enc))
+        dos = service_date_of({"performedDateTime": start}, zone) if start else None
     return (ref_key(subject), dos) if subject and dos else None
 
 
 def days_of(
-    emr: FhirClient, events: Iterable[ChangeEvent], *, zone: tzinfo | None = None
+    emr: FhirClient,
+    events: Iterable[ChangeEvent],
+    *,
+    zone: tzinfo | None = None,
+    procedures: set[str] | None = None,
 ) -> set[DayKey]:
     """The patient-days a batch of changes touches (reads what a notification left out).
 
     A Procedure the EMR no longer has (404, 410) is skipped: the caller adds the days the ledger
-    billed it on, whose recomputation voids its lines. An Encounter is not read at all: its
-    procedures are searched by reference.
+    billed it on, whose recomputation voids its lines. A procedure with no date is placed on its
+    encounter's. An Encounter is not read unless one of its procedures has no date: its
+    procedures are searched by reference (and their keys added to ``procedures``, so the caller
+    can add the days they were billed on before).
     """
+    starts: dict[str, str | None] = {}
+
+    def encounter_start(key: str) -> str | None:
+        if key not in starts:
+            try:
+                kind, _, rid = key.partition("/")
+                period = emr.read(kind, rid).get("period")
+                start = period.get("start") if isinstance(period, dict) else None
+                starts[key] = start if isinstance(start, str) else None
+            except FatalServerError as err:
+                if err.status not in (404, 410):
+                    raise
+                starts[key] = None
+        return starts[key]
+
     days: set[DayKey] = set()
     for ev in events:
         resource = ev.resource
@@ -78,7 +106,7 @@ def days_of(
                 continue
         if ev.kind == "Procedure":
             assert resource is not None
-            day = _procedure_day(resource, zone)
+            day = _procedure_day(resource, zone, encounter_start)
             if day:
                 days.add(day)
             else:
@@ -87,7 +115,11 @@ def days_of(
             for proc in emr.search(
                 "Procedure", {"encounter": f"Encounter/{ev.id}", "_count": "200"}
             ):
-                if proc.get("resourceType") == "Procedure" and (day := _procedure_day(proc, zone)):
+                if proc.get("resourceType") != "Procedure":
+                    continue
+                if procedures is not None:
+                    procedures.add(f"Procedure/{proc.get('id')}")
+                if day := _procedure_day(proc, zone, encounter_start):
                     days.add(day)
     return days
 
@@ -144,6 +176,9 @@ def gather_day(
         ),
         ("Coverage", [("beneficiary", patient), ("_count", "50")]),
         ("CarePlan", [("subject", patient), ("_count", "50")]),
+        # the patient's encounters around the date: a procedure with no time is on its
+        # encounter's day, and a date search cannot find it
+        ("Encounter", [("subject", patient), *window, ("_count", "50")]),
     ]
     answers = emr.search_batch([*first, *also])
     for found in answers[: len(first)]:
@@ -193,7 +228,19 @@ def _next_round(
     ]
     procs = [r for r in mine if service_date_of(r, zone) == service_date]
     encounters = {ref_key(e) for r in procs if (e := reference_of(r.get("encounter")))}
-    # a procedure with no date belongs to its encounter's day (as replay places it)
+    # the patient's encounters that start on the day, and their procedures with no date,
+    # which belong to the encounter's day (as replay places them)
+    for enc in spool.resources("Encounter"):
+        period = enc.get("period") if isinstance(enc.get("period"), dict) else {}
+        start = period.get("start") if isinstance(period, dict) else None
+        subject = reference_of(enc.get("subject"))
+        if (
+            subject
+            and ref_key(subject) == patient
+            and isinstance(start, str)
+            and service_date_of({"performedDateTime": start}, zone) == service_date
+        ):
+            encounters.add(f"Encounter/{enc.get('id')}")
     procs += [
         r
         for r in mine

@@ -162,3 +162,40 @@ def test_a_day_still_finding_references_after_the_round_cap_fails_loudly(
         assert [p["id"] for p in spool.procedures_of(f"Patient/{pid}", "2026-03-02")] == ["rd-a"]
     finally:
         spool.close()
+
+
+def test_a_day_whose_only_procedure_has_no_time_is_billed_like_replay(
+    fresh_fhir: FhirServer,
+) -> None:
+    """An evaluation (untimed) documented without a time: replay places it on its encounter's
+    day and bills it; live must find the day (from the encounter) and the procedure (through
+    the patient's encounters around the date), not drop it silently."""
+    from adapter.intake.live import ChangeEvent
+    from adapter.intake.replay import evaluate_bundle
+    from tests.fhir.make import bundle
+
+    pid = "live-eval"
+    resources = context(patient=pid)
+    for r in resources:
+        if r["resourceType"] == "Encounter":
+            r["id"] = "e-eval"
+    ev = procedure(
+        "ev-a", "97161", None, None, patient=f"Patient/{pid}", encounter="Encounter/e-eval"
+    )
+    fresh_fhir.put_all(*resources, ev)
+    client = FhirClient(fresh_fhir.base)
+    options = Options(evaluated_at=NOW)
+    (result,) = handle_events(client, client, RULEBOOK, [ChangeEvent("Procedure", "ev-a")], options)
+    _, (offline,), _ = evaluate_bundle(bundle(*resources, ev), RULEBOOK, options)
+    assert result.service_date == offline.service_date.isoformat() == "2026-03-02"
+    assert result.decision is not None
+    assert (
+        [(ln.code, ln.units) for ln in result.decision.lines]
+        == [(ln.code, ln.units) for ln in offline.lines]
+        == [("97161", 1)]
+    )
+    # the Encounter changing alone also finds the day
+    (again,) = handle_events(
+        client, client, RULEBOOK, [ChangeEvent("Encounter", "e-eval")], options
+    )
+    assert again.service_date == "2026-03-02" and not again.write.changed
