@@ -96,6 +96,8 @@ class FhirClient:
             self.session.trust_env = False
         self.session.headers.update({"Accept": FHIR_JSON, "User-Agent": "therapy-charge-adapter"})
         self.retries = 0  # temporary failures retried, for metrics
+        # False once the server refused a ``batch`` Bundle: searches then go one by one
+        self.batch_supported = True
 
     # -- plumbing ---------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -208,10 +210,13 @@ class FhirClient:
     def search_batch(self, searches: Sequence[tuple[str, Params]]) -> list[list[Resource]]:
         """Several searches in one ``batch`` request: each search's resources (matches and
         includes, every page), in the order asked. One round trip where the server answers
-        each search in one page; later pages are fetched like ``search`` does.
+        each search in one page; later pages are fetched like ``search`` does. A server that
+        refuses batches gets the searches one by one.
         """
         if not searches:
             return []
+        if not self.batch_supported:
+            return [list(self.search(kind, params)) for kind, params in searches]
         batch = {
             "resourceType": "Bundle",
             "type": "batch",
@@ -220,7 +225,16 @@ class FhirClient:
                 for kind, params in searches
             ],
         }
-        reply = self.transaction(batch)
+        try:
+            reply = self.transaction(batch)
+        except FatalServerError as err:
+            if err.status not in (400, 404, 405, 415, 422, 501):
+                raise
+            # a server without batch support (several EMR APIs have none): one by one from
+            # now on, the same answers at more round trips
+            log.warning("the server refused a batch (%s): searching one by one", err.status)
+            self.batch_supported = False
+            return [list(self.search(kind, params)) for kind, params in searches]
         entries = reply.get("entry") if isinstance(reply, dict) else None
         if not isinstance(entries, list) or len(entries) != len(searches):
             raise FatalServerError(
@@ -341,6 +355,24 @@ def check_capabilities(
         )
         for k in REQUIRED_READ
     ]
+    # not required, but each changes how the adapter works: said, not failed
+    out.append(
+        Capability(
+            True,
+            "batch searches",
+            "" if "batch" in system else "not declared: a day's searches go one by one (slower)",
+        )
+    )
+    for k in ("Procedure", "Encounter"):
+        out.append(
+            Capability(
+                True,
+                f"{k} history",
+                ""
+                if has(k, "history-type")
+                else "not declared: polling cannot see deletes (use entered-in-error)",
+            )
+        )
     if write:
         for k in REQUIRED_WRITE:
             ok = has(k, "create") or has(k, "update")

@@ -118,6 +118,10 @@ def test_capability_check_against_the_real_server(fhir: FhirServer) -> None:
                                                    if r["type"] != "ChargeItem"]}]}  # fmt: skip
     missing = {c.what for c in check_capabilities(trimmed) if not c.ok}
     assert missing == {"ChargeItem write", "transactions"}
+    # no batch declared: said, not failed (searches then go one by one)
+    said = {c.what: c.detail for c in check_capabilities(trimmed) if c.detail}
+    assert "one by one" in said["batch searches"]
+    assert not {c.what: c.detail for c in checks if c.detail}  # the real server declares all
 
 
 def test_search_batch_answers_each_search_in_order_and_follows_pages(fhir: FhirServer) -> None:
@@ -169,3 +173,22 @@ def test_environment_settings_are_honoured_once_or_per_request(
     monkeypatch.delenv("HTTPS_PROXY")
     (tmp_path / ".netrc").write_text("machine emr.example login a password b\n")
     assert FhirClient("https://emr.example").session.trust_env is True
+
+
+def test_search_batch_falls_back_to_one_by_one_where_batches_are_refused(
+    fhir: FhirServer, proxy: FaultProxy
+) -> None:
+    seed(fhir, "client-b2")
+    client = FhirClient(proxy.base, retry=RetryPolicy(sleep=Sleeps()))
+    searches: list[tuple[str, list[tuple[str, str]]]] = [
+        ("Patient", [("_id", "client-b2")]),
+        ("PractitionerRole", [("_count", "200")]),
+    ]
+    proxy.plan.append("405")  # the batch POST: this server does not take batches
+    patients, roles = client.search_batch(searches)
+    assert [p["id"] for p in patients] == ["client-b2"] and len(roles) >= 3
+    assert client.batch_supported is False
+    assert [m for m, _, _ in proxy.seen] == ["POST", "GET", "GET"]
+    # later calls search one by one at once, with the same answers
+    assert client.search_batch(searches) == [patients, roles]
+    assert [m for m, _, _ in proxy.seen][3:] == ["GET", "GET"]
