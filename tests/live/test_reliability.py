@@ -259,17 +259,25 @@ def _move(client: FhirClient, proc_id: str, enc_id: str, newday: str) -> dict[st
     return client.update(proc)
 
 
+def _synced_day(
+    fhir: FhirServer, prefix: str, db: Path
+) -> tuple[str, FhirClient, SqlStore, Service]:
+    """One seeded patient-day (97112 + 97110), synced by a service on its own store."""
+    (notified,) = seed_days(fhir, prefix, 1)
+    client = FhirClient(fhir.base)
+    store = open_store(db)
+    service = Service(client, client, RULEBOOK, Options(), store)
+    service.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
+    assert service.drain(timeout=60)
+    return notified, client, store, service
+
+
 def test_a_procedure_moved_to_an_earlier_date_leaves_its_old_day(
     fresh_fhir: FhirServer, tmp_path: Path
 ) -> None:
     """The new (earlier) day is synced first and records the new version; the old day must not
     then count the change as processed: it still bills the procedure until recomputed."""
-    (notified,) = seed_days(fresh_fhir, "mv", 1)
-    client = FhirClient(fresh_fhir.base)
-    store = open_store(tmp_path / "m.db")
-    service = Service(client, client, RULEBOOK, Options(), store)
-    service.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
-    assert service.drain(timeout=60)
+    notified, client, store, service = _synced_day(fresh_fhir, "mv", tmp_path / "m.db")
     old_day = day_of(0)
     moved = _move(client, notified[:-1] + "b", "mv-0-enc", "2025-01-05")
     assert old_day > "2025-01-05"
@@ -288,12 +296,7 @@ def test_a_failed_old_day_is_retried_after_its_new_day_was_synced(
 ) -> None:
     """A moved procedure's new day syncs, its old day fails: the retry must not drop the
     change as already processed (the old day still holds the old version in the ledger)."""
-    (notified,) = seed_days(fresh_fhir, "mvf", 1)
-    client = FhirClient(fresh_fhir.base)
-    store = open_store(tmp_path / "f.db")
-    service = Service(client, client, RULEBOOK, Options(), store)
-    service.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
-    assert service.drain(timeout=60)
+    notified, client, store, service = _synced_day(fresh_fhir, "mvf", tmp_path / "f.db")
     moved = _move(client, notified[:-1] + "b", "mvf-0-enc", "2027-01-05")
     payload = payload_of(Notification(events=(event_of(moved, "rest-hook"),)))
     days = service._days(payload)
@@ -368,12 +371,7 @@ def test_an_id_only_change_finds_a_day_the_store_never_recorded(
     """A day written but not recorded (a crash between the write and the ledger, a new state
     directory), then the procedure moves and an id-only notification arrives: the old day is
     found from the ChargeItems' day tags and voided."""
-    (notified,) = seed_days(fresh_fhir, "lost", 1)
-    client = FhirClient(fresh_fhir.base)
-    first = open_store(tmp_path / "first.db")
-    writer = Service(client, client, RULEBOOK, Options(), first)
-    writer.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
-    assert writer.drain(timeout=60)
+    notified, client, first, _ = _synced_day(fresh_fhir, "lost", tmp_path / "first.db")
     first.close()
 
     moved_id = notified[:-1] + "b"
