@@ -9,6 +9,7 @@ wrote for that day before (found by the patient-day tag) and yields one transact
 - a ChargeItem no longer billable becomes ``entered-in-error``; so does a draft Claim with no
   lines left;
 - a Claim past ``draft`` is never rewritten: a Communication asks for a corrected claim instead;
+- a review Communication whose findings are all gone is rewritten to say nothing is left to fix;
 - the Provenance is written only when something else was.
 """
 
@@ -146,7 +147,17 @@ def plan(
             entries.append(_put(resource, current))
             result.updated.append(ident)
     for ident, current in sorted(found.items()):
-        if ident in wanted or current["resourceType"] not in ("ChargeItem", "Claim"):
+        if ident in wanted:
+            continue
+        if current["resourceType"] == "Communication":
+            # a clinician's or the billing office's review message with nothing left to fix
+            # says so, instead of asking for fixes already made
+            resolved = _resolved(current, day_key)
+            if resolved is not None and _content(resolved) != _content(current):
+                entries.append(_put(resolved, current))
+                result.updated.append(ident)
+            continue
+        if current["resourceType"] not in ("ChargeItem", "Claim"):
             continue
         if current.get("status") in ("entered-in-error", "cancelled"):
             continue
@@ -162,6 +173,36 @@ def plan(
         resource = {**provenance["resource"], "target": targets}
         entries.append(_put(resource, current) if current else {**provenance, "resource": resource})
     return entries, result
+
+
+def _resolved(current: Resource, day_key: str) -> Resource | None:
+    """A review Communication rewritten to say nothing is left to fix (None: a claim
+    correction request, which stays as it was sent)."""
+    values = [
+        str(i.get("value"))
+        for i in current.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") == codes.ID_COMMUNICATION
+    ]
+    if not values or any(":claim-correction:" in v for v in values):
+        return None
+    service_date = day_key.rpartition(":")[2]
+    body = {k: v for k, v in current.items() if k not in ("meta", "text", "reasonCode")}
+    return {
+        **body,
+        "meta": {"tag": [day_tag(day_key)]},
+        "status": "completed",
+        "priority": "routine",
+        "category": [
+            {"coding": [{"system": codes.COMMUNICATION_CATEGORY, "code": "notification"}]}
+        ],
+        "payload": [
+            {
+                "contentString": f"Therapy charge review for {service_date}: resolved, nothing "
+                "left to fix (the documentation or the services changed since the last "
+                "message)."
+            }
+        ],
+    }
 
 
 def _correction(

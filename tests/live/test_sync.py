@@ -199,3 +199,38 @@ def test_a_day_whose_only_procedure_has_no_time_is_billed_like_replay(
         client, client, RULEBOOK, [ChangeEvent("Encounter", "e-eval")], options
     )
     assert again.service_date == "2026-03-02" and not again.write.changed
+
+
+def test_a_review_message_says_so_once_its_findings_are_fixed(fresh_fhir: FhirServer) -> None:
+    """The clinician's Communication listed what to fix; once the note is fixed it says nothing
+    is left to fix (updated in place, once), instead of asking for fixes already made."""
+    from adapter.intake.live import ChangeEvent
+
+    pid = "live-msg"
+    who = f"Patient/{pid}"
+    a = procedure("msg-a", "97112", at("09:00"), at("09:24"), patient=who, note="did exercises")
+    fresh_fhir.put_all(*context(patient=pid), a)
+    client = FhirClient(fresh_fhir.base)
+    options = Options(evaluated_at=NOW)
+
+    def sync() -> Any:
+        return handle_events(client, client, RULEBOOK, [ChangeEvent("Procedure", "msg-a")], options)
+
+    sync()
+    # the clinician's message (the billing office's kx-spend-unknown one has no recipient here)
+    (message,) = [
+        c for c in fresh_fhir.search(f"Communication?subject={who}") if c.get("recipient")
+    ]
+    assert {c["code"] for r in message["reasonCode"] for c in r["coding"]} >= {"note-vague"}
+    fixed = {**a, "note": [{"text": procedure("x", None, None, None)["note"][0]["text"]}]}
+    fresh_fhir.put_all(fixed)
+    (result,) = sync()
+    (after,) = [c for c in fresh_fhir.search(f"Communication?subject={who}")
+                if c["id"] == message["id"]]  # fmt: skip
+    assert (
+        "reasonCode" not in after and "nothing left to fix" in after["payload"][0]["contentString"]
+    )
+    assert after["category"][0]["coding"][0]["code"] == "notification"
+    assert f"Communication|{message['identifier'][0]['value']}" in result.write.updated
+    (again,) = sync()
+    assert not again.write.changed  # said once
