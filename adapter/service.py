@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, overload
@@ -151,7 +151,9 @@ class Service:
         self._threads: list[threading.Thread] = []
 
     # -- intake ------------------------------------------------------------------------------
-    def enqueue(self, notification: Notification, source: str | None = None) -> None:
+    def enqueue(
+        self, notification: Notification, source: str | None = None, dedupe: str | None = None
+    ) -> None:
         """Store a notification durably (returns once stored)."""
         src = source or (
             notification.events[0].source if notification.events else notification.kind
@@ -160,7 +162,7 @@ class Service:
         if not self.store.enqueue(
             payload_of(notification, self.options.zone),
             source=src,
-            dedupe=dedupe_of(notification),
+            dedupe=dedupe or dedupe_of(notification),
         ):
             self.counters.duplicates += 1
         else:
@@ -236,32 +238,37 @@ class Service:
                         days.add(code)
         return days
 
-    def _recheck_elsewhere(self, day: str, inputs: Mapping[str, str]) -> None:
-        """A procedure of this day that the ledger also holds on another day was billed there
-        from an older read (a worker that read the day before the procedure moved and wrote
-        after the move was synced): queue it, so both days are recomputed."""
-        elsewhere = self.store.on_other_days(list(inputs), day)
-        if elsewhere:
-            log.info("day %s: %d procedures also on another day; rechecking", day, len(elsewhere))
-            self.metrics.inc("rechecks_total", len(elsewhere))
+    def _recheck(self, procs: set[str]) -> None:
+        """After a whole inbox item succeeded: a procedure the ledger still holds on more than
+        one day was billed on one of them from an older read (a worker that read a day before
+        the procedure moved, and wrote after the move was synced). Queue it once per ledger
+        state, so both days are recomputed; a day that keeps failing fails its own item
+        instead of queueing more."""
+        for proc in sorted(procs):
+            rows = self.store.ledger_rows(proc)
+            if len(rows) < 2:
+                continue
+            state = ",".join(f"{day}@{version}" for day, version in rows)
+            log.info("%s is on %d days in the ledger; rechecking", proc, len(rows))
+            self.metrics.inc("rechecks_total")
             self.enqueue(
                 Notification(
-                    events=tuple(
-                        ChangeEvent("Procedure", k.split("/", 1)[1], None, None, "recheck")
-                        for k in elsewhere
-                    )
+                    events=(ChangeEvent("Procedure", proc.split("/", 1)[1], None, None, "recheck"),)
                 ),
                 source="recheck",
+                dedupe=f"recheck:{proc}:{state}",
             )
 
     def process(self, payload: dict[str, Any]) -> list[SyncResult]:
         if payload.get("catch_up"):
             self.catch_up()
         results = []
+        elsewhere: set[str] = set()
         for (patient, dos), changes in sorted(self._days(payload).items()):
-            result = self.sync(patient, dos, changes=changes)
+            result = self.sync(patient, dos, changes=changes, elsewhere=elsewhere)
             if result is not None:
                 results.append(result)
+        self._recheck(elsewhere)
         return results
 
     def _processed(self, change: Change) -> bool:
@@ -275,12 +282,28 @@ class Service:
     @overload
     def sync(self, patient: str, dos: str) -> SyncResult: ...
     @overload
-    def sync(self, patient: str, dos: str, *, changes: Sequence[Change]) -> SyncResult | None: ...
-    def sync(self, patient: str, dos: str, *, changes: Sequence[Change] = ()) -> SyncResult | None:
+    def sync(
+        self,
+        patient: str,
+        dos: str,
+        *,
+        changes: Sequence[Change],
+        elsewhere: set[str] | None = None,
+    ) -> SyncResult | None: ...
+    def sync(
+        self,
+        patient: str,
+        dos: str,
+        *,
+        changes: Sequence[Change] = (),
+        elsewhere: set[str] | None = None,
+    ) -> SyncResult | None:
         """Recompute and write back one patient-day. With ``changes`` (what led here), return
         None without syncing when, by the time this worker holds the day, every one of them has
         been processed on every day it touches (the second notification of one EMR
-        transaction, handled by another worker meanwhile)."""
+        transaction, handled by another worker meanwhile). Procedures the ledger also holds on
+        another day are added to ``elsewhere`` (rechecked by the caller once all its days are
+        synced), or rechecked at once without it."""
         options = replace(self.options, evaluated_at=self.clock())
         day = ledger_day(patient, dos)
         started = time.monotonic()
@@ -300,7 +323,13 @@ class Service:
                  "unchanged": len(w.unchanged), "claim_locked": w.claim_locked},
                 worker=self.worker, changed=w.changed,
             )  # fmt: skip
-            self._recheck_elsewhere(result.day_key, result.inputs)
+            # the day's procedures the ledger also holds on another day: checked again once
+            # the caller's other days are synced too (a plain move recomputes both days)
+            others = self.store.on_other_days(list(result.inputs), result.day_key)
+            if elsewhere is not None:
+                elsewhere.update(others)
+            else:
+                self._recheck(set(others))
         self.counters.days += 1
         self.counters.written += int(w.changed)
         self.metrics.observe(time.monotonic() - started)

@@ -249,6 +249,15 @@ class SqlStore:
             str(r[0]) for r in self._run("SELECT day FROM ledger_inputs WHERE proc = ?", (proc,))
         ]
 
+    def ledger_rows(self, proc: str) -> list[tuple[str, str]]:
+        """(day, version) of every ledger row of a procedure, by day."""
+        return [
+            (str(d), str(v))
+            for d, v in self._run(
+                "SELECT day, version FROM ledger_inputs WHERE proc = ? ORDER BY day", (proc,)
+            )
+        ]
+
     def on_other_days(self, procs: Sequence[str], day: str) -> list[str]:
         """Those of ``procs`` that the ledger also holds on a day other than ``day``."""
         found: set[str] = set()

@@ -288,6 +288,7 @@ def test_a_procedure_moved_to_an_earlier_date_leaves_its_old_day(
     # 97110 is billed once, on its new day; the old day keeps 97112 only
     assert billed == ["97110", "97112"]
     assert store.days_with(f"Procedure/{notified[:-1]}b") == ["mv-0:2025-01-05"]
+    assert store.counts() == {"done": 2}  # a plain move queues no recheck
     store.close()
 
 
@@ -387,4 +388,32 @@ def test_an_id_only_change_finds_a_day_the_store_never_recorded(
         for i in items if i["status"] == "billable"
     )  # fmt: skip
     assert billable == [("97110", "lost-0:2025-01-03"), ("97112", f"lost-0:{day_of(0)}")]
+    store.close()
+
+
+def test_an_old_day_that_keeps_failing_does_not_flood_the_inbox(
+    fresh_fhir: FhirServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moved procedure's old day fails every time: its notification fails into a dead letter
+    (visible) and queues no rechecks; nothing multiplies."""
+    import adapter.service as service_mod
+    from adapter.errors import FatalServerError
+
+    notified, client, store, _ = _synced_day(fresh_fhir, "flood", tmp_path / "x.db")
+    store.close()
+    store = open_store(tmp_path / "x.db", max_attempts=3, base_delay=0.01)
+    service = Service(client, client, RULEBOOK, Options(), store)
+    old_day = day_of(0)
+    real = service_mod.sync_day
+
+    def failing_old_day(*args: Any, **kwargs: Any) -> Any:  # the real sync; the old day fails
+        if kwargs.get("service_date") == old_day:
+            raise FatalServerError("refused", status=400)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service_mod, "sync_day", failing_old_day)
+    moved = _move(client, notified[:-1] + "b", "flood-0-enc", "2025-01-03")
+    service.enqueue(Notification(events=(event_of(moved, "rest-hook"),)))
+    assert service.drain(timeout=60)
+    assert store.counts() == {"done": 1, "dead": 1}  # the first day's, and the failing one
     store.close()
