@@ -181,6 +181,8 @@ class Service:
         for ev in events:
             self.enqueue(Notification(events=(ev,)), source="poll")
         self.store.set_value(WATERMARK, json.dumps(mark.as_json()))
+        for kind in mark.truncated:
+            self.metrics.inc("history_truncated_total", kind=kind)
         self.counters.catch_ups += 1
         return len(events)
 
@@ -227,10 +229,17 @@ class Service:
         their day tags on the write target: a deleted procedure is voided even when this
         store has no ledger row for it (a new state directory, another replica's store)."""
         days: set[str] = set()
+        unrelated = 0
         for item in self.target.search("ChargeItem", [("service", key), ("_count", "200")]):
             services = {ref_key(ref) for s in item.get("service") or [] if (ref := reference_of(s))}
             if key not in services:
-                continue  # a server that ignored the parameter answers with every ChargeItem
+                # a server that ignored the parameter answers with every ChargeItem: do not
+                # page through them all
+                unrelated += 1
+                if unrelated >= 200:
+                    log.warning("ChargeItem?service= is not filtered by the target: skipped")
+                    break
+                continue
             for tag in (item.get("meta") or {}).get("tag") or []:
                 if isinstance(tag, dict) and tag.get("system") == codes.CS_PATIENT_DAY:
                     code = str(tag.get("code") or "")

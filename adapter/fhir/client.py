@@ -43,6 +43,10 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
 
 
+class TruncatedAnswer(FatalServerError):
+    """A paged answer longer than the page cap: what was read is only its first part."""
+
+
 def _proxies_or_netrc() -> bool:
     """Whether the environment sets a proxy or a netrc file (requests applies them per URL).
     ``NO_PROXY`` alone (common on Kubernetes) sets no proxy."""
@@ -96,8 +100,12 @@ class FhirClient:
             self.session.trust_env = False
         self.session.headers.update({"Accept": FHIR_JSON, "User-Agent": "therapy-charge-adapter"})
         self.retries = 0  # temporary failures retried, for metrics
-        # False once the server refused a ``batch`` Bundle: searches then go one by one
+        # False once the server refused a ``batch`` Bundle (and answered the same searches one
+        # by one): searches then go one by one, and a batch is tried again after a while
         self.batch_supported = True
+        self.max_pages = 1000  # of one paged answer
+        self.batch_retry_after = 600.0
+        self._batch_refused_at = 0.0
 
     # -- plumbing ---------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -216,7 +224,9 @@ class FhirClient:
         if not searches:
             return []
         if not self.batch_supported:
-            return [list(self.search(kind, params)) for kind, params in searches]
+            if time.monotonic() - self._batch_refused_at < self.batch_retry_after:
+                return [list(self.search(kind, params)) for kind, params in searches]
+            self.batch_supported = True  # a gateway's passing 404 should not cost us for good
         batch = {
             "resourceType": "Bundle",
             "type": "batch",
@@ -228,13 +238,16 @@ class FhirClient:
         try:
             reply = self.transaction(batch)
         except FatalServerError as err:
-            if err.status not in (400, 404, 405, 415, 422, 501):
+            if err.status not in (400, 403, 404, 405, 415, 422, 501):
                 raise
-            # a server without batch support (several EMR APIs have none): one by one from
-            # now on, the same answers at more round trips
+            # a server without batch support (several EMR APIs have none), or a read-only
+            # SMART client that may search but not POST to the base: the same searches one by
+            # one (their own errors, if any, are raised), and one by one for a while
+            answers = [list(self.search(kind, params)) for kind, params in searches]
             log.warning("the server refused a batch (%s): searching one by one", err.status)
             self.batch_supported = False
-            return [list(self.search(kind, params)) for kind, params in searches]
+            self._batch_refused_at = time.monotonic()
+            return answers
         entries = reply.get("entry") if isinstance(reply, dict) else None
         if not isinstance(entries, list) or len(entries) != len(searches):
             raise FatalServerError(
@@ -274,12 +287,11 @@ class FhirClient:
                 ):
                     yield resource
 
-    def _follow(
-        self, bundle: Resource, max_pages: int = 1000, *, truncated_is_error: bool = False
-    ) -> Iterator[Resource]:
+    def _follow(self, bundle: Resource, *, truncated_is_error: bool = False) -> Iterator[Resource]:
         """A Bundle, then each page its ``next`` links lead to (at most ``max_pages``; beyond
         that a warning, or an error when a partial answer would mislead the caller, as a
         newest-first history would)."""
+        max_pages = self.max_pages
         for _ in range(max_pages):
             yield bundle
             nxt = next(
@@ -290,7 +302,7 @@ class FhirClient:
                 return
             bundle = self.request("GET", urljoin(self.base_url + "/", nxt)).json()
         if truncated_is_error:
-            raise FatalServerError(f"more than {max_pages} pages: answer not read to its end")
+            raise TruncatedAnswer(f"more than {max_pages} pages: answer not read to its end")
         log.warning("stopped following next links after %d pages", max_pages)
 
     def transaction(self, bundle: Resource) -> Resource:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapter.errors import FhirServerError
-from adapter.fhir.client import FhirClient
+from adapter.fhir.client import FhirClient, TruncatedAnswer
 from adapter.fhir.parse import ref_key
 from adapter.intake.live import ChangeEvent, event_of
 
@@ -43,6 +43,7 @@ class Watermark:
     since: str | None = None
     seen: set[str] = field(default_factory=set)
     reads: dict[str, Mark] = field(default_factory=dict)
+    truncated: list[str] = field(default_factory=list)  # histories cut at the page cap (poll)
 
     def of(self, read: str) -> Mark:
         return self.reads.get(read) or Mark(self.since, frozenset(self.seen))
@@ -118,6 +119,7 @@ def poll(
     events marked ``deleted``, found in the type-level ``_history``)."""
     events: list[ChangeEvent] = []
     reads: dict[str, Mark] = {}
+    truncated: list[str] = []
     for kind in KINDS:
         start = mark.of(kind)
         advance = _Advance(start)
@@ -139,13 +141,21 @@ def poll(
         reads[kind] = advance.mark()
         history = f"{kind}/_history"
         if deletions and mark.of(history).since:
-            reads[history] = _deletions(emr, kind, mark.of(history), count, events)
+            reads[history] = _deletions(
+                emr, kind, mark.of(history), count, events=events, truncated=truncated
+            )
     since = min((m.since for m in reads.values() if m.since), default=mark.since)
-    return events, Watermark(since=since, seen=set(), reads=reads)
+    return events, Watermark(since=since, seen=set(), reads=reads, truncated=truncated)
 
 
 def _deletions(
-    emr: FhirClient, kind: str, start: Mark, count: int, events: list[ChangeEvent]
+    emr: FhirClient,
+    kind: str,
+    start: Mark,
+    count: int,
+    *,
+    events: list[ChangeEvent],
+    truncated: list[str],
 ) -> Mark:
     """Append an event for every ``kind`` deleted since ``start``; the read's next mark.
 
@@ -183,6 +193,15 @@ def _deletions(
                 continue
             found.append(ChangeEvent(kind, rid, None, version, "poll", deleted=True))
             advance.saw(token, response.get("lastModified"))
+    except TruncatedAnswer:
+        # newest first: the oldest part of the window was not read, and standard R4 cannot ask
+        # for it apart; move on (or every later poll would stop at the same page) and say so
+        log.error(
+            "%s/_history since %s is longer than the page cap: deletes before %s in that window "
+            "were not read (their days are recomputed only when something else changes them)",
+            kind, start.since, _stamp(advance.newest) if advance.newest else "?",
+        )  # fmt: skip
+        truncated.append(kind)
     except FhirServerError as err:
         log.warning(
             "%s/_history answered %s: deleted %ss are not found by this poll",

@@ -192,3 +192,12 @@ def test_search_batch_falls_back_to_one_by_one_where_batches_are_refused(
     # later calls search one by one at once, with the same answers
     assert client.search_batch(searches) == [patients, roles]
     assert [m for m, _, _ in proxy.seen][3:] == ["GET", "GET"]
+    # after a while a batch is tried again (a gateway's passing refusal is not for good)
+    client.batch_retry_after = 0.0
+    assert client.search_batch(searches) == [patients, roles]
+    assert [m for m, _, _ in proxy.seen][5:] == ["POST"] and client.batch_supported
+    # a refusal whose searches fail one by one too is the searches' own error, raised
+    proxy.plan.extend(["403", "403"])
+    with pytest.raises(FatalServerError) as err:
+        client.search_batch(searches)
+    assert err.value.status == 403 and client.batch_supported

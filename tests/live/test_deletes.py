@@ -216,3 +216,24 @@ def test_the_history_mark_moves_with_updates_too(fresh_fhir: FhirServer) -> None
     assert [e.id for e in events] == [pid]  # the update, from the search read
     assert second.of("Procedure/_history").since > first.of("Procedure/_history").since  # type: ignore[operator]
     assert poll(client, second)[0] == []
+
+
+def test_a_history_longer_than_the_page_cap_moves_on_and_says_so(
+    fresh_fhir: FhirServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Newest first, cut at the cap: the deletes read are kept, the mark moves on (or every poll
+    would stop at the same page), and the lost window is logged as an error."""
+    (pid,) = seed_days(fresh_fhir, "cap", 1)
+    client = FhirClient(fresh_fhir.base)
+    _, mark = poll(client, Watermark(since="2020-01-01T00:00:00Z"))
+    others = [r for r in fresh_fhir.search("Procedure?_count=100") if r["id"] != pid][:3]
+    for r in others:  # history entries older than the delete
+        client.update({**r, "status": "completed"})
+    fresh_fhir.request("DELETE", f"Procedure/{pid}")
+    client.max_pages = 2
+    with caplog.at_level(logging.ERROR):
+        events, after = poll(client, mark, count=1)
+    assert (pid, True) in {(e.id, e.deleted) for e in events}  # the newest page has it
+    assert after.truncated == ["Procedure"]
+    assert after.of("Procedure/_history").since != mark.of("Procedure/_history").since
+    assert any("longer than the page cap" in r.getMessage() for r in caplog.records)
