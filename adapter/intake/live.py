@@ -139,18 +139,21 @@ def gather_day(
     """Fetch everything one patient-day's evaluation needs into an in-memory spool.
 
     Each round is one ``batch`` of searches, so a day usually costs two round trips: (1) the
-    patient's procedures around the date with their performers and encounters, coverages and
-    care plans (plus ``also``, searches the caller wants answered in the same request); (2)
-    whatever those reference but did not bring (``_id`` searches), the roles of every
-    practitioner, and the same clinicians' procedures with other patients that day (the
-    concurrency check). Another round follows only when a round found new references (a role
-    read in round 2 naming another practitioner, say). Returns the spool and the answers to
+    patient's procedures around the date with their performers and encounters, the patient's
+    encounters around the date, coverages and care plans (plus ``also``, searches the caller
+    wants answered in the same request); (2) whatever those reference but did not bring (``_id``
+    searches), the roles of every practitioner, the procedures of the day's encounters (those
+    with no time have no date to be found by), and the same clinicians' procedures with other
+    patients that day (the concurrency check). Another round follows only when a round found new
+    references (a role read in round 2 naming another practitioner, say); a day still finding
+    some after ``max_rounds`` is an ``InputError``. Returns the spool and the answers to
     ``also``, in order.
     """
     spool = Spool(":memory:", zone=zone)
     day = date.fromisoformat(service_date)
-    # the date of service is the local date in each procedure's own offset: search a day either
-    # side (servers compare dates in their own zone) and let the spool keep the right day
+    # the date of service is a local date (the site's zone, or each procedure's own offset):
+    # search a day either side (servers compare dates in their own zone) and let the spool keep
+    # the right day
     window = [
         ("date", f"ge{(day - timedelta(days=1)).isoformat()}"),
         ("date", f"le{(day + timedelta(days=1)).isoformat()}"),
@@ -180,33 +183,37 @@ def gather_day(
         # encounter's day, and a date search cannot find it
         ("Encounter", [("subject", patient), *window, ("_count", "50")]),
     ]
-    answers = emr.search_batch([*first, *also])
-    for found in answers[: len(first)]:
-        for r in found:
-            add(r)
-    extra = answers[len(first) :]
-
-    asked: set[str] = set()  # references read, practitioners' roles and actors' days searched
-    for round_no in range(max_rounds + 1):
-        spool.clear_cache()
-        searches = _next_round(
-            spool, patient=patient, service_date=service_date, seen=seen, asked=asked,
-            window=window, zone=zone,
-        )  # fmt: skip
-        if not searches:
-            break
-        if round_no == max_rounds:
-            # a day still finding new references after this many rounds is not evaluated on
-            # half its context (a missed session of a clinician could bill one-on-one time)
-            spool.close()
-            raise InputError(
-                f"{patient} {service_date}: references still unresolved after {max_rounds} "
-                "rounds of searches"
-            )
-        for found in emr.search_batch(searches):
+    try:
+        answers = emr.search_batch([*first, *also])
+        for found in answers[: len(first)]:
             for r in found:
                 add(r)
-    spool.finish()
+        extra = answers[len(first) :]
+
+        asked: set[str] = set()  # references read, practitioners' roles, days searched
+        for round_no in range(max_rounds + 1):
+            spool.clear_cache()
+            searches = _next_round(
+                spool, patient=patient, service_date=service_date, seen=seen, asked=asked,
+                window=window, zone=zone,
+            )  # fmt: skip
+            if not searches:
+                break
+            if round_no == max_rounds:
+                # a day still finding new references after this many rounds is not evaluated
+                # on part of its context (a missed session of a clinician could bill one-on-one
+                # time)
+                raise InputError(
+                    f"{patient} {service_date}: references still unresolved after "
+                    f"{max_rounds} rounds of searches"
+                )
+            for found in emr.search_batch(searches):
+                for r in found:
+                    add(r)
+        spool.finish()
+    except BaseException:
+        spool.close()
+        raise
     return spool, extra
 
 
