@@ -31,6 +31,7 @@ from typing import Any, overload
 from adapter.domain import Rulebook
 from adapter.errors import AdapterError
 from adapter.fhir import codes
+from adapter.fhir.build import day_key_of
 from adapter.fhir.client import FhirClient
 from adapter.fhir.parse import ref_key, reference_of, service_date_of
 from adapter.intake.live import ChangeEvent, DayKey, days_of
@@ -54,11 +55,6 @@ class Counters:
     failures: int = 0
     dead: int = 0
     catch_ups: int = 0
-
-
-def ledger_day(patient: str, dos: str) -> str:
-    """The ledger's and day lock's key of a patient-day: ``<patient id>:<date>``."""
-    return f"{patient.split('/', 1)[-1]}:{dos}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +189,7 @@ class Service:
         unknown: list[ChangeEvent] = []
         for e in payload.get("events") or []:
             key = f"{e['kind']}/{e['id']}"
-            own = ledger_day(e["day"][0], e["day"][1]) if e.get("day") else None
+            own = day_key_of(e["day"][0], e["day"][1]) if e.get("day") else None
             change = Change(key, str(e["version"]) if e.get("version") else None, own,
                             bool(e.get("deleted")))  # fmt: skip
             if self._processed(change):
@@ -314,7 +310,7 @@ class Service:
         another day are added to ``elsewhere`` (rechecked by the caller once all its days are
         synced), or rechecked at once without it."""
         options = replace(self.options, evaluated_at=self.clock())
-        day = ledger_day(patient, dos)
+        day = day_key_of(patient, dos)
         started = time.monotonic()
         with self.store.day_lock(day):
             if changes and all(self._processed(c) for c in changes):
