@@ -268,7 +268,13 @@ class Service:
         if payload.get("catch_up"):
             self.catch_up()
         results = []
-        elsewhere: set[str] = set()
+        # the payload's own procedures too: a retry after a crash between the last sync and
+        # the recheck finds its days already processed, but the procedure may still be on two
+        elsewhere: set[str] = {
+            f"Procedure/{e['id']}"
+            for e in payload.get("events") or []
+            if e.get("kind") == "Procedure"
+        }
         for (patient, dos), changes in sorted(self._days(payload).items()):
             result = self.sync(patient, dos, changes=changes, elsewhere=elsewhere)
             if result is not None:

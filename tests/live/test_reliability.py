@@ -417,3 +417,65 @@ def test_an_old_day_that_keeps_failing_does_not_flood_the_inbox(
     assert service.drain(timeout=60)
     assert store.counts() == {"done": 1, "dead": 1}  # the first day's, and the failing one
     store.close()
+
+
+def test_a_retry_after_a_crash_before_the_recheck_still_rechecks(
+    fresh_fhir: FhirServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the race above, but worker 1 dies after writing the old day and before queueing
+    the recheck; the inbox retries its item, whose day is now 'already processed': the retry
+    must still see the procedure on two days and queue the recheck."""
+    import threading
+
+    from adapter import pipeline
+    from tests.fhir.make import context, procedure
+
+    pid = "crash-x"
+    a = procedure("crash-a", "97110", at("09:00"), at("09:24"), patient=f"Patient/{pid}",
+                  encounter=None)  # fmt: skip
+    fresh_fhir.put_all(*context(patient=pid), a)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "crash.db")
+    worker1 = Service(client, client, RULEBOOK, Options(), store)
+    worker2 = Service(client, client, RULEBOOK, Options(), store)
+    v1 = client.read("Procedure", "crash-a")
+    gathered, release = threading.Event(), threading.Event()
+    real = pipeline.gather_day
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        if threading.current_thread().name == "worker-1":
+            gathered.set()
+            release.wait(10)
+        return out
+
+    def crash(procs: set[str]) -> None:
+        raise RuntimeError("worker 1 killed")
+
+    monkeypatch.setattr(pipeline, "gather_day", paused)
+    monkeypatch.setattr(worker1, "_recheck", crash)
+    first = payload_of(Notification(events=(event_of(v1, "rest-hook"),)))
+    died: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker1.process(first)
+        except RuntimeError as err:
+            died.append(err)
+
+    thread = threading.Thread(target=run, name="worker-1")
+    thread.start()
+    assert gathered.wait(10)
+    moved = {**v1, "performedPeriod": {"start": at("09:00", "2026-03-03"),
+                                       "end": at("09:24", "2026-03-03")}}  # fmt: skip
+    worker2.process(payload_of(Notification(events=(event_of(client.update(moved), "rest-hook"),))))
+    release.set()
+    thread.join(30)
+    assert died and store.days_with("Procedure/crash-a") == [
+        "crash-x:2026-03-02", "crash-x:2026-03-03"
+    ]  # fmt: skip
+    monkeypatch.undo()
+    assert worker1.process(first) == []  # the retry: its day is already processed
+    assert worker2.drain(timeout=60)  # the recheck it queued
+    assert store.days_with("Procedure/crash-a") == ["crash-x:2026-03-03"]
+    store.close()
