@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, overload
 
 from adapter.domain import Rulebook
-from adapter.errors import AdapterError
+from adapter.errors import AdapterError, FatalServerError
 from adapter.fhir import codes
 from adapter.fhir.build import day_key_of
 from adapter.fhir.client import FhirClient
@@ -43,6 +43,7 @@ from adapter.store import InboxItem, SqlStore
 
 log = logging.getLogger(__name__)
 WATERMARK = "poll-watermark"
+MAX_RECHECKS = 5  # rechecks in a row for one procedure before giving up until the next sweep
 
 
 @dataclass
@@ -90,6 +91,7 @@ def payload_of(n: Notification, zone: tzinfo | None = None) -> dict[str, Any]:
         "catch_up": n.catch_up,
         "subscription": n.subscription,
         "kind": n.kind,
+        **({"recheck": n.recheck} if n.recheck else {}),
     }
 
 
@@ -177,6 +179,9 @@ class Service:
         for ev in events:
             self.enqueue(Notification(events=(ev,)), source="poll")
         self.store.set_value(WATERMARK, json.dumps(mark.as_json()))
+        # the durable backstop: any procedure still on two days (a recheck lost to a crash, a
+        # dead-lettered item) is queued again at every sweep
+        self._recheck(set(self.store.procs_on_several_days()))
         for kind in mark.truncated:
             self.metrics.inc("history_truncated_total", kind=kind)
         self.counters.catch_ups += 1
@@ -206,7 +211,7 @@ class Service:
             ):
                 # days this store never recorded (a crash before the ledger write, a new state
                 # directory): from the ChargeItems' day tags on the target
-                old_days |= self._billed_days(key)
+                old_days |= self._billed_days(key, strict=change.deleted)
             for old in sorted(old_days):
                 patient, _, dos = old.rpartition(":")
                 days.setdefault((f"Patient/{patient}", dos), []).append(change)
@@ -220,20 +225,23 @@ class Service:
                     days.setdefault((f"Patient/{patient}", dos), []).append(Change(key, None, None))
         return days
 
-    def _billed_days(self, key: str) -> set[str]:
+    def _billed_days(self, key: str, *, strict: bool) -> set[str]:
         """The patient-days (ledger form) of the adapter's ChargeItems for a procedure, from
         their day tags on the write target: a deleted procedure is voided even when this
-        store has no ledger row for it (a new state directory, another replica's store)."""
+        store has no ledger row for it (a new state directory, another replica's store).
+        A target that ignores ``service`` is not paged through: for a delete (``strict``) that
+        is an error (its lines could stay billed), otherwise a warning."""
         days: set[str] = set()
         unrelated = 0
         for item in self.target.search("ChargeItem", [("service", key), ("_count", "200")]):
             services = {ref_key(ref) for s in item.get("service") or [] if (ref := reference_of(s))}
             if key not in services:
-                # a server that ignored the parameter answers with every ChargeItem: do not
-                # page through them all
                 unrelated += 1
                 if unrelated >= 200:
-                    log.warning("ChargeItem?service= is not filtered by the target: skipped")
+                    message = f"the target ignores ChargeItem?service=: {key}'s billed days unknown"
+                    if strict:
+                        raise FatalServerError(message)
+                    log.warning(message)
                     break
                 continue
             for tag in (item.get("meta") or {}).get("tag") or []:
@@ -243,22 +251,30 @@ class Service:
                         days.add(code)
         return days
 
-    def _recheck(self, procs: set[str]) -> None:
-        """After a whole inbox item succeeded: a procedure the ledger still holds on more than
-        one day was billed on one of them from an older read (a worker that read a day before
-        the procedure moved, and wrote after the move was synced). Queue it once per ledger
-        state, so both days are recomputed; a day that keeps failing fails its own item
-        instead of queueing more."""
+    def _recheck(self, procs: set[str], generation: int = 1) -> None:
+        """A procedure the ledger holds on more than one day was billed on one of them from an
+        older read (a worker that read a day before the procedure moved, and wrote after the
+        move was synced): queue it, so both days are recomputed. Once per ledger state (each
+        day's last write is part of the key); a chain of rechecks that does not converge (an
+        EMR whose searches lag behind its writes) stops after ``MAX_RECHECKS`` with an error
+        in the log, and the sweep tries again later."""
         for proc in sorted(procs):
             rows = self.store.ledger_rows(proc)
             if len(rows) < 2:
                 continue
-            state = ",".join(f"{day}@{version}" for day, version in rows)
+            if generation > MAX_RECHECKS:
+                log.error("%s is still on %d days after %d rechecks", proc, len(rows), MAX_RECHECKS)
+                self.metrics.inc("rechecks_exhausted_total")
+                continue
+            state = ",".join(f"{day}@{version}@{written}" for day, version, written in rows)
             log.info("%s is on %d days in the ledger; rechecking", proc, len(rows))
             self.metrics.inc("rechecks_total")
             self.enqueue(
                 Notification(
-                    events=(ChangeEvent("Procedure", proc.split("/", 1)[1], None, None, "recheck"),)
+                    events=(
+                        ChangeEvent("Procedure", proc.split("/", 1)[1], None, None, "recheck"),
+                    ),
+                    recheck=generation,
                 ),
                 source="recheck",
                 dedupe=f"recheck:{proc}:{state}",
@@ -279,7 +295,7 @@ class Service:
             result = self.sync(patient, dos, changes=changes, elsewhere=elsewhere)
             if result is not None:
                 results.append(result)
-        self._recheck(elsewhere)
+        self._recheck(elsewhere, int(payload.get("recheck") or 0) + 1)
         return results
 
     def _processed(self, change: Change) -> bool:

@@ -49,6 +49,7 @@ class Notification:
     catch_up: bool = False
     subscription: str | None = None
     kind: str = "event"  # event | ping | handshake | heartbeat
+    recheck: int = 0  # a recheck the adapter queued itself: how many in a row (capped)
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,12 +249,26 @@ class SqlStore:
             str(r[0]) for r in self._run("SELECT day FROM ledger_inputs WHERE proc = ?", (proc,))
         ]
 
-    def ledger_rows(self, proc: str) -> list[tuple[str, str]]:
-        """(day, version) of every ledger row of a procedure, by day."""
+    def ledger_rows(self, proc: str) -> list[tuple[str, str, str]]:
+        """(day, version, when the day was last written) of every ledger row of a procedure,
+        by day."""
         return [
-            (str(d), str(v))
-            for d, v in self._run(
-                "SELECT day, version FROM ledger_inputs WHERE proc = ? ORDER BY day", (proc,)
+            (str(d), str(v), repr(float(u)))
+            for d, v, u in self._run(
+                "SELECT i.day, i.version, l.updated_at FROM ledger_inputs i "
+                "JOIN ledger l ON l.day = i.day WHERE i.proc = ? ORDER BY i.day",
+                (proc,),
+            )
+        ]
+
+    def procs_on_several_days(self, limit: int = 500) -> list[str]:
+        """Procedures the ledger holds on more than one day (each should be on one)."""
+        return [
+            str(p)
+            for (p,) in self._run(
+                "SELECT proc FROM ledger_inputs GROUP BY proc HAVING COUNT(*) > 1 "
+                "ORDER BY proc LIMIT ?",
+                (limit,),
             )
         ]
 

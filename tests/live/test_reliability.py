@@ -6,12 +6,14 @@ Each prints one line: events sent, written, duplicates, lost, seconds.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,11 @@ import pytest
 
 from adapter.fhir.client import FhirClient, RetryPolicy
 from adapter.intake.live import ChangeEvent, event_of
+from adapter.intake.polling import Watermark
 from adapter.intake.webhook import Notification, Receiver
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
-from adapter.service import Service, payload_of
+from adapter.service import WATERMARK, Service, payload_of
 from adapter.store import SqlStore, open_store
 from tests.fault_proxy import FaultProxy
 from tests.fhir.make import at
@@ -449,7 +452,7 @@ def test_a_retry_after_a_crash_before_the_recheck_still_rechecks(
             release.wait(10)
         return out
 
-    def crash(procs: set[str]) -> None:
+    def crash(procs: set[str], generation: int = 1) -> None:
         raise RuntimeError("worker 1 killed")
 
     monkeypatch.setattr(pipeline, "gather_day", paused)
@@ -478,4 +481,57 @@ def test_a_retry_after_a_crash_before_the_recheck_still_rechecks(
     assert worker1.process(first) == []  # the retry: its day is already processed
     assert worker2.drain(timeout=60)  # the recheck it queued
     assert store.days_with("Procedure/crash-a") == ["crash-x:2026-03-03"]
+    store.close()
+
+
+def test_the_sweep_rechecks_a_procedure_left_on_two_days_and_rechecks_are_bounded(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """The ledger is the durable signal: whatever lost a recheck (a crash, a dead letter), the
+    next sweep finds the procedure on two days and queues it. Rechecks are queued once per
+    ledger state (a day written again is a new state) and stop after MAX_RECHECKS in a row."""
+    from adapter.service import MAX_RECHECKS
+
+    notified, client, store, service = _synced_day(fresh_fhir, "sweep", tmp_path / "s.db")
+    moved_id = notified[:-1] + "b"
+    old_day = f"sweep-0:{day_of(0)}"
+    _move(client, moved_id, "sweep-0-enc", "2025-01-03")
+    # the new day synced, the old day's recompute lost: the ledger holds the procedure twice
+    service.sync("Patient/sweep-0", "2025-01-03")
+    assert sorted(store.days_with(f"Procedure/{moved_id}")) == [
+        "sweep-0:2025-01-03", old_day
+    ]  # fmt: skip
+    assert store.counts().get("pending") == 1  # the sync's own recheck (no caller to wait for)
+    store._run("DELETE FROM inbox WHERE source = 'recheck'")  # lost, as to a crash
+    service._recheck({f"Procedure/{moved_id}"}, MAX_RECHECKS + 1)  # too many in a row: none
+    assert store.counts().get("pending") is None
+    service._recheck({f"Procedure/{moved_id}"})
+    service._recheck({f"Procedure/{moved_id}"})  # the same ledger state: queued once
+    assert store.counts().get("pending") == 1
+    service.catch_up()  # the sweep: the same state, already queued
+    assert service.drain(timeout=60)
+    assert store.days_with(f"Procedure/{moved_id}") == ["sweep-0:2025-01-03"]
+    billable = sorted(
+        i["code"]["coding"][0]["code"]
+        for i in fresh_fhir.search("ChargeItem?subject=Patient/sweep-0&_count=100")
+        if i["status"] == "billable"
+    )
+    assert billable == ["97110", "97112"]  # once each: 97110 on its new day only
+    store.close()
+
+
+def test_the_sweep_alone_finds_a_procedure_on_two_days(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    notified, client, store, service = _synced_day(fresh_fhir, "sweep2", tmp_path / "s2.db")
+    moved_id = notified[:-1] + "b"
+    _move(client, moved_id, "sweep2-0-enc", "2025-01-03")
+    service.sync("Patient/sweep2-0", "2025-01-03")
+    store._run("DELETE FROM inbox WHERE source = 'recheck'")  # its recheck lost to a crash
+    time.sleep(0.05)  # the sweep's poll starts after the move (so only the backstop finds it)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    store.set_value(WATERMARK, json.dumps(Watermark(since=now).as_json()))
+    assert service.catch_up() == 0
+    assert service.drain(timeout=60)
+    assert store.days_with(f"Procedure/{moved_id}") == ["sweep2-0:2025-01-03"]
     store.close()
