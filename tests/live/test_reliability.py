@@ -11,8 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -314,31 +317,34 @@ def test_a_failed_old_day_is_retried_after_its_new_day_was_synced(
     store.close()
 
 
-def test_a_move_while_another_worker_syncs_the_old_day_is_rechecked(
-    fresh_fhir: FhirServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Worker 1 reads the old day, the EMR moves the procedure, worker 2 syncs the new day, then
-    worker 1 writes the old day from its older read: the procedure is billed on both days until
-    the ledger's 'also on another day' check queues a recheck, which voids the old day."""
-    import threading
+@dataclass
+class _Race:
+    """One procedure on 2026-03-02, two workers on one store, and worker 1's gather paused
+    (the real gather; worker 1 then waits for ``release``)."""
 
+    client: FhirClient
+    store: SqlStore
+    worker1: Service
+    worker2: Service
+    v1: dict[str, Any]
+    gathered: threading.Event
+    release: threading.Event
+
+
+def _race(fhir: FhirServer, prefix: str, db: Path, monkeypatch: pytest.MonkeyPatch) -> _Race:
     from adapter import pipeline
     from tests.fhir.make import context, procedure
 
-    pid = "race-x"
-    a = procedure("race-a", "97110", at("09:00"), at("09:24"), patient=f"Patient/{pid}",
+    pid = f"{prefix}-x"
+    a = procedure(f"{prefix}-a", "97110", at("09:00"), at("09:24"), patient=f"Patient/{pid}",
                   encounter=None)  # fmt: skip
-    fresh_fhir.put_all(*context(patient=pid), a)
-    client = FhirClient(fresh_fhir.base)
-    store = open_store(tmp_path / "race.db")
-    worker1 = Service(client, client, RULEBOOK, Options(), store)
-    worker2 = Service(client, client, RULEBOOK, Options(), store)
-    v1 = client.read("Procedure", "race-a")
-
+    fhir.put_all(*context(patient=pid), a)
+    client = FhirClient(fhir.base)
+    store = open_store(db)
     gathered, release = threading.Event(), threading.Event()
     real = pipeline.gather_day
 
-    def paused(*args: Any, **kwargs: Any) -> Any:  # the real gather; worker 1 then waits
+    def paused(*args: Any, **kwargs: Any) -> Any:
         out = real(*args, **kwargs)
         if threading.current_thread().name == "worker-1":
             gathered.set()
@@ -346,19 +352,41 @@ def test_a_move_while_another_worker_syncs_the_old_day_is_rechecked(
         return out
 
     monkeypatch.setattr(pipeline, "gather_day", paused)
-    first = payload_of(Notification(events=(event_of(v1, "rest-hook"),)))
-    thread = threading.Thread(target=worker1.process, args=(first,), name="worker-1")
+    return _Race(
+        client, store, Service(client, client, RULEBOOK, Options(), store),
+        Service(client, client, RULEBOOK, Options(), store),
+        client.read("Procedure", f"{prefix}-a"), gathered, release,
+    )  # fmt: skip
+
+
+def _move_during(race: _Race, run: Callable[[], object]) -> None:
+    """Run ``run`` (worker 1's processing) in a thread; once worker 1 has read the day, move the
+    procedure to 2026-03-03 and let worker 2 sync it; then let worker 1 write."""
+    thread = threading.Thread(target=run, name="worker-1")
     thread.start()
-    assert gathered.wait(10)
+    assert race.gathered.wait(10)
+    v1 = race.v1
     moved = {**v1, "performedPeriod": {"start": at("09:00", "2026-03-03"),
                                        "end": at("09:24", "2026-03-03")}}  # fmt: skip
-    v2 = client.update(moved)
-    worker2.process(payload_of(Notification(events=(event_of(v2, "rest-hook"),))))
-    release.set()
+    v2 = race.client.update(moved)
+    race.worker2.process(payload_of(Notification(events=(event_of(v2, "rest-hook"),))))
+    race.release.set()
     thread.join(30)
+
+
+def test_a_move_while_another_worker_syncs_the_old_day_is_rechecked(
+    fresh_fhir: FhirServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 1 reads the old day, the EMR moves the procedure, worker 2 syncs the new day, then
+    worker 1 writes the old day from its older read: the procedure is billed on both days until
+    the ledger's 'also on another day' check queues a recheck, which voids the old day."""
+    race = _race(fresh_fhir, "race", tmp_path / "race.db", monkeypatch)
+    first = payload_of(Notification(events=(event_of(race.v1, "rest-hook"),)))
+    _move_during(race, lambda: race.worker1.process(first))
+    store = race.store
     assert store.days_with("Procedure/race-a") == ["race-x:2026-03-02", "race-x:2026-03-03"]
-    assert worker2.drain(timeout=60)  # the recheck worker 1 queued
-    items = fresh_fhir.search(f"ChargeItem?subject=Patient/{pid}&_count=100")
+    assert race.worker2.drain(timeout=60)  # the recheck worker 1 queued
+    items = fresh_fhir.search("ChargeItem?subject=Patient/race-x&_count=100")
     billed = sorted(
         next(t["code"] for t in i["meta"]["tag"] if ":" in t.get("code", ""))
         for i in items
@@ -428,58 +456,29 @@ def test_a_retry_after_a_crash_before_the_recheck_still_rechecks(
     """As in the race above, but worker 1 dies after writing the old day and before queueing
     the recheck; the inbox retries its item, whose day is now 'already processed': the retry
     must still see the procedure on two days and queue the recheck."""
-    import threading
-
-    from adapter import pipeline
-    from tests.fhir.make import context, procedure
-
-    pid = "crash-x"
-    a = procedure("crash-a", "97110", at("09:00"), at("09:24"), patient=f"Patient/{pid}",
-                  encounter=None)  # fmt: skip
-    fresh_fhir.put_all(*context(patient=pid), a)
-    client = FhirClient(fresh_fhir.base)
-    store = open_store(tmp_path / "crash.db")
-    worker1 = Service(client, client, RULEBOOK, Options(), store)
-    worker2 = Service(client, client, RULEBOOK, Options(), store)
-    v1 = client.read("Procedure", "crash-a")
-    gathered, release = threading.Event(), threading.Event()
-    real = pipeline.gather_day
-
-    def paused(*args: Any, **kwargs: Any) -> Any:
-        out = real(*args, **kwargs)
-        if threading.current_thread().name == "worker-1":
-            gathered.set()
-            release.wait(10)
-        return out
+    race = _race(fresh_fhir, "crash", tmp_path / "crash.db", monkeypatch)
 
     def crash(procs: set[str], generation: int = 1) -> None:
         raise RuntimeError("worker 1 killed")
 
-    monkeypatch.setattr(pipeline, "gather_day", paused)
-    monkeypatch.setattr(worker1, "_recheck", crash)
-    first = payload_of(Notification(events=(event_of(v1, "rest-hook"),)))
+    monkeypatch.setattr(race.worker1, "_recheck", crash)
+    first = payload_of(Notification(events=(event_of(race.v1, "rest-hook"),)))
     died: list[BaseException] = []
 
     def run() -> None:
         try:
-            worker1.process(first)
+            race.worker1.process(first)
         except RuntimeError as err:
             died.append(err)
 
-    thread = threading.Thread(target=run, name="worker-1")
-    thread.start()
-    assert gathered.wait(10)
-    moved = {**v1, "performedPeriod": {"start": at("09:00", "2026-03-03"),
-                                       "end": at("09:24", "2026-03-03")}}  # fmt: skip
-    worker2.process(payload_of(Notification(events=(event_of(client.update(moved), "rest-hook"),))))
-    release.set()
-    thread.join(30)
+    _move_during(race, run)
+    store = race.store
     assert died and store.days_with("Procedure/crash-a") == [
         "crash-x:2026-03-02", "crash-x:2026-03-03"
     ]  # fmt: skip
     monkeypatch.undo()
-    assert worker1.process(first) == []  # the retry: its day is already processed
-    assert worker2.drain(timeout=60)  # the recheck it queued
+    assert race.worker1.process(first) == []  # the retry: its day is already processed
+    assert race.worker2.drain(timeout=60)  # the recheck it queued
     assert store.days_with("Procedure/crash-a") == ["crash-x:2026-03-03"]
     store.close()
 
