@@ -35,7 +35,7 @@ from adapter.fhir.build import day_key_of
 from adapter.fhir.client import FhirClient
 from adapter.fhir.parse import ref_key, reference_of, service_date_of
 from adapter.intake.live import ChangeEvent, DayKey, days_of
-from adapter.intake.polling import Watermark, poll
+from adapter.intake.polling import Watermark, poll, stamp
 from adapter.intake.webhook import Notification
 from adapter.observe import Metrics, correlated
 from adapter.pipeline import Options, SyncResult, sync_day
@@ -171,7 +171,7 @@ class Service:
         if raw:
             return Watermark.from_json(json.loads(raw))
         start = self.clock() - self.lookback
-        return Watermark(since=start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        return Watermark(since=stamp(start))
 
     def catch_up(self) -> int:
         """Enqueue every change since the watermark; then move the watermark."""

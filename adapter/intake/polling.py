@@ -27,7 +27,6 @@ from adapter.intake.live import ChangeEvent, event_of
 
 log = logging.getLogger(__name__)
 KINDS = ("Procedure", "Encounter")
-READS = tuple(f"{kind}{part}" for kind in KINDS for part in ("", "/_history"))
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def _normal(since: Any) -> str | None:
     """A stored instant in the form polls write (a watermark stored by an older version may
     lack milliseconds)."""
     moment = _instant(since)
-    return _stamp(moment) if moment is not None else None
+    return stamp(moment) if moment is not None else None
 
 
 def _instant(value: Any) -> datetime | None:
@@ -83,7 +82,7 @@ def _instant(value: Any) -> datetime | None:
         return None
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
     # always with milliseconds: servers that compare instants as text put "…:33Z" after
     # "…:33.653Z", which would skip the rest of that second
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -107,7 +106,7 @@ class _Advance:
     def mark(self) -> Mark:
         if self.newest is None:
             return self.start
-        return Mark(_stamp(self.newest), frozenset(self.at_newest))
+        return Mark(stamp(self.newest), frozenset(self.at_newest))
 
 
 def poll(
@@ -199,7 +198,7 @@ def _deletions(
         log.error(
             "%s/_history since %s is longer than the page cap: deletes before %s in that window "
             "were not read (their days are recomputed only when something else changes them)",
-            kind, start.since, _stamp(advance.newest) if advance.newest else "?",
+            kind, start.since, stamp(advance.newest) if advance.newest else "?",
         )  # fmt: skip
         truncated.append(kind)
     except FhirServerError as err:

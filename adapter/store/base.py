@@ -297,11 +297,6 @@ class SqlStore:
             return False
         return all(_at_least(str(seen), version) for _, seen in rows)
 
-    def seen_version(self, proc: str, version: str) -> bool:
-        """Whether this procedure was already processed at ``version`` or a later one."""
-        rows = self._run("SELECT version FROM ledger_inputs WHERE proc = ?", (proc,))
-        return any(_at_least(str(seen), version) for (seen,) in rows)
-
     def runs(self) -> list[tuple[str, str, str, bool]]:
         return [
             (str(d), str(w), str(h), bool(c))

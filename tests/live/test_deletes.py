@@ -16,7 +16,7 @@ import pytest
 
 from adapter.fhir.client import FhirClient, RetryPolicy
 from adapter.intake.live import ChangeEvent
-from adapter.intake.polling import Mark, Watermark, _deleted_id, _stamp, poll
+from adapter.intake.polling import Mark, Watermark, _deleted_id, poll, stamp
 from adapter.intake.webhook import Notification
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
@@ -163,7 +163,7 @@ def test_the_id_of_a_delete_entry(entry: dict[str, Any], expected: str | None) -
 
 def test_watermarks_carry_milliseconds() -> None:
     """Servers comparing instants as text put '...:33Z' after '...:33.653Z'."""
-    assert _stamp(datetime(2026, 3, 2, 9, 0, 33, tzinfo=UTC)) == "2026-03-02T09:00:33.000Z"
+    assert stamp(datetime(2026, 3, 2, 9, 0, 33, tzinfo=UTC)) == "2026-03-02T09:00:33.000Z"
     stored = Watermark(
         since="2026-03-02T09:00:33Z", reads={"Procedure": Mark("2026-03-03T10:00:00.5Z")}
     )
@@ -192,7 +192,7 @@ def test_a_delete_is_voided_by_a_service_whose_store_never_saw_the_day(
     store = open_store(tmp_path / "second.db")
     service = Service(client, client, RULEBOOK, Options(), store)
     time.sleep(0.05)  # the second store's watermark starts after the seeding (same clock)
-    now = _stamp(datetime.now(UTC))
+    now = stamp(datetime.now(UTC))
     store.set_value(WATERMARK, json.dumps(Watermark(since=now).as_json()))
     fresh_fhir.request("DELETE", f"Procedure/{deleted}")
     assert service.catch_up() == 1

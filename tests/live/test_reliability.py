@@ -24,7 +24,7 @@ import pytest
 
 from adapter.fhir.client import FhirClient, RetryPolicy
 from adapter.intake.live import ChangeEvent, event_of
-from adapter.intake.polling import Watermark
+from adapter.intake.polling import Watermark, stamp
 from adapter.intake.webhook import Notification, Receiver
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
@@ -528,8 +528,7 @@ def test_the_sweep_alone_finds_a_procedure_on_two_days(
     service.sync("Patient/sweep2-0", "2025-01-03")
     store._run("DELETE FROM inbox WHERE source = 'recheck'")  # its recheck lost to a crash
     time.sleep(0.05)  # the sweep's poll starts after the move (so only the backstop finds it)
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    store.set_value(WATERMARK, json.dumps(Watermark(since=now).as_json()))
+    store.set_value(WATERMARK, json.dumps(Watermark(since=stamp(datetime.now(UTC))).as_json()))
     assert service.catch_up() == 0
     assert service.drain(timeout=60)
     assert store.days_with(f"Procedure/{moved_id}") == ["sweep2-0:2025-01-03"]

@@ -133,8 +133,8 @@ def test_ledger_runs_and_values(store: SqlStore) -> None:
     assert entry and entry.inputs == {"Procedure/a": "4", "Procedure/b": "1"}
     assert entry.decision_hash == "h2" and entry.written == {"updated": 1}
     assert store.days_with("Procedure/a") == ["p1:2026-03-02"]
-    assert store.seen_version("Procedure/a", "4") and store.seen_version("Procedure/a", "3")
-    assert not store.seen_version("Procedure/a", "5") and not store.seen_version("Procedure/z", "1")
+    assert store.processed("Procedure/a", "4") and store.processed("Procedure/a", "3")
+    assert not store.processed("Procedure/a", "5") and not store.processed("Procedure/z", "1")
     assert [r[2] for r in store.runs()] == ["h1", "h2"]
     store.set_value("watermark", "a")
     store.set_value("watermark", "b")
