@@ -29,9 +29,9 @@ from adapter.domain import (
 )
 from adapter.errors import AdapterError, MappingError
 from adapter.fhir.build import BuildOptions
-from adapter.intake.replay import evaluate_bundle as _evaluate
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
+from adapter.replay import evaluate_bundle as _evaluate
 from adapter.rules import evaluate
 
 __version__ = "0.1.0"

@@ -13,14 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapter import __version__
+from adapter import replay as replay_mod
 from adapter.config import Settings, load_settings, masked, zone_of
 from adapter.domain import Rulebook
+from adapter.emr import subscriptions
+from adapter.emr.client import check_capabilities
 from adapter.errors import AdapterError, ConfigError
-from adapter.fhir import subscriptions
 from adapter.fhir.build import BuildOptions
-from adapter.fhir.client import check_capabilities
-from adapter.intake import replay as replay_mod
-from adapter.intake.webhook import Notification, Receiver, WebhookServer
+from adapter.intake.events import Notification
+from adapter.intake.webhook import Receiver, WebhookServer
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.observe import configure_logging
 from adapter.pipeline import Options
@@ -214,7 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings, service = _service(args)
     hook = settings.webhook
     receiver = Receiver(
-        service.enqueue,
+        service.inbox.enqueue,
         path=hook.path,
         secret=hook.secret.get_secret_value() if hook.secret else None,
         secret_header=hook.secret_header,
@@ -234,7 +235,7 @@ def _serve(args: argparse.Namespace) -> int:
     server.start()
     print(f"listening on {args.host or hook.host}:{server.port}{hook.path}", flush=True)
     while not stop.wait(settings.poll_interval):
-        service.enqueue(Notification(catch_up=True, kind="sweep"), source="sweep")
+        service.inbox.enqueue(Notification(catch_up=True, kind="sweep"), source="sweep")
     server.stop()
     service.stop()
     service.store.close()
@@ -276,7 +277,7 @@ def _poll(args: argparse.Namespace) -> int:
         if not c.ok:
             print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
     while True:
-        found = service.catch_up()
+        found = service.inbox.catch_up()
         service.drain()
         print(
             f"{found} change(s); {service.counters.days} patient-day(s) synced, "

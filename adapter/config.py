@@ -58,9 +58,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from adapter.emr.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendAuth
+from adapter.emr.client import FhirClient
 from adapter.errors import ConfigError
-from adapter.fhir.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendAuth
-from adapter.fhir.client import FhirClient
 
 Reference = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")]
 

@@ -152,6 +152,35 @@ BILLING_FINDINGS = frozenset(
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class PatientDay:
+    """One patient's one date of service: the unit that is gathered, evaluated, locked, tagged
+    and kept in the ledger. ``patient`` is the reference key (``Patient/id``).
+
+    ``key`` (``<patient id>:<YYYY-MM-DD>``) is its one text form, in identifiers, tags and the
+    store; ``from_key`` reads it back."""
+
+    patient: str
+    service_date: date
+
+    @property
+    def key(self) -> str:
+        bare = self.patient.split("/", 1)[1] if "/" in self.patient else self.patient
+        return f"{bare}:{self.service_date.isoformat()}"
+
+    @classmethod
+    def from_key(cls, key: str) -> PatientDay:
+        patient, sep, dos = key.rpartition(":")
+        if not sep or not patient:
+            raise ValueError(f"{key!r} is not a patient-day key (<patient id>:<date>)")
+        return cls(f"Patient/{patient}", date.fromisoformat(dos))
+
+    @classmethod
+    def of(cls, patient: str, service_date: str) -> PatientDay:
+        """From a patient reference key and an ISO date."""
+        return cls(patient, date.fromisoformat(service_date))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Clinician:
     """A performer. ``discipline`` None means the role did not say (the line cannot bill)."""

@@ -16,19 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from adapter.domain import Decision, Rulebook
+from adapter.domain import Decision, PatientDay, Rulebook
+from adapter.emr.client import FhirClient
+from adapter.emr.writeback import existing_for_day
 from adapter.errors import FatalServerError
-from adapter.fhir.build import BuildOptions, build_day, day_key_of, transaction
-from adapter.fhir.client import FhirClient
+from adapter.fhir.build import BuildOptions, build_day, transaction
+from adapter.fhir.diff import WriteResult, existing_from, existing_searches, plan
 from adapter.fhir.parse import Lookup, ParsedDay, service_day
-from adapter.fhir.writeback import (
-    WriteResult,
-    existing_for_day,
-    existing_from,
-    existing_searches,
-    plan,
-)
-from adapter.intake.live import ChangeEvent, days_of, gather_day
+from adapter.fhir.refs import version_of
+from adapter.intake.events import ChangeEvent
+from adapter.intake.gather import days_of, gather_day
 from adapter.rules import evaluate
 
 log = logging.getLogger(__name__)
@@ -58,16 +55,16 @@ def process_day(
     lookup: Lookup,
     rulebook: Rulebook,
     *,
-    patient: str,
-    service_date: str,
+    day: PatientDay,
     options: Options,
 ) -> DayResult:
+    """Parse, evaluate and build one patient-day (no I/O beyond the ``lookup``)."""
     parsed = service_day(
         procedures,
         lookup,
         rulebook,
-        patient=patient,
-        service_date=service_date,
+        patient=day.patient,
+        service_date=day.service_date.isoformat(),
         payer_override=options.payer_override,
         default_payer=options.default_payer,
         evaluated_at=options.evaluated_at,
@@ -83,23 +80,12 @@ def process_day(
 class SyncResult:
     """What syncing one patient-day with the server did."""
 
-    patient: str
-    service_date: str
+    day: PatientDay
     decision: Decision | None
     write: WriteResult
     problems: int
     inputs: dict[str, str]  # Procedure key -> versionId seen
     decision_hash: str
-
-    @property
-    def day_key(self) -> str:
-        return day_key_of(self.patient, self.service_date)
-
-
-def _version(resource: dict[str, Any]) -> str:
-    meta = resource.get("meta")
-    version = meta.get("versionId") if isinstance(meta, dict) else None
-    return str(version) if isinstance(version, str | int) else ""
 
 
 def decision_hash(decision: Decision | None) -> str:
@@ -124,8 +110,7 @@ def sync_day(
     target: FhirClient,
     rulebook: Rulebook,
     *,
-    patient: str,
-    service_date: str,
+    day: PatientDay,
     options: Options,
     attempts: int = 3,
 ) -> SyncResult:
@@ -133,31 +118,12 @@ def sync_day(
 
     A concurrent change to one of the day's resources (412 on If-Match) re-reads and retries.
     """
-    day_key = day_key_of(patient, service_date)
     for attempt in range(1, attempts + 1):
-        # one server for both (the usual deployment): ask for the day's earlier writes in the
-        # same batch as the EMR data
-        same_server = emr is target or emr.base_url == target.base_url
-        spool, earlier = gather_day(
-            emr, patient, service_date, zone=options.zone,
-            also=existing_searches(day_key) if same_server else (),
-        )  # fmt: skip
-        try:
-            procedures = spool.procedures_of(patient, service_date)
-            result = process_day(
-                procedures, spool, rulebook,
-                patient=patient, service_date=service_date, options=options,
-            )  # fmt: skip
-        finally:
-            spool.close()
-        inputs = {
-            str(p["_key"]): str((p.get("meta") or {}).get("versionId", "")) for p in procedures
-        }
-        existing = existing_from(earlier) if same_server else existing_for_day(target, day_key)
+        result, inputs, existing = _recompute(emr, target, rulebook, day, options)
         entries, written = plan(
             result.entries,
             existing,
-            day_key=day_key,
+            day=day,
             correction_recipient=options.build.billing_recipient,
         )
         if entries:
@@ -165,19 +131,40 @@ def sync_day(
                 target.transaction(transaction(entries))
             except FatalServerError as err:
                 if err.status in (409, 412) and attempt < attempts:
-                    log.info("day %s changed while writing; retrying", day_key)
+                    log.info("day %s changed while writing; retrying", day.key)
                     continue
                 raise
         log.info(
             "day %s: %d created, %d updated, %d voided, %d unchanged",
-            day_key, len(written.created), len(written.updated), len(written.voided),
+            day.key, len(written.created), len(written.updated), len(written.voided),
             len(written.unchanged),
         )  # fmt: skip
         return SyncResult(
-            patient, service_date, result.decision, written, len(result.parsed.problems),
-            inputs, decision_hash(result.decision),
+            day, result.decision, written, len(result.parsed.problems), inputs,
+            decision_hash(result.decision),
         )  # fmt: skip
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _recompute(
+    emr: FhirClient, target: FhirClient, rulebook: Rulebook, day: PatientDay, options: Options
+) -> tuple[DayResult, dict[str, str], dict[str, list[dict[str, Any]]]]:
+    """Gather the day from the EMR and process it: the result, the versions of the procedures
+    it was computed from, and what the adapter wrote for the day before."""
+    # one server for both (the usual deployment): ask for the day's earlier writes in the
+    # same batch as the EMR data
+    same_server = emr is target or emr.base_url == target.base_url
+    spool, earlier = gather_day(
+        emr, day, zone=options.zone, also=existing_searches(day) if same_server else ()
+    )
+    try:
+        procedures = spool.procedures_of(day.patient, day.service_date.isoformat())
+        result = process_day(procedures, spool, rulebook, day=day, options=options)
+    finally:
+        spool.close()
+    inputs = {str(p["_key"]): version_of(p) or "" for p in procedures}
+    existing = existing_from(earlier) if same_server else existing_for_day(target, day)
+    return result, inputs, existing
 
 
 def handle_events(
@@ -189,6 +176,6 @@ def handle_events(
 ) -> list[SyncResult]:
     """Recompute and write back every patient-day a batch of changes touches."""
     return [
-        sync_day(emr, target, rulebook, patient=p, service_date=d, options=options)
-        for p, d in sorted(days_of(emr, events, zone=options.zone))
+        sync_day(emr, target, rulebook, day=day, options=options)
+        for day in sorted(days_of(emr, events, zone=options.zone))
     ]

@@ -295,12 +295,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def cmd_live(args: argparse.Namespace) -> int:
     # imported here so that `replay` and its `_baseline` child do not load the live stack
-    from adapter.fhir import subscriptions  # noqa: PLC0415
-    from adapter.fhir.client import FhirClient  # noqa: PLC0415
-    from adapter.intake.replay import evaluate_bundle  # noqa: PLC0415
+    from adapter.domain import PatientDay  # noqa: PLC0415
+    from adapter.emr import subscriptions  # noqa: PLC0415
+    from adapter.emr.client import FhirClient  # noqa: PLC0415
     from adapter.intake.webhook import Receiver, WebhookServer  # noqa: PLC0415
     from adapter.mappings import load_rulebook  # noqa: PLC0415
     from adapter.pipeline import Options  # noqa: PLC0415
+    from adapter.replay import evaluate_bundle  # noqa: PLC0415
     from adapter.service import Service  # noqa: PLC0415
     from adapter.store import open_store  # noqa: PLC0415
     from tests import fhir_server  # noqa: PLC0415
@@ -326,7 +327,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             service = Service(client, client, rulebook, Options(), store)
             busy = {"enqueue": 0.0, "sync": 0.0, "skipped": 0.0, "syncs": 0}
             lock = threading.Lock()
-            enqueue, sync = service.enqueue, service.sync
+            enqueue, sync = service.inbox.enqueue, service.sync
 
             def timed_enqueue(notification: Any, source: str | None = None) -> None:
                 start = time.perf_counter()
@@ -336,11 +337,11 @@ def cmd_live(args: argparse.Namespace) -> int:
                     with lock:
                         busy["enqueue"] += time.perf_counter() - start
 
-            def timed_sync(patient: str, dos: str, **kwargs: Any) -> Any:
+            def timed_sync(day: Any, **kwargs: Any) -> Any:
                 start = time.perf_counter()
                 result = None
                 try:
-                    result = sync(patient, dos, **kwargs)
+                    result = sync(day, **kwargs)
                     return result
                 finally:
                     with lock:
@@ -350,9 +351,9 @@ def cmd_live(args: argparse.Namespace) -> int:
                         busy[key] += time.perf_counter() - start
                         busy["syncs"] += result is not None
 
-            service.enqueue = timed_enqueue  # type: ignore[method-assign]
+            service.inbox.enqueue = timed_enqueue  # type: ignore[method-assign]
             service.sync = timed_sync  # type: ignore[method-assign]
-            receiver = Receiver(service.enqueue, secret=SECRET)
+            receiver = Receiver(service.inbox.enqueue, secret=SECRET)
             web = WebhookServer(receiver, "127.0.0.1", 0)
             web.start()
             service.start(args.workers)
@@ -398,7 +399,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             for u in alone_units:
                 day = u.days[0]
                 _, seconds = timed(
-                    lambda p=day.patient, d=day.dos: alone_service.sync(p, d)  # type: ignore[misc]
+                    lambda p=day.patient, d=day.dos: alone_service.sync(PatientDay.of(p, d))  # type: ignore[misc]
                 )
                 alone.append(seconds)
             alone_store.close()

@@ -18,9 +18,9 @@ import pytest
 
 from adapter.domain import Rulebook
 from adapter.fhir.validate import validation_errors
-from adapter.intake.replay import replay
 from adapter.mappings import load_rulebook
 from adapter.pipeline import DayResult, Options
+from adapter.replay import replay
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CASES = sorted(p.parent for p in FIXTURES.glob("*/expected.toml"))

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, Severity
+from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, PatientDay, Severity
 from adapter.fhir import codes
-from adapter.fhir.parse import DayFacts, parse_datetime
+from adapter.fhir.parse import DayFacts
+from adapter.fhir.refs import bare_id, parse_datetime
 
 Resource = dict[str, Any]
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.BASE)
@@ -36,24 +37,16 @@ class BuildOptions:
     write_mode: Literal["create", "update"] = "create"
 
 
-def _bare(key: str) -> str:
-    return key.split("/", 1)[1] if "/" in key else key
-
-
-def day_tag(day_key: str) -> Resource:
+def day_tag(day: PatientDay) -> Resource:
     """The tag on everything written for one patient-day (finds it again; marks our own writes)."""
-    return {"system": codes.CS_PATIENT_DAY, "code": day_key}
+    return {"system": codes.CS_PATIENT_DAY, "code": day.key}
 
 
-def day_key_of(patient: str, service_date: str) -> str:
-    return f"{_bare(patient)}:{service_date}"
-
-
-def _entry(resource: Resource, system: str, value: str, mode: str, day_key: str) -> Resource:
+def _entry(resource: Resource, system: str, value: str, mode: str, day: PatientDay) -> Resource:
     full_url = f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{system}|{value}')}"
     kind = resource["resourceType"]
     if kind != "Provenance":
-        resource = {"resourceType": kind, "meta": {"tag": [day_tag(day_key)]}} | resource
+        resource = {"resourceType": kind, "meta": {"tag": [day_tag(day)]}} | resource
     query = f"_tag={system}|{value}" if kind == "Provenance" else f"identifier={system}|{value}"
     if mode == "update":
         request = {"method": "PUT", "url": f"{kind}?{query}"}
@@ -86,7 +79,7 @@ def _span(line: ChargeLine, facts: DayFacts) -> Resource:
                 ),
             }
         }
-    return {"occurrenceDateTime": facts.service_date}
+    return {"occurrenceDateTime": facts.day.service_date.isoformat()}
 
 
 def _performers(ids: Sequence[str], facts: DayFacts) -> list[str]:
@@ -99,14 +92,14 @@ def _encounter_of(ids: Sequence[str], facts: DayFacts) -> str | None:
 
 def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> list[Resource]:
     """The transaction entries for one patient-day, in a fixed order."""
-    day_key = day_key_of(facts.patient, facts.service_date)
+    day = facts.day
     version_ext = {"url": codes.EXT_RULEBOOK, "valueString": decision.rulebook_version}
     entries: list[Resource] = []
     charge_urls: list[str] = []
     icd = [dict(d) for d in facts.diagnoses if "system" in d]
 
     for line in decision.lines:
-        value = _line_value(day_key, line)
+        value = _line_value(day.key, line)
         performers = _performers(line.intervention_ids, facts)
         encounter = _encounter_of(line.intervention_ids, facts)
         item: Resource = {
@@ -127,7 +120,7 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
             "identifier": [{"system": codes.ID_CHARGE_ITEM, "value": value}],
             "status": "billable",
             "code": {"coding": [{"system": codes.code_system(line.code), "code": line.code}]},
-            "subject": _ref(facts.patient),
+            "subject": _ref(facts.day.patient),
             **({"context": _ref(encounter)} if encounter else {}),
             **_span(line, facts),
             **({"performer": [{"actor": _ref(p)} for p in performers]} if performers else {}),
@@ -136,25 +129,24 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
             "service": [_ref(i) for i in line.intervention_ids],
             "note": [{"text": "; ".join(line.reasons)}],
         }
-        entry = _entry(item, codes.ID_CHARGE_ITEM, value, options.write_mode, day_key)
+        entry = _entry(item, codes.ID_CHARGE_ITEM, value, options.write_mode, day)
         charge_urls.append(entry["fullUrl"])
         entries.append(entry)
 
     if decision.lines:
-        entries.append(_claim(decision, facts, day_key, charge_urls, version_ext, options=options))
+        entries.append(_claim(decision, facts, charge_urls, version_ext, options=options))
 
-    entries += _communications(decision, facts, day_key, options)
+    entries += _communications(decision, facts, options)
 
     targets = [e["fullUrl"] for e in entries]
     if targets:
-        entries.append(_provenance(decision, facts, day_key, targets, options))
+        entries.append(_provenance(decision, facts, targets, options))
     return entries
 
 
 def _claim(
     decision: Decision,
     facts: DayFacts,
-    day_key: str,
     charge_urls: Sequence[str],
     version_ext: Resource,
     *,
@@ -196,7 +188,7 @@ def _claim(
                     if line.modifiers
                     else {}
                 ),
-                "servicedDate": facts.service_date,
+                "servicedDate": facts.day.service_date.isoformat(),
                 "quantity": {"value": line.units},
                 **({"encounter": [_ref(encounter)]} if encounter else {}),
             }
@@ -209,12 +201,12 @@ def _claim(
     claim: Resource = {
         "resourceType": "Claim",
         "extension": [version_ext],
-        "identifier": [{"system": codes.ID_CLAIM, "value": day_key}],
+        "identifier": [{"system": codes.ID_CLAIM, "value": facts.day.key}],
         "status": "draft",
         "type": {"coding": [{"system": codes.CLAIM_TYPE, "code": "professional"}]},
         "use": "claim",
-        "patient": _ref(facts.patient),
-        "created": facts.service_date,
+        "patient": _ref(facts.day.patient),
+        "created": facts.day.service_date.isoformat(),
         "provider": _ref(facts.provider) if facts.provider else {"display": "unknown provider"},
         "priority": {"coding": [{"system": codes.PROCESS_PRIORITY, "code": "normal"}]},
         **(
@@ -226,7 +218,7 @@ def _claim(
         "insurance": [{"sequence": 1, "focal": True, "coverage": coverage}],
         "item": items,
     }
-    return _entry(claim, codes.ID_CLAIM, day_key, options.write_mode, day_key)
+    return _entry(claim, codes.ID_CLAIM, facts.day.key, options.write_mode, facts.day)
 
 
 def _sentence(f: Finding) -> str:
@@ -235,9 +227,7 @@ def _sentence(f: Finding) -> str:
     return f"{what}{about}: {f.message}."
 
 
-def _communications(
-    decision: Decision, facts: DayFacts, day_key: str, options: BuildOptions
-) -> list[Resource]:
+def _communications(decision: Decision, facts: DayFacts, options: BuildOptions) -> list[Resource]:
     groups: dict[tuple[str, ...], tuple[list[Finding], tuple[str, ...]]] = {}
     for f in decision.findings:
         if f.severity is Severity.INFO:
@@ -253,7 +243,7 @@ def _communications(
         groups.setdefault(key, ([], recipients))[0].append(f)
     out = []
     for key, (findings, recipients) in sorted(groups.items()):
-        value = f"{day_key}:{'+'.join(_bare(r) for r in key) or 'unassigned'}"
+        value = f"{facts.day.key}:{'+'.join(bare_id(r) for r in key) or 'unassigned'}"
         about_ids = list(dict.fromkeys(i for f in findings for i in f.intervention_ids))
         encounters = list(
             dict.fromkeys(e for i in about_ids if (e := facts.intervention_encounter.get(i)))
@@ -261,7 +251,7 @@ def _communications(
         codes_seen = list(dict.fromkeys(f.code for f in findings))
         errors = sum(f.severity is Severity.ERROR for f in findings)
         opening = (
-            f"Therapy charge review for {facts.service_date}: {len(findings)} item(s) to fix"
+            f"Therapy charge review for {facts.day.service_date}: {len(findings)} item(s) to fix"
             + (f", {errors} blocking billing" if errors else "")
             + "."
         )
@@ -271,7 +261,7 @@ def _communications(
             "status": "completed",
             "category": [{"coding": [{"system": codes.COMMUNICATION_CATEGORY, "code": "alert"}]}],
             "priority": "urgent" if errors else "routine",
-            "subject": _ref(facts.patient),
+            "subject": _ref(facts.day.patient),
             **(
                 {"about": [_ref(r) for r in [*about_ids, *encounters]]}
                 if about_ids or encounters
@@ -284,14 +274,13 @@ def _communications(
             "payload": [{"contentString": opening}]
             + [{"contentString": _sentence(f)} for f in findings],
         }
-        out.append(_entry(resource, codes.ID_COMMUNICATION, value, options.write_mode, day_key))
+        out.append(_entry(resource, codes.ID_COMMUNICATION, value, options.write_mode, facts.day))
     return out
 
 
 def _provenance(
     decision: Decision,
     facts: DayFacts,
-    day_key: str,
     targets: Sequence[str],
     options: BuildOptions,
 ) -> Resource:
@@ -306,7 +295,7 @@ def _provenance(
     )
     resource: Resource = {
         "resourceType": "Provenance",
-        "meta": {"tag": [day_tag(day_key)]},
+        "meta": {"tag": [day_tag(facts.day)]},
         "text": {"status": "generated", "div": div},
         "target": [{"reference": t} for t in targets],
         "recorded": facts.recorded,
@@ -324,7 +313,7 @@ def _provenance(
             else {}
         ),
     }
-    return _entry(resource, codes.CS_PATIENT_DAY, day_key, options.write_mode, day_key)
+    return _entry(resource, codes.CS_PATIENT_DAY, facts.day.key, options.write_mode, facts.day)
 
 
 def transaction(entries: Sequence[Mapping[str, Any]]) -> Resource:

@@ -9,7 +9,6 @@ The input conventions are documented in the README ("Input conventions").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -25,18 +24,14 @@ from adapter.domain import (
     EncounterContext,
     Intervention,
     KxSpend,
+    PatientDay,
     Rulebook,
     ServiceDay,
 )
 from adapter.fhir import codes
+from adapter.fhir.refs import DATE, DATETIME, parse_datetime, reference_of
 
 Resource = dict[str, Any]
-_ABSOLUTE = re.compile(r"^https?://.+?/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
-_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
-_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
-)  # a FHIR dateTime with a time must carry an offset
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 class Lookup(Protocol):
@@ -65,44 +60,12 @@ class Problem:
     reason: str
 
 
-def ref_key(reference: str) -> str:
-    """Normalise a reference: absolute URLs and ``_history`` suffixes become ``Type/id``."""
-    reference = reference.strip()
-    for pattern in (_RELATIVE, _ABSOLUTE):
-        m = pattern.match(reference)
-        if m:
-            return f"{m.group(1)}/{m.group(2)}"
-    return reference
-
-
 def _dict(value: Any) -> Resource:
     return value if isinstance(value, dict) else {}
 
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-def reference_of(element: Any) -> str | None:
-    if isinstance(element, dict):
-        ref = element.get("reference")
-        if isinstance(ref, str) and ref.strip():
-            return ref.strip()
-    return None
-
-
-def parse_datetime(value: Any, zone: tzinfo | None = None) -> tuple[datetime | None, str | None]:
-    """A FHIR dateTime with time and offset -> aware datetime (in ``zone`` when given, else in
-    its own offset); else (None, reason)."""
-    if value is None:
-        return None, None
-    if not isinstance(value, str) or not _DATETIME.match(value):
-        return None, f"{value!r} is not a date-time with a UTC offset"
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None, f"{value!r} is not a valid date-time"
-    return (parsed.astimezone(zone) if zone is not None else parsed), None
 
 
 def service_date_of(procedure: Resource, zone: tzinfo | None = None) -> str | None:
@@ -112,8 +75,8 @@ def service_date_of(procedure: Resource, zone: tzinfo | None = None) -> str | No
     period = procedure.get("performedPeriod")
     start = period.get("start") if isinstance(period, dict) else None
     for value in (start, procedure.get("performedDateTime")):
-        if isinstance(value, str) and _DATE.match(value):
-            if zone is not None and _DATETIME.match(value):
+        if isinstance(value, str) and DATE.match(value):
+            if zone is not None and DATETIME.match(value):
                 moment, _ = parse_datetime(value, zone)
                 return moment.date().isoformat() if moment is not None else None
             try:
@@ -304,7 +267,7 @@ def _bound_date(value: Any, zone: tzinfo | None) -> str | None:
     dates of service are), else as written."""
     if not isinstance(value, str):
         return None
-    if zone is not None and _DATETIME.match(value):
+    if zone is not None and DATETIME.match(value):
         moment, _ = parse_datetime(value, zone)
         if moment is not None:
             return moment.date().isoformat()
@@ -324,8 +287,7 @@ def _in_period(period: Any, service_date: str, zone: tzinfo | None = None) -> bo
 class DayFacts:
     """What the builder needs beyond the decision: references for the written resources."""
 
-    patient: str
-    service_date: str
+    day: PatientDay
     coverage: str | None
     provider: str | None
     encounters: tuple[str, ...]
@@ -533,8 +495,7 @@ def service_day(
         coverage=coverage_status,
     )
     facts = DayFacts(
-        patient=patient,
-        service_date=service_date,
+        day=PatientDay.of(patient, service_date),
         coverage=coverage_key,
         provider=provider,
         encounters=tuple(encounter_keys),

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from adapter.emr.client import FhirClient, TruncatedAnswer
 from adapter.errors import FhirServerError
-from adapter.fhir.client import FhirClient, TruncatedAnswer
-from adapter.fhir.parse import ref_key
-from adapter.intake.live import ChangeEvent, event_of
+from adapter.fhir.refs import instant, meta_of, ref_key, version_of
+from adapter.intake.events import ChangeEvent, event_of
 
 log = logging.getLogger(__name__)
 KINDS = ("Procedure", "Encounter")
@@ -69,17 +69,8 @@ class Watermark:
 def _normal(since: Any) -> str | None:
     """A stored instant in the form polls write (a watermark stored by an older version may
     lack milliseconds)."""
-    moment = _instant(since)
+    moment = instant(since)
     return stamp(moment) if moment is not None else None
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
-        return None
 
 
 def stamp(moment: datetime) -> str:
@@ -93,11 +84,11 @@ class _Advance:
 
     def __init__(self, start: Mark) -> None:
         self.start = start
-        self.newest = _instant(start.since)
+        self.newest = instant(start.since)
         self.at_newest: set[str] = set(start.seen)
 
     def saw(self, token: str, when: Any) -> None:
-        updated = _instant(when)
+        updated = instant(when)
         if updated is not None and (self.newest is None or updated > self.newest):
             self.newest, self.at_newest = updated, {token}
         elif updated is not None and updated == self.newest:
@@ -120,24 +111,7 @@ def poll(
     reads: dict[str, Mark] = {}
     truncated: list[str] = []
     for kind in KINDS:
-        start = mark.of(kind)
-        advance = _Advance(start)
-        params = [("_count", str(count)), ("_sort", "_lastUpdated")]
-        if start.since:
-            params.append(("_lastUpdated", f"ge{start.since}"))
-        for resource in emr.search(kind, params):
-            if resource.get("resourceType") != kind:
-                continue
-            meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-            assert isinstance(meta, dict)
-            token = f"{kind}/{resource.get('id')}@{meta.get('versionId')}"
-            if token in start.seen:
-                continue
-            ev = event_of(resource, "poll")
-            if ev is not None:
-                events.append(ev)
-            advance.saw(token, meta.get("lastUpdated"))
-        reads[kind] = advance.mark()
+        reads[kind] = _changes(emr, kind, mark.of(kind), count, events=events)
         history = f"{kind}/_history"
         if deletions and mark.of(history).since:
             reads[history] = _deletions(
@@ -145,6 +119,27 @@ def poll(
             )
     since = min((m.since for m in reads.values() if m.since), default=mark.since)
     return events, Watermark(since=since, seen=set(), reads=reads, truncated=truncated)
+
+
+def _changes(
+    emr: FhirClient, kind: str, start: Mark, count: int, *, events: list[ChangeEvent]
+) -> Mark:
+    """Append an event for every ``kind`` changed since ``start``; the read's next mark."""
+    advance = _Advance(start)
+    params = [("_count", str(count)), ("_sort", "_lastUpdated")]
+    if start.since:
+        params.append(("_lastUpdated", f"ge{start.since}"))
+    for resource in emr.search(kind, params):
+        if resource.get("resourceType") != kind:
+            continue
+        token = f"{kind}/{resource.get('id')}@{version_of(resource)}"
+        if token in start.seen:
+            continue
+        ev = event_of(resource, "poll")
+        if ev is not None:
+            events.append(ev)
+        advance.saw(token, meta_of(resource).get("lastUpdated"))
+    return advance.mark()
 
 
 def _deletions(
@@ -158,40 +153,13 @@ def _deletions(
 ) -> Mark:
     """Append an event for every ``kind`` deleted since ``start``; the read's next mark.
 
-    A delete is a history entry whose ``request.method`` is DELETE, or one with no resource and a
-    410/204 response (as some servers write it). A server without type-level history, or one
-    that fails the read, is logged: the read keeps its mark and is asked again next time."""
+    A server without type-level history, or one that fails the read, is logged: the read keeps
+    its mark and is asked again next time."""
     advance = _Advance(start)
     found: list[ChangeEvent] = []
     try:
         for entry in emr.history(kind, [("_since", str(start.since)), ("_count", str(count))]):
-            request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
-            response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
-            assert isinstance(request, dict) and isinstance(response, dict)
-            status = str(response.get("status") or "")
-            resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else None
-            etag = str(response.get("etag") or "")
-            version = etag.removeprefix("W/").strip('"') or None
-            is_delete = request.get("method") == "DELETE" or (
-                resource is None and status.startswith(("410", "204"))
-            )
-            if not is_delete:
-                # an update (the search read lists it): it still moves this read's mark, so
-                # the next poll does not page through the same history again
-                meta = (resource or {}).get("meta") or {}
-                when = response.get("lastModified") or meta.get("lastUpdated")
-                version = version or (str(meta.get("versionId")) if meta.get("versionId") else None)
-                advance.saw(f"{kind}/{(resource or {}).get('id')}@{version}", when)
-                continue
-            rid = _deleted_id(kind, entry, request, response)
-            if rid is None:
-                log.warning("%s history: a delete entry names no %s id", kind, kind)
-                continue
-            token = f"{kind}/{rid}@{version}/deleted"
-            if token in start.seen:
-                continue
-            found.append(ChangeEvent(kind, rid, None, version, "poll", deleted=True))
-            advance.saw(token, response.get("lastModified"))
+            _history_entry(kind, entry, start, advance, found)
     except TruncatedAnswer:
         # newest first: the oldest part of the window was not read, and standard R4 cannot ask
         # for it apart; move on (or every later poll would stop at the same page) and say so
@@ -209,6 +177,41 @@ def _deletions(
         return start
     events.extend(found)
     return advance.mark()
+
+
+def _history_entry(
+    kind: str, entry: dict[str, Any], start: Mark, advance: _Advance, found: list[ChangeEvent]
+) -> None:
+    """One history entry: a delete becomes an event in ``found``; every entry moves the mark.
+
+    A delete is an entry whose ``request.method`` is DELETE, or one with no resource and a
+    410/204 response (as some servers write it)."""
+    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+    response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
+    assert isinstance(request, dict) and isinstance(response, dict)
+    status = str(response.get("status") or "")
+    resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else None
+    etag = str(response.get("etag") or "")
+    version = etag.removeprefix("W/").strip('"') or None
+    is_delete = request.get("method") == "DELETE" or (
+        resource is None and status.startswith(("410", "204"))
+    )
+    if not is_delete:
+        # an update (the search read lists it): it still moves this read's mark, so the next
+        # poll does not page through the same history again
+        when = response.get("lastModified") or meta_of(resource).get("lastUpdated")
+        version = version or version_of(resource)
+        advance.saw(f"{kind}/{(resource or {}).get('id')}@{version}", when)
+        return
+    rid = _deleted_id(kind, entry, request, response)
+    if rid is None:
+        log.warning("%s history: a delete entry names no %s id", kind, kind)
+        return
+    token = f"{kind}/{rid}@{version}/deleted"
+    if token in start.seen:
+        return
+    found.append(ChangeEvent(kind, rid, None, version, "poll", deleted=True))
+    advance.saw(token, response.get("lastModified"))
 
 
 def _deleted_id(kind: str, entry: dict[str, Any], request: dict[str, Any],

@@ -13,11 +13,12 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from adapter.fhir.parse import Problem, ref_key, reference_of, service_date_of
+from adapter.fhir.parse import Problem, service_date_of
+from adapter.fhir.refs import instant, meta_of, ref_key, reference_of, version_of
 
 Resource = dict[str, Any]
 
@@ -43,19 +44,8 @@ _KEPT = frozenset(
 
 def _rank(resource: Resource) -> str:
     """``meta.lastUpdated`` (as UTC) and ``meta.versionId``, stored as JSON for ``_newer``."""
-    meta = resource.get("meta")
-    meta = meta if isinstance(meta, dict) else {}
-    stamp = None
-    updated = meta.get("lastUpdated")
-    if isinstance(updated, str):
-        try:
-            stamp = (
-                datetime.fromisoformat(updated.replace("Z", "+00:00")).astimezone(UTC).isoformat()
-            )
-        except ValueError:
-            stamp = None
-    version = meta.get("versionId")
-    return json.dumps([stamp, str(version) if isinstance(version, str | int) else None])
+    updated = instant(meta_of(resource).get("lastUpdated"))
+    return json.dumps([updated.isoformat() if updated else None, version_of(resource)])
 
 
 def _newer(old: str, new: str) -> bool:

@@ -30,26 +30,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from adapter.fhir import codes
-from adapter.fhir.parse import ref_key
-from adapter.intake.live import ChangeEvent, event_of
+from adapter.fhir.refs import meta_of, ref_key
+from adapter.intake.events import HANDLED, ChangeEvent, Notification, event_of
 from adapter.observe import correlated
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
-HANDLED = frozenset({"Procedure", "Encounter"})
 OPS_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """A normalised delivery: changed resources (full or id-only), or a request to catch up."""
-
-    events: tuple[ChangeEvent, ...] = ()
-    catch_up: bool = False
-    subscription: str | None = None
-    kind: str = "event"  # event | ping | handshake | heartbeat
-    recheck: int = 0  # a recheck the adapter queued itself: how many in a row (capped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +174,9 @@ class Receiver:
 
     def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         route = path.split("?", 1)[0].rstrip("/")
-        if route != self.path and not route.startswith(self.path + "/"):
-            return outcome(404, "not-found", "unknown path")
-        if method not in ("POST", "PUT"):
-            return outcome(405, "not-supported", "use POST or PUT")
-        if self.secret is not None:
-            given = headers.get(self.secret_header.lower(), "")
-            if not hmac.compare_digest(given.encode(), self.secret.encode()):
-                return outcome(401, "security", f"missing or wrong {self.secret_header} header")
-        if len(body) > self.max_body:
-            return outcome(413, "too-costly", f"body over {self.max_body} bytes")
+        refused = self._refused(method, route, headers, body)
+        if refused is not None:
+            return refused
         if not body.strip():
             if route == self.path:
                 self.enqueue(Notification(catch_up=True, kind="ping"))
@@ -212,11 +193,29 @@ class Receiver:
             return outcome(400, "invalid", "body is not a FHIR resource")
         if doc["resourceType"] == "Bundle":
             return self._bundle(doc)
-        tail = route[len(self.path) :].strip("/")
-        if tail:
-            expected = ref_key(tail)
-            if f"{doc['resourceType']}/{doc.get('id')}" != expected:
-                return outcome(400, "invalid", "resource does not match the URL")
+        return self._resource(doc, route[len(self.path) :].strip("/"))
+
+    def _refused(
+        self, method: str, route: str, headers: dict[str, str], body: bytes
+    ) -> Reply | None:
+        """The answer to a request refused before its body is read (path, method, secret,
+        size); None when it may go on."""
+        if route != self.path and not route.startswith(self.path + "/"):
+            return outcome(404, "not-found", "unknown path")
+        if method not in ("POST", "PUT"):
+            return outcome(405, "not-supported", "use POST or PUT")
+        if self.secret is not None:
+            given = headers.get(self.secret_header.lower(), "")
+            if not hmac.compare_digest(given.encode(), self.secret.encode()):
+                return outcome(401, "security", f"missing or wrong {self.secret_header} header")
+        if len(body) > self.max_body:
+            return outcome(413, "too-costly", f"body over {self.max_body} bytes")
+        return None
+
+    def _resource(self, doc: Resource, tail: str) -> Reply:
+        """A rest-hook delivery of one resource (``tail``: the ``Type/id`` after the path)."""
+        if tail and f"{doc['resourceType']}/{doc.get('id')}" != ref_key(tail):
+            return outcome(400, "invalid", "resource does not match the URL")
         if doc["resourceType"] not in HANDLED:
             return outcome(422, "not-supported", f"{doc['resourceType']} is not handled")
         if _is_own(doc):
@@ -271,8 +270,7 @@ class Receiver:
 
 
 def _is_own(resource: Resource) -> bool:
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-    tags = meta.get("tag") if isinstance(meta, dict) else None
+    tags = meta_of(resource).get("tag")
     return any(isinstance(t, dict) and t.get("system") == codes.CS_PATIENT_DAY for t in tags or [])
 
 
@@ -280,6 +278,79 @@ class Ops(Protocol):
     def ready(self) -> tuple[bool, dict[str, str]]: ...
 
     def metrics(self) -> str: ...
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    receiver: Receiver
+    ops: Ops | None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "charge-adapter"
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:  # no request lines (paths hold ids only)
+        pass
+
+    def _ops(self) -> bool:
+        route = self.path.split("?", 1)[0]
+        ops = self.server.ops
+        if ops is None or self.command != "GET" or route not in OPS_ROUTES:
+            return False
+        if route == "/healthz":
+            self._send(Reply(200, {"status": "ok"}), "application/json")
+        elif route == "/readyz":
+            ok, checks = ops.ready()
+            self._send(Reply(200 if ok else 503, {"ready": ok, **checks}), "application/json")
+        else:
+            text = ops.metrics().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+        return True
+
+    def _serve(self) -> None:
+        with correlated():
+            if not self._ops():
+                self._deliver()
+
+    def _deliver(self) -> None:
+        receiver = self.server.receiver
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._send(outcome(400, "invalid", "bad Content-Length"))
+            self.close_connection = True
+            return
+        if length > receiver.max_body:
+            reply = outcome(413, "too-costly", "body too large")
+            self.close_connection = True
+        else:
+            body = self.rfile.read(length) if length else b""
+            try:
+                reply = receiver.handle(self.command, self.path, dict(self.headers.items()), body)
+            except Exception:  # never crash the server; the sender will retry
+                log.exception("webhook failed to queue a delivery")
+                reply = outcome(503, "transient", "could not queue; retry")
+        self._send(reply)
+
+    def _send(self, reply: Reply, ctype: str = "application/fhir+json") -> None:
+        payload = json.dumps(reply.body).encode() if reply.body is not None else b""
+        self.send_response(reply.status)
+        if payload:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+    do_POST = do_PUT = do_GET = do_DELETE = do_PATCH = _serve
 
 
 class WebhookServer:
@@ -292,77 +363,9 @@ class WebhookServer:
     ) -> None:
         self.receiver = receiver
         self.ops = ops
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            server_version = "charge-adapter"
-
-            def log_message(self, *args: Any) -> None:  # no request lines (paths hold ids only)
-                pass
-
-            def _ops(self) -> bool:
-                route = self.path.split("?", 1)[0]
-                if outer.ops is None or self.command != "GET" or route not in OPS_ROUTES:
-                    return False
-                if route == "/healthz":
-                    self._send(Reply(200, {"status": "ok"}), "application/json")
-                elif route == "/readyz":
-                    ok, checks = outer.ops.ready()
-                    self._send(
-                        Reply(200 if ok else 503, {"ready": ok, **checks}), "application/json"
-                    )
-                else:
-                    text = outer.ops.metrics().encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/plain; version=0.0.4")
-                    self.send_header("Content-Length", str(len(text)))
-                    self.end_headers()
-                    self.wfile.write(text)
-                return True
-
-            def _serve(self) -> None:
-                with correlated():
-                    if not self._ops():
-                        self._deliver()
-
-            def _deliver(self) -> None:
-                try:
-                    length = int(self.headers.get("Content-Length") or 0)
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    self._send(outcome(400, "invalid", "bad Content-Length"))
-                    self.close_connection = True
-                    return
-                if length > outer.receiver.max_body:
-                    reply = outcome(413, "too-costly", "body too large")
-                    self.close_connection = True
-                else:
-                    body = self.rfile.read(length) if length else b""
-                    try:
-                        reply = outer.receiver.handle(
-                            self.command, self.path, dict(self.headers.items()), body
-                        )
-                    except Exception:  # never crash the server; the sender will retry
-                        log.exception("webhook failed to queue a delivery")
-                        reply = outcome(503, "transient", "could not queue; retry")
-                self._send(reply)
-
-            def _send(self, reply: Reply, ctype: str = "application/fhir+json") -> None:
-                payload = json.dumps(reply.body).encode() if reply.body is not None else b""
-                self.send_response(reply.status)
-                if payload:
-                    self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if payload:
-                    self.wfile.write(payload)
-
-            do_POST = do_PUT = do_GET = do_DELETE = do_PATCH = _serve
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), _Handler)
+        self.httpd.receiver = receiver
+        self.httpd.ops = ops
         self.port = int(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="webhook", daemon=True)
 

@@ -13,9 +13,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from adapter.emr.auth import BasicAuth, BearerAuth, SmartBackendAuth
+from adapter.emr.client import FhirClient, RetryPolicy
 from adapter.errors import ConfigError, FatalServerError
-from adapter.fhir.auth import BasicAuth, BearerAuth, SmartBackendAuth
-from adapter.fhir.client import FhirClient, RetryPolicy
 from tests import fhir_server
 from tests.fhir_server import FhirServer
 

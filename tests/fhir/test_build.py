@@ -53,8 +53,8 @@ def test_every_resource_validates_and_uses_conditional_updates(rulebook: Ruleboo
 
 def test_update_mode_uses_conditional_updates(rulebook: Rulebook) -> None:
     from adapter.fhir.build import BuildOptions
-    from adapter.intake.replay import evaluate_bundle as full
     from adapter.pipeline import Options
+    from adapter.replay import evaluate_bundle as full
 
     out, _, _ = full(day_bundle(), rulebook, Options(build=BuildOptions(write_mode="update")))
     for e in out["entry"]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from adapter.emr.client import FhirClient, RetryPolicy, check_capabilities
 from adapter.errors import FatalServerError, TemporaryServerError
-from adapter.fhir.client import FhirClient, RetryPolicy, check_capabilities
 from tests.fault_proxy import FaultProxy
 from tests.fhir_server import FhirServer
 

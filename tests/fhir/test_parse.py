@@ -8,7 +8,8 @@ import pytest
 
 from adapter import Rulebook, evaluate_bundle, load_rulebook
 from adapter.domain import CodeSource, Decision
-from adapter.fhir.parse import parse_datetime, ref_key, resolve_code, service_date_of
+from adapter.fhir.parse import resolve_code, service_date_of
+from adapter.fhir.refs import parse_datetime, ref_key
 
 from .make import at, bundle, context, procedure, role
 
@@ -153,7 +154,7 @@ def test_role_without_taxonomy_means_no_discipline(rulebook: Rulebook) -> None:
 
 
 def test_dangling_performer_is_a_problem_and_holds_the_line(rulebook: Rulebook) -> None:
-    _out, ds, summary = __import__("adapter.intake.replay", fromlist=["x"]).evaluate_bundle(
+    _out, ds, summary = __import__("adapter.replay", fromlist=["x"]).evaluate_bundle(
         bundle(
             *context(), procedure("a", "97112", at("09:00"), at("09:30"), "PractitionerRole/ghost")
         ),
@@ -261,7 +262,7 @@ def test_concurrent_one_on_one_with_another_patient(rulebook: Rulebook) -> None:
 
 
 def test_procedure_without_subject_is_reported_not_billed(rulebook: Rulebook) -> None:
-    from adapter.intake.replay import evaluate_bundle as full
+    from adapter.replay import evaluate_bundle as full
 
     p = procedure("a", "97112", at("09:00"), at("09:30"))
     del p["subject"]
@@ -296,7 +297,7 @@ def test_an_older_copy_without_timestamps_never_beats_a_newer_version(rulebook: 
     new = procedure("a", "97110", at("09:00"), at("09:20"), status="entered-in-error",
                     meta={"versionId": "2", "lastUpdated": "2026-03-02T15:00:00Z"})  # fmt: skip
     old = procedure("a", "97110", at("09:00"), at("09:50"), meta={"versionId": "1"})
-    from adapter.intake.replay import evaluate_bundle as full
+    from adapter.replay import evaluate_bundle as full
 
     for order in ((new, old), (old, new)):
         _, decisions, summary = full(bundle(*context(), *order), rulebook)

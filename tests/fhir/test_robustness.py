@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.intake.replay import evaluate_bundle
 from adapter.mappings import load_rulebook
+from adapter.replay import evaluate_bundle
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
 BUNDLES = [json.loads(p.read_text()) for p in sorted(FIXTURES.glob("*/input.json"))]

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapter.intake.replay import replay
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
+from adapter.replay import replay
 from tests.fhir_server import FhirServer
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"

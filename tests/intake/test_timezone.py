@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.cli import main
-from adapter.fhir.parse import parse_datetime, service_date_of
+from adapter.fhir.parse import service_date_of
+from adapter.fhir.refs import parse_datetime
 from adapter.intake.spool import Spool
 
 from ..fhir.make import bundle, context, procedure
@@ -114,9 +115,9 @@ def test_coverage_and_plan_periods_are_read_in_the_site_zone() -> None:
     """A coverage that ended at 9 pm Pacific on the 2nd, written in UTC as 05:00Z on the 3rd, no
     longer covers a session on the 3rd in Los Angeles; nor does a plan of care ending so."""
     from adapter.domain import FindingCode
-    from adapter.intake.replay import evaluate_bundle
     from adapter.mappings import load_rulebook
     from adapter.pipeline import Options
+    from adapter.replay import evaluate_bundle
 
     ended = {"start": "2026-01-01", "end": "2026-03-03T05:00:00Z"}
     resources = context(period=ended)

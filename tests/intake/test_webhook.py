@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from adapter.intake.webhook import Notification, Receiver, WebhookServer
+from adapter.intake.events import Notification
+from adapter.intake.webhook import Receiver, WebhookServer
 from tests.fhir.make import at, procedure
 
 SECRET = "hook-secret"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from adapter.fhir.client import FhirClient
+from adapter.emr.client import FhirClient
 from tests.fhir.make import at, context, procedure
 from tests.fhir_server import FhirServer
 

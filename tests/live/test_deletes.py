@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from adapter.fhir.client import FhirClient, RetryPolicy
-from adapter.intake.live import ChangeEvent
+from adapter.emr.client import FhirClient, RetryPolicy
+from adapter.intake.events import ChangeEvent, Notification
+from adapter.intake.inbox import WATERMARK
 from adapter.intake.polling import Mark, Watermark, _deleted_id, poll, stamp
-from adapter.intake.webhook import Notification
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
-from adapter.service import WATERMARK, Service
+from adapter.service import Service
 from adapter.store import open_store
 from tests.fault_proxy import FaultProxy
 from tests.fhir_server import FhirServer
@@ -37,16 +37,16 @@ def test_a_deleted_procedure_is_voided_at_the_next_poll(
     client = FhirClient(fresh_fhir.base)
     store = open_store(tmp_path / "d.db")
     service = Service(client, client, RULEBOOK, Options(), store)
-    service.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
+    service.inbox.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
     assert service.drain(timeout=60)
     lines, items, claims = server_state(fresh_fhir, "gone")
     assert lines == {"Patient/gone-0": [("97110", 1, "billable"), ("97112", 2, "billable")]}
 
-    service.catch_up()  # moves the watermark past the seeding
+    service.inbox.catch_up()  # moves the watermark past the seeding
     assert service.drain(timeout=60)
     status, _ = fresh_fhir.request("DELETE", f"Procedure/{deleted}")
     assert status in (200, 204)
-    assert service.catch_up() == 1  # the delete, and nothing else
+    assert service.inbox.catch_up() == 1  # the delete, and nothing else
     assert service.drain(timeout=60)
 
     lines, items, claims = server_state(fresh_fhir, "gone")
@@ -55,7 +55,7 @@ def test_a_deleted_procedure_is_voided_at_the_next_poll(
     assert (items, claims) == (2, 1)
     assert set(store.counts()) == {"done"}  # nothing failed, nothing left
     # polling again finds nothing new (the delete is behind the watermark)
-    assert service.catch_up() == 0
+    assert service.inbox.catch_up() == 0
     store.close()
 
 
@@ -183,7 +183,7 @@ def test_a_delete_is_voided_by_a_service_whose_store_never_saw_the_day(
     deleted = notified[:-1] + "b"
     client = FhirClient(fresh_fhir.base)
     first = open_store(tmp_path / "first.db")
-    Service(client, client, RULEBOOK, Options(), first).enqueue(
+    Service(client, client, RULEBOOK, Options(), first).inbox.enqueue(
         Notification(events=(ChangeEvent("Procedure", notified, source="test"),))
     )
     assert Service(client, client, RULEBOOK, Options(), first).drain(timeout=60)
@@ -195,7 +195,7 @@ def test_a_delete_is_voided_by_a_service_whose_store_never_saw_the_day(
     now = stamp(datetime.now(UTC))
     store.set_value(WATERMARK, json.dumps(Watermark(since=now).as_json()))
     fresh_fhir.request("DELETE", f"Procedure/{deleted}")
-    assert service.catch_up() == 1
+    assert service.inbox.catch_up() == 1
     assert service.drain(timeout=60)
     assert store.days_with(f"Procedure/{notified}") == ["gone5-0:" + day_of(0)]
     lines, _, _ = server_state(fresh_fhir, "gone5")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from adapter.fhir.client import FhirClient, RetryPolicy
-from adapter.intake.live import ChangeEvent
+from adapter.emr.client import FhirClient, RetryPolicy
+from adapter.intake.events import ChangeEvent
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options, handle_events
 from tests.fault_proxy import FaultProxy

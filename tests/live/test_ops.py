@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from adapter.fhir.client import FhirClient
+from adapter.emr.client import FhirClient
 from adapter.intake.webhook import Receiver, WebhookServer
 from adapter.mappings import load_rulebook
 from adapter.observe import configure_logging
@@ -35,7 +35,7 @@ def test_health_ready_and_metrics(fresh_fhir: FhirServer, tmp_path: Path) -> Non
     client = FhirClient(fresh_fhir.base)
     store = open_store(tmp_path / "a.db")
     service = Service(client, client, load_rulebook(), Options(), store)
-    web = WebhookServer(Receiver(service.enqueue), "127.0.0.1", 0, ops=Health(service))
+    web = WebhookServer(Receiver(service.inbox.enqueue), "127.0.0.1", 0, ops=Health(service))
     web.start()
     base = f"http://127.0.0.1:{web.port}"
     try:

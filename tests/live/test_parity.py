@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from adapter.domain import Decision, Rulebook
-from adapter.fhir.client import FhirClient
-from adapter.fhir.parse import ref_key
-from adapter.intake.replay import decisions
+from adapter.domain import Decision, PatientDay, Rulebook
+from adapter.emr.client import FhirClient
+from adapter.fhir.refs import ref_key
 from adapter.intake.sources import Item, expand, read
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options, decision_hash, sync_day
+from adapter.replay import decisions
 from tests import fhir_server
 from tests.test_fixtures import CASES, NOW
 
@@ -118,7 +118,7 @@ def test_live_sync_decides_every_day_like_replay(
     assert offline, "replay decides no patient-day for this case"
     live = {
         (patient, dos): sync_day(
-            emr, emr, rulebook, patient=patient, service_date=dos, options=options
+            emr, emr, rulebook, day=PatientDay.of(patient, dos), options=options
         )
         for patient, dos in sorted(offline)
     }

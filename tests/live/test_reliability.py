@@ -22,13 +22,15 @@ from typing import Any
 
 import pytest
 
-from adapter.fhir.client import FhirClient, RetryPolicy
-from adapter.intake.live import ChangeEvent, event_of
+from adapter.domain import PatientDay
+from adapter.emr.client import FhirClient, RetryPolicy
+from adapter.intake.events import ChangeEvent, InboxPayload, Notification, event_of
+from adapter.intake.inbox import WATERMARK
 from adapter.intake.polling import Watermark, stamp
-from adapter.intake.webhook import Notification, Receiver
+from adapter.intake.webhook import Receiver
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
-from adapter.service import WATERMARK, Service, payload_of
+from adapter.service import Service
 from adapter.store import SqlStore, open_store
 from tests.fault_proxy import FaultProxy
 from tests.fhir.make import at
@@ -56,7 +58,7 @@ def check(fhir: FhirServer, prefix: str, days: int) -> tuple[int, int, int]:
 
 def enqueue_all(service: Service, ids: list[str]) -> None:
     for pid in ids:
-        service.enqueue(Notification(events=(ChangeEvent("Procedure", pid, source="test"),)))
+        service.inbox.enqueue(Notification(events=(ChangeEvent("Procedure", pid, source="test"),)))
 
 
 def test_server_failures_for_a_stretch_then_recovery(
@@ -127,7 +129,7 @@ def test_same_notification_five_times_and_versions_out_of_order(
     client = FhirClient(fresh_fhir.base)
     store = open_store(tmp_path / "r.db")
     service = Service(client, client, RULEBOOK, Options(), store)
-    receiver = Receiver(service.enqueue)
+    receiver = Receiver(service.inbox.enqueue)
     v1 = client.read("Procedure", ids[0])
     v2 = copy.deepcopy(v1)
     v2["performedPeriod"]["start"] = at("08:45", day_of(0))  # 97112 24 -> 39 min: 62 min -> 4 units
@@ -216,13 +218,13 @@ def test_two_notifications_of_one_transaction_sync_the_day_once(
     store = open_store(tmp_path / "t.db")
     service = Service(client, client, RULEBOOK, Options(), store)
     a, b = (client.read("Procedure", pid) for pid in (ids[0], ids[0][:-1] + "b"))
-    first, second = (payload_of(Notification(events=(event_of(r, "test"),))) for r in (a, b))
+    first, second = (InboxPayload.of(Notification(events=(event_of(r, "test"),))) for r in (a, b))
     second_days = service._days(second)  # the second worker's view, before the first syncs
     assert len(second_days) == 1
     assert len(service.process(first)) == 1  # gathers the day: both procedures, both versions
-    ((patient, dos), changes), *_ = second_days.items()
-    assert service.sync(patient, dos, changes=changes) is None
-    assert service.sync(patient, dos) is not None  # without events: always synced
+    (day, changes), *_ = second_days.items()
+    assert service.sync(day, changes=changes) is None
+    assert service.sync(day) is not None  # without events: always synced
     assert [changed for *_, changed in store.runs()] == [True, False]
     _, items, claims = server_state(fresh_fhir, "twice")
     assert (items, claims) == (2, 1)
@@ -273,7 +275,7 @@ def _synced_day(
     client = FhirClient(fhir.base)
     store = open_store(db)
     service = Service(client, client, RULEBOOK, Options(), store)
-    service.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
+    service.inbox.enqueue(Notification(events=(ChangeEvent("Procedure", notified, source="test"),)))
     assert service.drain(timeout=60)
     return notified, client, store, service
 
@@ -287,7 +289,7 @@ def test_a_procedure_moved_to_an_earlier_date_leaves_its_old_day(
     old_day = day_of(0)
     moved = _move(client, notified[:-1] + "b", "mv-0-enc", "2025-01-05")
     assert old_day > "2025-01-05"
-    service.enqueue(Notification(events=(event_of(moved, "rest-hook"),)))
+    service.inbox.enqueue(Notification(events=(event_of(moved, "rest-hook"),)))
     assert service.drain(timeout=60)
     items = fresh_fhir.search("ChargeItem?subject=Patient/mv-0&_count=100")
     billed = sorted(i["code"]["coding"][0]["code"] for i in items if i["status"] == "billable")
@@ -305,13 +307,13 @@ def test_a_failed_old_day_is_retried_after_its_new_day_was_synced(
     change as already processed (the old day still holds the old version in the ledger)."""
     notified, client, store, service = _synced_day(fresh_fhir, "mvf", tmp_path / "f.db")
     moved = _move(client, notified[:-1] + "b", "mvf-0-enc", "2027-01-05")
-    payload = payload_of(Notification(events=(event_of(moved, "rest-hook"),)))
+    payload = InboxPayload.of(Notification(events=(event_of(moved, "rest-hook"),)))
     days = service._days(payload)
     assert len(days) == 2
-    new_day = min(days, key=lambda d: d[1] != "2027-01-05")  # the moved procedure's own day
-    service.sync(*new_day, changes=days[new_day])  # the new day succeeds; the old one "failed"
+    new_day = min(days, key=lambda d: str(d.service_date) != "2027-01-05")  # the moved one's
+    service.sync(new_day, changes=days[new_day])  # the new day succeeds; the old one "failed"
     retried = service._days(payload)  # the inbox retries the whole notification
-    assert any(dos == day_of(0) for _, dos in retried), retried
+    assert any(str(d.service_date) == day_of(0) for d in retried), retried
     service.process(payload)
     assert store.days_with(f"Procedure/{notified[:-1]}b") == ["mvf-0:2027-01-05"]
     store.close()
@@ -369,7 +371,7 @@ def _move_during(race: _Race, run: Callable[[], object]) -> None:
     moved = {**v1, "performedPeriod": {"start": at("09:00", "2026-03-03"),
                                        "end": at("09:24", "2026-03-03")}}  # fmt: skip
     v2 = race.client.update(moved)
-    race.worker2.process(payload_of(Notification(events=(event_of(v2, "rest-hook"),))))
+    race.worker2.process(InboxPayload.of(Notification(events=(event_of(v2, "rest-hook"),))))
     race.release.set()
     thread.join(30)
 
@@ -381,7 +383,7 @@ def test_a_move_while_another_worker_syncs_the_old_day_is_rechecked(
     worker 1 writes the old day from its older read: the procedure is billed on both days until
     the ledger's 'also on another day' check queues a recheck, which voids the old day."""
     race = _race(fresh_fhir, "race", tmp_path / "race.db", monkeypatch)
-    first = payload_of(Notification(events=(event_of(race.v1, "rest-hook"),)))
+    first = InboxPayload.of(Notification(events=(event_of(race.v1, "rest-hook"),)))
     _move_during(race, lambda: race.worker1.process(first))
     store = race.store
     assert store.days_with("Procedure/race-a") == ["race-x:2026-03-02", "race-x:2026-03-03"]
@@ -410,7 +412,9 @@ def test_an_id_only_change_finds_a_day_the_store_never_recorded(
     _move(client, moved_id, "lost-0-enc", "2025-01-03")
     store = open_store(tmp_path / "second.db")  # knows nothing of the first day
     service = Service(client, client, RULEBOOK, Options(), store)
-    service.enqueue(Notification(events=(ChangeEvent("Procedure", moved_id, source="rest-hook"),)))
+    service.inbox.enqueue(
+        Notification(events=(ChangeEvent("Procedure", moved_id, source="rest-hook"),))
+    )
     assert service.drain(timeout=60)
     items = fresh_fhir.search("ChargeItem?subject=Patient/lost-0&_count=100")
     billable = sorted(
@@ -438,13 +442,13 @@ def test_an_old_day_that_keeps_failing_does_not_flood_the_inbox(
     real = service_mod.sync_day
 
     def failing_old_day(*args: Any, **kwargs: Any) -> Any:  # the real sync; the old day fails
-        if kwargs.get("service_date") == old_day:
+        if str(kwargs["day"].service_date) == old_day:
             raise FatalServerError("refused", status=400)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service_mod, "sync_day", failing_old_day)
     moved = _move(client, notified[:-1] + "b", "flood-0-enc", "2025-01-03")
-    service.enqueue(Notification(events=(event_of(moved, "rest-hook"),)))
+    service.inbox.enqueue(Notification(events=(event_of(moved, "rest-hook"),)))
     assert service.drain(timeout=60)
     assert store.counts() == {"done": 1, "dead": 1}  # the first day's, and the failing one
     store.close()
@@ -461,8 +465,8 @@ def test_a_retry_after_a_crash_before_the_recheck_still_rechecks(
     def crash(procs: set[str], generation: int = 1) -> None:
         raise RuntimeError("worker 1 killed")
 
-    monkeypatch.setattr(race.worker1, "_recheck", crash)
-    first = payload_of(Notification(events=(event_of(race.v1, "rest-hook"),)))
+    monkeypatch.setattr(race.worker1.inbox, "recheck", crash)
+    first = InboxPayload.of(Notification(events=(event_of(race.v1, "rest-hook"),)))
     died: list[BaseException] = []
 
     def run() -> None:
@@ -489,25 +493,25 @@ def test_the_sweep_rechecks_a_procedure_left_on_two_days_and_rechecks_are_bounde
     """The ledger is the durable signal: whatever lost a recheck (a crash, a dead letter), the
     next sweep finds the procedure on two days and queues it. Rechecks are queued once per
     ledger state (a day written again is a new state) and stop after MAX_RECHECKS in a row."""
-    from adapter.service import MAX_RECHECKS
+    from adapter.intake.inbox import MAX_RECHECKS
 
     notified, client, store, service = _synced_day(fresh_fhir, "sweep", tmp_path / "s.db")
     moved_id = notified[:-1] + "b"
     old_day = f"sweep-0:{day_of(0)}"
     _move(client, moved_id, "sweep-0-enc", "2025-01-03")
     # the new day synced, the old day's recompute lost: the ledger holds the procedure twice
-    service.sync("Patient/sweep-0", "2025-01-03")
+    service.sync(PatientDay.of("Patient/sweep-0", "2025-01-03"))
     assert sorted(store.days_with(f"Procedure/{moved_id}")) == [
         "sweep-0:2025-01-03", old_day
     ]  # fmt: skip
     assert store.counts().get("pending") == 1  # the sync's own recheck (no caller to wait for)
     store._run("DELETE FROM inbox WHERE source = 'recheck'")  # lost, as to a crash
-    service._recheck({f"Procedure/{moved_id}"}, MAX_RECHECKS + 1)  # too many in a row: none
+    service.inbox.recheck({f"Procedure/{moved_id}"}, MAX_RECHECKS + 1)  # too many in a row: none
     assert store.counts().get("pending") is None
-    service._recheck({f"Procedure/{moved_id}"})
-    service._recheck({f"Procedure/{moved_id}"})  # the same ledger state: queued once
+    service.inbox.recheck({f"Procedure/{moved_id}"})
+    service.inbox.recheck({f"Procedure/{moved_id}"})  # the same ledger state: queued once
     assert store.counts().get("pending") == 1
-    service.catch_up()  # the sweep: the same state, already queued
+    service.inbox.catch_up()  # the sweep: the same state, already queued
     assert service.drain(timeout=60)
     assert store.days_with(f"Procedure/{moved_id}") == ["sweep-0:2025-01-03"]
     billable = sorted(
@@ -525,11 +529,11 @@ def test_the_sweep_alone_finds_a_procedure_on_two_days(
     notified, client, store, service = _synced_day(fresh_fhir, "sweep2", tmp_path / "s2.db")
     moved_id = notified[:-1] + "b"
     _move(client, moved_id, "sweep2-0-enc", "2025-01-03")
-    service.sync("Patient/sweep2-0", "2025-01-03")
+    service.sync(PatientDay.of("Patient/sweep2-0", "2025-01-03"))
     store._run("DELETE FROM inbox WHERE source = 'recheck'")  # its recheck lost to a crash
     time.sleep(0.05)  # the sweep's poll starts after the move (so only the backstop finds it)
     store.set_value(WATERMARK, json.dumps(Watermark(since=stamp(datetime.now(UTC))).as_json()))
-    assert service.catch_up() == 0
+    assert service.inbox.catch_up() == 0
     assert service.drain(timeout=60)
     assert store.days_with(f"Procedure/{moved_id}") == ["sweep2-0:2025-01-03"]
     store.close()

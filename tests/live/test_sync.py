@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from adapter.fhir.client import FhirClient
+from adapter.domain import PatientDay
+from adapter.emr.client import FhirClient
 from adapter.intake.polling import Watermark, poll
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options, handle_events
@@ -48,7 +49,7 @@ def test_poll_write_edit_void_and_nothing_twice(fresh_fhir: FhirServer) -> None:
     # nothing changed: a second poll finds nothing; re-syncing the day writes nothing
     mark, results = cycle(client, mark)
     assert results == []
-    from adapter.intake.live import ChangeEvent
+    from adapter.intake.events import ChangeEvent
 
     again = handle_events(client, client, RULEBOOK, [ChangeEvent("Procedure", "live-a")],
                           Options(evaluated_at=NOW))  # fmt: skip
@@ -101,7 +102,7 @@ def test_a_site_time_zone_keeps_an_evening_session_on_one_day(fresh_fhir: FhirSe
     (the gather window and the spool use the site's dates)."""
     from zoneinfo import ZoneInfo
 
-    from adapter.intake.live import ChangeEvent
+    from adapter.intake.events import ChangeEvent
 
     pid = "live-tz"
     resources = context(patient=pid)
@@ -119,7 +120,7 @@ def test_a_site_time_zone_keeps_an_evening_session_on_one_day(fresh_fhir: FhirSe
     events = [ChangeEvent("Procedure", "tz-a"), ChangeEvent("Procedure", "tz-b")]
     options = Options(evaluated_at=NOW, zone=ZoneInfo("America/Los_Angeles"))
     results = handle_events(client, client, RULEBOOK, events, options)
-    assert [(r.service_date, r.decision and sum(ln.units for ln in r.decision.lines))
+    assert [(str(r.day.service_date), r.decision and sum(ln.units for ln in r.decision.lines))
             for r in results] == [("2026-03-02", 3)]  # fmt: skip
     assert charge_lines(fresh_fhir, pid) == [("97110", 1, "billable"), ("97112", 2, "billable")]
 
@@ -130,7 +131,7 @@ def test_gathering_finds_an_undated_procedure_of_the_days_encounter(
     """Replay places a completed procedure with no time on its encounter's day (and holds it
     for the missing time); live finds it through the encounter, which a date search cannot."""
     from adapter.domain import FindingCode
-    from adapter.intake.live import ChangeEvent
+    from adapter.intake.events import ChangeEvent
 
     pid = "live-undated"
     a = procedure("ud-a", "97112", at("09:00"), at("09:24"), patient=f"Patient/{pid}")
@@ -149,15 +150,15 @@ def test_a_day_still_finding_references_after_the_round_cap_fails_loudly(
     fresh_fhir: FhirServer,
 ) -> None:
     from adapter.errors import InputError
-    from adapter.intake.live import gather_day
+    from adapter.intake.gather import gather_day
 
     pid = "live-rounds"
     a = procedure("rd-a", "97112", at("09:00"), at("09:24"), patient=f"Patient/{pid}")
     fresh_fhir.put_all(*context(patient=pid), a)
     client = FhirClient(fresh_fhir.base)
     with pytest.raises(InputError, match="still unresolved after 0 rounds"):
-        gather_day(client, f"Patient/{pid}", "2026-03-02", max_rounds=0)
-    spool, _ = gather_day(client, f"Patient/{pid}", "2026-03-02")
+        gather_day(client, PatientDay.of(f"Patient/{pid}", "2026-03-02"), max_rounds=0)
+    spool, _ = gather_day(client, PatientDay.of(f"Patient/{pid}", "2026-03-02"))
     try:
         assert [p["id"] for p in spool.procedures_of(f"Patient/{pid}", "2026-03-02")] == ["rd-a"]
     finally:
@@ -170,8 +171,8 @@ def test_a_day_whose_only_procedure_has_no_time_is_billed_like_replay(
     """An evaluation (untimed) documented without a time: replay places it on its encounter's
     day and bills it; live must find the day (from the encounter) and the procedure (through
     the patient's encounters around the date), not drop it silently."""
-    from adapter.intake.live import ChangeEvent
-    from adapter.intake.replay import evaluate_bundle
+    from adapter.intake.events import ChangeEvent
+    from adapter.replay import evaluate_bundle
     from tests.fhir.make import bundle
 
     pid = "live-eval"
@@ -187,7 +188,7 @@ def test_a_day_whose_only_procedure_has_no_time_is_billed_like_replay(
     options = Options(evaluated_at=NOW)
     (result,) = handle_events(client, client, RULEBOOK, [ChangeEvent("Procedure", "ev-a")], options)
     _, (offline,), _ = evaluate_bundle(bundle(*resources, ev), RULEBOOK, options)
-    assert result.service_date == offline.service_date.isoformat() == "2026-03-02"
+    assert result.day.service_date.isoformat() == offline.service_date.isoformat() == "2026-03-02"
     assert result.decision is not None
     assert (
         [(ln.code, ln.units) for ln in result.decision.lines]
@@ -198,13 +199,13 @@ def test_a_day_whose_only_procedure_has_no_time_is_billed_like_replay(
     (again,) = handle_events(
         client, client, RULEBOOK, [ChangeEvent("Encounter", "e-eval")], options
     )
-    assert again.service_date == "2026-03-02" and not again.write.changed
+    assert again.day.service_date.isoformat() == "2026-03-02" and not again.write.changed
 
 
 def test_a_review_message_says_so_once_its_findings_are_fixed(fresh_fhir: FhirServer) -> None:
     """The clinician's Communication listed what to fix; once the note is fixed it says nothing
     is left to fix (updated in place, once), instead of asking for fixes already made."""
-    from adapter.intake.live import ChangeEvent
+    from adapter.intake.events import ChangeEvent
 
     pid = "live-msg"
     who = f"Patient/{pid}"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from adapter.fhir import subscriptions
-from adapter.fhir.client import FhirClient
+from adapter.emr import subscriptions
+from adapter.emr.client import FhirClient
 from adapter.intake.webhook import Receiver, WebhookServer
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
@@ -79,7 +79,7 @@ def test_subscription_delivery_writes_charges(
     client = FhirClient(server.base)
     store = open_store(tmp_path / "state" / "adapter.db")
     service = Service(client, client, load_rulebook(), Options(), store)
-    receiver = Receiver(service.enqueue, secret=SECRET)
+    receiver = Receiver(service.inbox.enqueue, secret=SECRET)
     web = WebhookServer(receiver, "127.0.0.1", 0)
     web.start()
     service.start()

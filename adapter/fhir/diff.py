@@ -1,7 +1,9 @@
-"""Write one patient-day back to a FHIR server, changing only what changed.
+"""The write-back plan for one patient-day, pure: what to send so the server holds the day's
+resources, changing only what changed.
 
 The builder gives the resources the day should have. ``plan`` compares them with what the adapter
-wrote for that day before (found by the patient-day tag) and yields one transaction:
+wrote for that day before (found by the patient-day tag; ``adapter.emr.writeback`` reads it) and
+yields one transaction:
 
 - a resource not there yet is created (conditional create on its business identifier);
 - a resource whose content differs is updated in place (``PUT Type/id`` with ``If-Match``);
@@ -22,11 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapter.domain import PatientDay
 from adapter.fhir import codes
 from adapter.fhir.build import day_tag
-from adapter.fhir.client import FhirClient, Params
+from adapter.fhir.refs import version_of
 
 Resource = dict[str, Any]
+Search = tuple[str, list[tuple[str, str]]]  # resource type, search parameters
 KINDS = ("ChargeItem", "Claim", "Communication", "Provenance")
 
 
@@ -43,9 +47,9 @@ class WriteResult:
         return bool(self.created or self.updated or self.voided)
 
 
-def existing_searches(day_key: str) -> list[tuple[str, Params]]:
+def existing_searches(day: PatientDay) -> list[Search]:
     """The searches that find what the adapter wrote for a patient-day (by its tag)."""
-    tag = day_tag(day_key)
+    tag = day_tag(day)
     return [(k, [("_tag", f"{tag['system']}|{tag['code']}"), ("_count", "200")]) for k in KINDS]
 
 
@@ -57,11 +61,6 @@ def existing_from(answers: Sequence[Sequence[Resource]]) -> dict[str, list[Resou
             if r.get("resourceType") in out:
                 out[r["resourceType"]].append(r)
     return out
-
-
-def existing_for_day(target: FhirClient, day_key: str) -> dict[str, list[Resource]]:
-    """What the adapter wrote for a patient-day before, by resource type (one batch request)."""
-    return existing_from(target.search_batch(existing_searches(day_key)))
 
 
 def _identity(resource: Resource) -> str:
@@ -93,10 +92,9 @@ def _rewrite(value: Any, refs: dict[str, str]) -> Any:
 def _put(resource: Resource, current: Resource) -> Resource:
     kind, rid = current["resourceType"], current["id"]
     body = {**resource, "id": rid}
-    meta = current.get("meta") if isinstance(current.get("meta"), dict) else {}
     request: Resource = {"method": "PUT", "url": f"{kind}/{rid}"}
-    if isinstance(meta, dict) and meta.get("versionId"):
-        request["ifMatch"] = f'W/"{meta["versionId"]}"'
+    if version := version_of(current):
+        request["ifMatch"] = f'W/"{version}"'
     return {"resource": body, "request": request}
 
 
@@ -111,71 +109,99 @@ def plan(
     desired: Sequence[Resource],
     existing: dict[str, list[Resource]],
     *,
-    day_key: str,
+    day: PatientDay,
     correction_recipient: str | None,
 ) -> tuple[list[Resource], WriteResult]:
     """The transaction entries that bring the server to ``desired``, and what they do."""
-    result = WriteResult()
-    found = {_identity(r): r for kind in KINDS for r in existing.get(kind, [])}
+    step = _Plan(
+        found={_identity(r): r for kind in KINDS for r in existing.get(kind, [])},
+        day=day,
+        recipient=correction_recipient,
+    )
     # references to resources that already exist point at their ids, not at new urn:uuids
     refs = {
-        e["fullUrl"]: f"{e['resource']['resourceType']}/{found[_identity(e['resource'])]['id']}"
+        e[
+            "fullUrl"
+        ]: f"{e['resource']['resourceType']}/{step.found[_identity(e['resource'])]['id']}"
         for e in desired
-        if _identity(e["resource"]) in found
+        if _identity(e["resource"]) in step.found
     }
-    entries: list[Resource] = []
     provenance: Resource | None = None
     wanted: set[str] = set()
     for entry in desired:
         resource = _rewrite(entry["resource"], refs)
-        ident = _identity(resource)
-        wanted.add(ident)
-        current = found.get(ident)
+        wanted.add(_identity(resource))
         if resource["resourceType"] == "Provenance":
             provenance = {**entry, "resource": resource}
-            continue
-        if current is None:
-            entries.append({**entry, "resource": resource})
-            result.created.append(ident)
-        elif _content(resource) == _content(current):
-            result.unchanged.append(ident)
-        elif resource["resourceType"] == "Claim" and current.get("status") != "draft":
-            result.claim_locked = True
-            entries.append(_correction(current, resource, day_key, correction_recipient))
-            result.created.append("Communication|claim-correction")
         else:
-            entries.append(_put(resource, current))
-            result.updated.append(ident)
-    for ident, current in sorted(found.items()):
-        if ident in wanted:
-            continue
-        if current["resourceType"] == "Communication":
+            step.want({**entry, "resource": resource})
+    for ident, current in sorted(step.found.items()):
+        if ident not in wanted:
+            step.leave(ident, current)
+    if step.entries and provenance is not None:
+        step.record(provenance)
+    return step.entries, step.result
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The plan being made: what exists, and the entries and outcome so far."""
+
+    found: dict[str, Resource]
+    day: PatientDay
+    recipient: str | None
+    entries: list[Resource] = field(default_factory=list)
+    result: WriteResult = field(default_factory=WriteResult)
+
+    def want(self, entry: Resource) -> None:
+        """A resource the day should have: created, updated, left alone, or (a Claim past
+        draft) a correction request instead."""
+        resource = entry["resource"]
+        ident = _identity(resource)
+        current = self.found.get(ident)
+        if current is None:
+            self.entries.append(entry)
+            self.result.created.append(ident)
+        elif _content(resource) == _content(current):
+            self.result.unchanged.append(ident)
+        elif resource["resourceType"] == "Claim" and current.get("status") != "draft":
+            self.result.claim_locked = True
+            self.entries.append(_correction(current, resource, self.day, self.recipient))
+            self.result.created.append("Communication|claim-correction")
+        else:
+            self.entries.append(_put(resource, current))
+            self.result.updated.append(ident)
+
+    def leave(self, ident: str, current: Resource) -> None:
+        """A resource written before that the day no longer has."""
+        kind, status = current["resourceType"], current.get("status")
+        if kind == "Communication":
             # a clinician's or the billing office's review message with nothing left to fix
             # says so, instead of asking for fixes already made
-            resolved = _resolved(current, day_key)
+            resolved = _resolved(current, self.day)
             if resolved is not None and _content(resolved) != _content(current):
-                entries.append(_put(resolved, current))
-                result.updated.append(ident)
-            continue
-        if current["resourceType"] not in ("ChargeItem", "Claim"):
-            continue
-        if current.get("status") in ("entered-in-error", "cancelled"):
-            continue
-        if current["resourceType"] == "Claim" and current.get("status") != "draft":
-            result.claim_locked = True
-            entries.append(_correction(current, None, day_key, correction_recipient))
-            continue
-        entries.append(_put({**current, "status": "entered-in-error"}, current))
-        result.voided.append(ident)
-    if entries and provenance is not None:
-        current = found.get("Provenance")
-        targets = [{"reference": reference_to(e)} for e in entries]
+                self.entries.append(_put(resolved, current))
+                self.result.updated.append(ident)
+        elif kind not in ("ChargeItem", "Claim") or status in ("entered-in-error", "cancelled"):
+            return
+        elif kind == "Claim" and status != "draft":
+            self.result.claim_locked = True
+            self.entries.append(_correction(current, None, self.day, self.recipient))
+        else:
+            self.entries.append(_put({**current, "status": "entered-in-error"}, current))
+            self.result.voided.append(ident)
+
+    def record(self, provenance: Resource) -> None:
+        """The Provenance, targeting every entry written (only when something was)."""
+        current = self.found.get("Provenance")
+        targets = [{"reference": reference_to(e)} for e in self.entries]
         resource = {**provenance["resource"], "target": targets}
-        entries.append(_put(resource, current) if current else {**provenance, "resource": resource})
-    return entries, result
+        self.entries.append(
+            _put(resource, current) if current else {**provenance, "resource": resource}
+        )
 
 
-def _resolved(current: Resource, day_key: str) -> Resource | None:
+def _resolved(current: Resource, day: PatientDay) -> Resource | None:
     """A review Communication rewritten to say nothing is left to fix (None: a claim
     correction request, which stays as it was sent)."""
     values = [
@@ -185,11 +211,10 @@ def _resolved(current: Resource, day_key: str) -> Resource | None:
     ]
     if not values or any(":claim-correction:" in v for v in values):
         return None
-    service_date = day_key.rpartition(":")[2]
     body = {k: v for k, v in current.items() if k not in ("meta", "text", "reasonCode")}
     return {
         **body,
-        "meta": {"tag": [day_tag(day_key)]},
+        "meta": {"tag": [day_tag(day)]},
         "status": "completed",
         "priority": "routine",
         "category": [
@@ -197,7 +222,7 @@ def _resolved(current: Resource, day_key: str) -> Resource | None:
         ],
         "payload": [
             {
-                "contentString": f"Therapy charge review for {service_date}: resolved, nothing "
+                "contentString": f"Therapy charge review for {day.service_date}: resolved, nothing "
                 "left to fix (the documentation or the services changed since the last "
                 "message)."
             }
@@ -206,7 +231,7 @@ def _resolved(current: Resource, day_key: str) -> Resource | None:
 
 
 def _correction(
-    claim: Resource, desired: Resource | None, day_key: str, recipient: str | None
+    claim: Resource, desired: Resource | None, day: PatientDay, recipient: str | None
 ) -> Resource:
     now = (
         "no billable lines"
@@ -220,10 +245,10 @@ def _correction(
         )
     )
     digest = hashlib.sha256(now.encode()).hexdigest()[:10]
-    value = f"{day_key}:claim-correction:{digest}"
+    value = f"{day.key}:claim-correction:{digest}"
     resource: Resource = {
         "resourceType": "Communication",
-        "meta": {"tag": [day_tag(day_key)]},
+        "meta": {"tag": [day_tag(day)]},
         "identifier": [{"system": codes.ID_COMMUNICATION, "value": value}],
         "status": "completed",
         "category": [{"coding": [{"system": codes.COMMUNICATION_CATEGORY, "code": "alert"}]}],

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from adapter.emr.client import FhirClient
 from adapter.fhir import codes
-from adapter.fhir.client import FhirClient
 
 Resource = dict[str, Any]
 MANAGED = {"system": f"{codes.BASE}/CodeSystem/managed-by", "code": "therapy-charge-adapter"}

@@ -20,7 +20,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import IO, Any
 
-from adapter.domain import Decision, Rulebook
+from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.errors import InputError
 from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
@@ -236,7 +236,7 @@ def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[i
         procs = spool.procedures_of(patient, dos)
         yield (
             file,
-            process_day(procs, spool, rulebook, patient=patient, service_date=dos, options=options),
+            process_day(procs, spool, rulebook, day=PatientDay.of(patient, dos), options=options),
         )
 
 

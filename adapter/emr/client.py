@@ -24,8 +24,8 @@ from urllib.request import getproxies
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from adapter.emr.auth import Auth, NoAuth
 from adapter.errors import FatalServerError, FhirServerError, TemporaryServerError
-from adapter.fhir.auth import Auth, NoAuth
 
 log = logging.getLogger(__name__)
 TEMPORARY = frozenset({408, 429, 500, 502, 503, 504})

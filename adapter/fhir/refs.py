@@ -1,0 +1,90 @@
+"""References, instants and versions of FHIR R4 JSON: the one home of the small readers every
+layer needs (parse, build, diff, intake, the drivers).
+
+Pure functions over plain JSON values; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+Resource = dict[str, Any]
+
+_ABSOLUTE = re.compile(r"^https?://.+?/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
+_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
+#: a FHIR dateTime with a time must carry an offset
+DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+# -- references ---------------------------------------------------------------------------------
+def ref_key(reference: str) -> str:
+    """Normalise a reference: absolute URLs and ``_history`` suffixes become ``Type/id``."""
+    reference = reference.strip()
+    for pattern in (_RELATIVE, _ABSOLUTE):
+        m = pattern.match(reference)
+        if m:
+            return f"{m.group(1)}/{m.group(2)}"
+    return reference
+
+
+def reference_of(element: Any) -> str | None:
+    """The ``reference`` of a Reference element (stripped), or None."""
+    if isinstance(element, dict):
+        ref = element.get("reference")
+        if isinstance(ref, str) and ref.strip():
+            return ref.strip()
+    return None
+
+
+def key_of(resource: Resource) -> str:
+    """``Type/id`` of a resource as written (``Type/None`` when it has no id)."""
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
+def bare_id(key: str) -> str:
+    """The id part of ``Type/id`` (a key without a type is returned as it is)."""
+    return key.split("/", 1)[1] if "/" in key else key
+
+
+# -- instants -----------------------------------------------------------------------------------
+def parse_datetime(value: Any, zone: tzinfo | None = None) -> tuple[datetime | None, str | None]:
+    """A FHIR dateTime with time and offset -> aware datetime (in ``zone`` when given, else in
+    its own offset); else (None, reason). The strict reader for clinical times."""
+    if value is None:
+        return None, None
+    if not isinstance(value, str) or not DATETIME.match(value):
+        return None, f"{value!r} is not a date-time with a UTC offset"
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None, f"{value!r} is not a valid date-time"
+    return (parsed.astimezone(zone) if zone is not None else parsed), None
+
+
+def instant(value: Any) -> datetime | None:
+    """A server instant (``meta.lastUpdated``, ``response.lastModified``, a stored watermark)
+    as an aware UTC datetime; None when it is not one. The lenient reader for bookkeeping."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+# -- versions -----------------------------------------------------------------------------------
+def meta_of(resource: Any) -> Resource:
+    """A resource's ``meta`` (empty when absent or malformed)."""
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def version_of(resource: Any) -> str | None:
+    """``meta.versionId`` as text, or None when the resource has none."""
+    version = meta_of(resource).get("versionId")
+    if isinstance(version, bool) or not isinstance(version, str | int):
+        return None
+    return str(version) if str(version) else None

@@ -1,0 +1,331 @@
+"""Live intake: turn changed Procedures and Encounters into the patient-days they touch, and
+gather a patient-day's context from the EMR with as few requests as standard FHIR search allows.
+
+Every source (webhook notification, polling, reconciliation sweep) produces ``ChangeEvent``s;
+``days_of`` turns them into ``PatientDay``s; ``gather_day`` fills an in-memory ``Spool`` (the
+same index replay uses) so the rest of the pipeline does not know where data came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta, tzinfo
+from typing import Any
+
+from adapter.domain import PatientDay
+from adapter.emr.client import FhirClient, Params
+from adapter.errors import FatalServerError, InputError
+from adapter.fhir.parse import service_date_of
+from adapter.fhir.refs import key_of, ref_key, reference_of
+from adapter.intake.events import ChangeEvent
+from adapter.intake.spool import Spool
+
+log = logging.getLogger(__name__)
+Resource = dict[str, Any]
+Search = tuple[str, Params]
+GONE = (404, 410)
+
+
+# -- which days a change touches ----------------------------------------------------------------
+def _procedure_day(
+    proc: Resource, zone: tzinfo | None, encounter_start: Callable[[str], str | None]
+) -> PatientDay | None:
+    """A procedure's patient-day: its own date, or (no time documented) its encounter's, as
+    the spool places it."""
+    subject = reference_of(proc.get("subject"))
+    dos = service_date_of(proc, zone)
+    if dos is None and (enc := reference_of(proc.get("encounter"))):
+        start = encounter_start(ref_key(enc))
+        dos = service_date_of({"performedDateTime": start}, zone) if start else None
+    return PatientDay.of(ref_key(subject), dos) if subject and dos else None
+
+
+@dataclass
+class _EncounterStarts:
+    """Encounter start times read from the EMR once each (None: gone or no start)."""
+
+    emr: FhirClient
+    starts: dict[str, str | None] = field(default_factory=dict)
+
+    def __call__(self, key: str) -> str | None:
+        if key not in self.starts:
+            try:
+                kind, _, rid = key.partition("/")
+                period = self.emr.read(kind, rid).get("period")
+                start = period.get("start") if isinstance(period, dict) else None
+                self.starts[key] = start if isinstance(start, str) else None
+            except FatalServerError as err:
+                if err.status not in GONE:
+                    raise
+                self.starts[key] = None
+        return self.starts[key]
+
+
+def days_of(
+    emr: FhirClient,
+    events: Iterable[ChangeEvent],
+    *,
+    zone: tzinfo | None = None,
+    procedures: set[str] | None = None,
+) -> set[PatientDay]:
+    """The patient-days a batch of changes touches (reads what a notification left out).
+
+    A Procedure the EMR no longer has (404, 410) is skipped: the caller adds the days the ledger
+    billed it on, whose recomputation voids its lines. A procedure with no date is placed on its
+    encounter's. An Encounter is not read unless one of its procedures has no date: its
+    procedures are searched by reference (and their keys added to ``procedures``, so the caller
+    can add the days they were billed on before).
+    """
+    encounter_start = _EncounterStarts(emr)
+    days: set[PatientDay] = set()
+    for ev in events:
+        if ev.kind == "Procedure":
+            resource = ev.resource if ev.resource is not None else _read_procedure(emr, ev.id)
+            if resource is None:
+                continue
+            if day := _procedure_day(resource, zone, encounter_start):
+                days.add(day)
+            else:
+                log.warning("Procedure/%s has no subject or date: not placed", ev.id)
+            continue
+        # Encounter: every procedure of it
+        for proc in emr.search("Procedure", {"encounter": f"Encounter/{ev.id}", "_count": "200"}):
+            if proc.get("resourceType") != "Procedure":
+                continue
+            if procedures is not None:
+                procedures.add(f"Procedure/{proc.get('id')}")
+            if day := _procedure_day(proc, zone, encounter_start):
+                days.add(day)
+    return days
+
+
+def _read_procedure(emr: FhirClient, rid: str) -> Resource | None:
+    """The procedure as the EMR has it now; None when it is gone (its days come from the
+    caller's ledger)."""
+    try:
+        return emr.read("Procedure", rid)
+    except FatalServerError as err:
+        if err.status not in GONE:
+            raise
+        log.info("Procedure/%s is gone (%s): not placed", rid, err.status)
+        return None
+
+
+# -- gathering one day --------------------------------------------------------------------------
+def gather_day(
+    emr: FhirClient,
+    day: PatientDay,
+    *,
+    also: Sequence[Search] = (),
+    max_rounds: int = 4,
+    zone: tzinfo | None = None,
+) -> tuple[Spool, list[list[Resource]]]:
+    """Fetch everything one patient-day's evaluation needs into an in-memory spool.
+
+    Each round is one ``batch`` of searches, so a day usually costs two round trips: (1) the
+    patient's procedures around the date with their performers and encounters, the patient's
+    encounters around the date, coverages and care plans (plus ``also``, searches the caller
+    wants answered in the same request); (2) whatever those reference but did not bring (``_id``
+    searches), the roles of every practitioner, the procedures of the day's encounters (those
+    with no time have no date to be found by), and the same clinicians' procedures with other
+    patients that day (the concurrency check). Another round follows only when a round found new
+    references (a role read in round 2 naming another practitioner, say); a day still finding
+    some after ``max_rounds`` is an ``InputError``. Returns the spool and the answers to
+    ``also``, in order.
+    """
+    gathering = _Gathering(Spool(":memory:", zone=zone), day, zone)
+    try:
+        first = gathering.first_searches()
+        answers = emr.search_batch([*first, *also])
+        for found in answers[: len(first)]:
+            gathering.add_all(found)
+        for round_no in range(max_rounds + 1):
+            searches = gathering.next_round()
+            if not searches:
+                break
+            if round_no == max_rounds:
+                # a day still finding new references after this many rounds is not evaluated
+                # on part of its context (a missed session of a clinician could bill one-on-one
+                # time)
+                raise InputError(
+                    f"{day.patient} {day.service_date}: references still unresolved after "
+                    f"{max_rounds} rounds of searches"
+                )
+            for found in emr.search_batch(searches):
+                gathering.add_all(found)
+        gathering.spool.finish()
+    except BaseException:
+        gathering.spool.close()
+        raise
+    return gathering.spool, answers[len(first) :]
+
+
+@dataclass
+class _Gathering:
+    """One day's gathering: the spool it fills, what was fetched and what was asked."""
+
+    spool: Spool
+    day: PatientDay
+    zone: tzinfo | None
+    seen: set[str] = field(default_factory=set)  # Type/id of every resource fetched
+    asked: set[str] = field(default_factory=set)  # references read, roles, days searched
+
+    @property
+    def dos(self) -> str:
+        return self.day.service_date.isoformat()
+
+    @property
+    def window(self) -> list[tuple[str, str]]:
+        """The date of service is a local date (the site's zone, or each procedure's own
+        offset): search a day either side (servers compare dates in their own zone) and let the
+        spool keep the right day."""
+        d = self.day.service_date
+        return [
+            ("date", f"ge{(d - timedelta(days=1)).isoformat()}"),
+            ("date", f"le{(d + timedelta(days=1)).isoformat()}"),
+        ]
+
+    def add_all(self, resources: Iterable[Resource]) -> None:
+        for resource in resources:
+            key = key_of(resource)
+            if key not in self.seen:
+                self.seen.add(key)
+                self.spool.add(resource, file=0, where=key)
+
+    def first_searches(self) -> list[Search]:
+        patient = self.day.patient
+        return [
+            (
+                "Procedure",
+                [
+                    ("subject", patient),
+                    *self.window,
+                    ("_include", "Procedure:performer"),
+                    ("_include", "Procedure:encounter"),
+                    ("_count", "200"),
+                ],
+            ),
+            ("Coverage", [("beneficiary", patient), ("_count", "50")]),
+            ("CarePlan", [("subject", patient), ("_count", "50")]),
+            # the patient's encounters around the date: a procedure with no time is on its
+            # encounter's day, and a date search cannot find it
+            ("Encounter", [("subject", patient), *self.window, ("_count", "50")]),
+        ]
+
+    def next_round(self) -> list[Search]:
+        """The searches the day still needs, given what has been fetched and asked so far."""
+        self.spool.clear_cache()
+        procs, encounters = self._day_procedures()
+        refs, actors = _references(procs)
+        for enc_key in sorted(k for k in refs if k.startswith("Encounter/")):
+            for part in (self.spool.get(enc_key) or {}).get("participant") or []:
+                if isinstance(part, dict) and (i := reference_of(part.get("individual"))):
+                    actors.add(ref_key(i))
+        actors = {a for a in actors if a.startswith(("Practitioner/", "PractitionerRole/"))}
+        practitioners = self._practitioners(actors)
+        refs |= actors | practitioners
+        # a clinician's sessions are found under the practitioner and under each of their roles
+        actors |= practitioners | self._roles_of(practitioners)
+        return [
+            *self._reads(refs),
+            *self._once("roles", practitioners, lambda c: [("practitioner", c), ("_count", "200")],
+                        "PractitionerRole"),
+            # undated procedures of the day's encounters (a date search cannot find them)
+            *self._once("procs", encounters, lambda c: [("encounter", c), ("_count", "200")]),
+            *self._once("day", actors,
+                        lambda c: [("performer", c), *self.window, ("_count", "200")]),
+        ]  # fmt: skip
+
+    def _day_procedures(self) -> tuple[list[Resource], set[str]]:
+        """The patient's procedures on the day (dated, and undated ones of the day's
+        encounters, which belong to the encounter's day as replay places them), and the day's
+        encounters."""
+        patient = self.day.patient
+        mine = [
+            r
+            for r in self.spool.resources("Procedure")
+            if ref_key(reference_of(r.get("subject")) or "") == patient
+        ]
+        procs = [r for r in mine if service_date_of(r, self.zone) == self.dos]
+        encounters = {ref_key(e) for r in procs if (e := reference_of(r.get("encounter")))}
+        for enc in self.spool.resources("Encounter"):
+            period = enc.get("period") if isinstance(enc.get("period"), dict) else {}
+            start = period.get("start") if isinstance(period, dict) else None
+            subject = reference_of(enc.get("subject"))
+            if (
+                subject
+                and ref_key(subject) == patient
+                and isinstance(start, str)
+                and service_date_of({"performedDateTime": start}, self.zone) == self.dos
+            ):
+                encounters.add(f"Encounter/{enc.get('id')}")
+        procs += [
+            r
+            for r in mine
+            if service_date_of(r, self.zone) is None
+            and (e := reference_of(r.get("encounter")))
+            and ref_key(e) in encounters
+        ]
+        return procs, encounters
+
+    def _practitioners(self, actors: set[str]) -> set[str]:
+        """The practitioners among ``actors`` and behind their roles."""
+        practitioners = {a for a in actors if a.startswith("Practitioner/")}
+        for role_key in sorted(a for a in actors if a.startswith("PractitionerRole/")):
+            if pr := reference_of((self.spool.get(role_key) or {}).get("practitioner")):
+                practitioners.add(ref_key(pr))
+        return practitioners
+
+    def _roles_of(self, practitioners: set[str]) -> set[str]:
+        return {
+            f"PractitionerRole/{role.get('id')}"
+            for role in self.spool.resources("PractitionerRole")
+            if (pr := reference_of(role.get("practitioner"))) and ref_key(pr) in practitioners
+        }
+
+    def _reads(self, refs: set[str]) -> list[Search]:
+        """``_id`` searches for the references not fetched and not asked for yet."""
+        missing: dict[str, list[str]] = {}
+        for key in sorted(refs - self.seen):
+            kind, _, rid = key.partition("/")
+            if rid and f"read:{key}" not in self.asked:
+                self.asked.add(f"read:{key}")
+                missing.setdefault(kind, []).append(rid)
+        return [
+            (kind, [("_id", ",".join(chunk))])
+            for kind, ids in sorted(missing.items())
+            for chunk in _chunks(ids)
+        ]
+
+    def _once(
+        self,
+        what: str,
+        keys: set[str],
+        params: Callable[[str], list[tuple[str, str]]],
+        kind: str = "Procedure",
+    ) -> list[Search]:
+        """One search per chunk of the ``keys`` not searched for ``what`` yet."""
+        new = sorted(k for k in keys if f"{what}:{k}" not in self.asked)
+        self.asked.update(f"{what}:{k}" for k in new)
+        return [(kind, params(",".join(chunk))) for chunk in _chunks(new)]
+
+
+def _references(procs: Sequence[Resource]) -> tuple[set[str], set[str]]:
+    """The encounters and the performers the procedures name."""
+    refs: set[str] = set()
+    actors: set[str] = set()
+    for p in procs:
+        if e := reference_of(p.get("encounter")):
+            refs.add(ref_key(e))
+        for perf in p.get("performer") or []:
+            if isinstance(perf, dict) and (a := reference_of(perf.get("actor"))):
+                actors.add(ref_key(a))
+    return refs, actors
+
+
+def _chunks(items: Sequence[str], size: int = 20) -> Iterator[list[str]]:
+    """Comma-separated (OR) lists of at most ``size`` values, to keep URLs short."""
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
