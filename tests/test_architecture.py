@@ -1,14 +1,52 @@
-"""The rules core stays pure, and dependencies point one way (style guide §1-§4)."""
+"""The layers of ``adapter/`` and the rules between them (style guide §1-§4), read from the
+imports of every module, and the public API.
+
+Each layer names the layers it may import; anything else is a violation. The drivers
+(``pipeline``, ``replay``, ``service``, ``cli``) are the only modules that wire stages together:
+no other layer imports them. Every rule is also checked the other way: a module that breaks it
+is caught (so a rule cannot pass by matching nothing).
+"""
 
 from __future__ import annotations
 
 import ast
+import types
 from pathlib import Path
+
+import pytest
 
 import adapter
 
 PACKAGE = Path(adapter.__file__).parent
-PURE = [PACKAGE / "domain.py", *sorted((PACKAGE / "rules").glob("*.py"))]
+DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api"})
+
+ALL_LAYERS = frozenset(
+    {"domain", "rules", "errors", "observe", "mappings", "fhir", "emr", "store", "intake",
+     "config", "pipeline", "replay", "service", "cli", "api"}
+)  # fmt: skip
+#: layer -> the adapter layers it may import (itself always allowed)
+ALLOWED: dict[str, frozenset[str]] = {
+    "domain": frozenset(),
+    "rules": frozenset({"domain"}),
+    "errors": frozenset(),
+    "observe": frozenset(),
+    "mappings": frozenset({"domain", "errors"}),
+    "fhir": frozenset({"domain", "rules", "errors"}),
+    "emr": frozenset({"domain", "errors", "fhir"}),
+    "store": frozenset({"errors"}),
+    "intake": frozenset({"domain", "errors", "fhir", "emr", "store", "observe"}),
+    "config": frozenset({"errors", "emr"}),
+    "pipeline": frozenset({"domain", "errors", "fhir", "emr", "intake", "rules"}),
+    "replay": frozenset({"domain", "errors", "fhir", "intake", "pipeline", "rules"}),
+    "service": frozenset(
+        {"domain", "errors", "fhir", "emr", "intake", "store", "observe", "pipeline", "rules"}
+    ),
+    # the command line may use everything, and the package's version
+    "cli": frozenset(ALL_LAYERS - {"cli", "api"} | {"__init__"}),
+    # the library API (README "Library use") and the package that exports it
+    "api": frozenset({"domain", "fhir", "pipeline", "replay"}),
+    "__init__": frozenset({"api", "domain", "errors", "mappings", "rules"}),
+}
 
 # Standard-library modules the pure core may use: types, math and data structures only.
 ALLOWED_STDLIB = {
@@ -16,6 +54,16 @@ ALLOWED_STDLIB = {
     "functools", "itertools", "math", "operator", "re", "types", "typing",
 }  # fmt: skip
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def layer_of(path: Path) -> str:
+    """The layer a module belongs to: its top folder under adapter/, or its module name."""
+    first = path.relative_to(PACKAGE).parts[0]
+    return first.removesuffix(".py")
 
 
 def imports(path: Path) -> set[str]:
@@ -26,22 +74,75 @@ def imports(path: Path) -> set[str]:
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            if node.module == "adapter":  # from adapter import replay (a layer) or a name
+                found |= {
+                    f"adapter.{a.name}" if a.name in ALLOWED else "adapter.__init__"
+                    for a in node.names
+                }
     return found
 
 
-def test_pure_core_imports_only_domain_and_safe_stdlib() -> None:
-    assert len(PURE) >= 6
-    for path in PURE:
+def adapter_layers(names: set[str]) -> set[str]:
+    return {n.split(".")[1] for n in names if n.startswith("adapter.")}
+
+
+def violations(layer: str, names: set[str]) -> set[str]:
+    """The adapter layers ``names`` reaches that ``layer`` may not import."""
+    return adapter_layers(names) - ALLOWED[layer] - {layer}
+
+
+def test_every_module_belongs_to_a_known_layer() -> None:
+    assert set(ALLOWED) == ALL_LAYERS | {"__init__"}
+    unknown = {layer_of(p) for p in modules()} - set(ALLOWED)
+    assert not unknown, f"add the new layer(s) to ALLOWED: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_follow_the_layers(path: Path) -> None:
+    assert not violations(layer_of(path), imports(path))
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("rules", "adapter.fhir.parse"),
+        ("rules", "adapter.mappings"),
+        ("domain", "adapter.rules"),
+        ("fhir", "adapter.emr.client"),
+        ("fhir", "adapter.intake.spool"),
+        ("emr", "adapter.intake.events"),
+        ("emr", "adapter.pipeline"),
+        ("intake", "adapter.pipeline"),
+        ("intake", "adapter.replay"),
+        ("store", "adapter.fhir"),
+        ("pipeline", "adapter.service"),
+        ("replay", "adapter.service"),
+        ("service", "adapter.cli"),
+    ],
+)
+def test_the_check_catches_a_forbidden_import(layer: str, forbidden: str) -> None:
+    assert violations(layer, {forbidden}) == {forbidden.split(".")[1]}
+
+
+def test_only_drivers_import_drivers() -> None:
+    for layer, allowed in ALLOWED.items():
+        if layer not in DRIVERS | {"__init__"}:
+            assert not (allowed & DRIVERS), layer
+
+
+def test_the_rules_core_is_pure() -> None:
+    pure = sorted((PACKAGE / "domain").glob("*.py")) + sorted((PACKAGE / "rules").glob("*.py"))
+    assert len(pure) >= 8
+    for path in pure:
         for name in imports(path):
-            top = name.split(".")[0]
-            if top == "adapter":
-                assert name == "adapter.domain" or name.startswith("adapter.rules"), (path, name)
-            else:
-                assert top in ALLOWED_STDLIB, f"{path.name} imports {name}"
+            if not name.startswith("adapter"):
+                assert name.split(".")[0] in ALLOWED_STDLIB, f"{path.name} imports {name}"
 
 
 def test_pure_core_reads_no_clock_environment_or_files() -> None:
-    for path in PURE:
+    for path in sorted((PACKAGE / "domain").glob("*.py")) + sorted(
+        (PACKAGE / "rules").glob("*.py")
+    ):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
@@ -52,21 +153,29 @@ def test_pure_core_reads_no_clock_environment_or_files() -> None:
                 )
 
 
-def test_the_check_itself_catches_a_forbidden_import(tmp_path: Path) -> None:
+def test_the_check_itself_catches_a_forbidden_stdlib_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("import logging\nfrom os import environ\n")
-    assert {"logging", "os"} <= imports(bad)
+    bad.write_text("import logging\nfrom os import environ\nfrom adapter import replay\n")
+    assert {"logging", "os", "adapter.replay"} <= imports(bad)
 
 
 def test_fhir_models_only_imported_under_adapter_fhir() -> None:
-    for path in PACKAGE.rglob("*.py"):
-        if "fhir" in path.relative_to(PACKAGE).parts[:1]:
+    for path in modules():
+        if layer_of(path) == "fhir":
             continue
         for name in imports(path):
             assert not name.startswith("fhir.resources"), f"{path} imports {name}"
 
 
-def test_public_api_is_exported() -> None:
+def test_public_api_is_exactly_all() -> None:
+    """``adapter.__all__`` lists every public name of the package and nothing else (the httpx
+    ``test_exported_members`` model); submodules are not names of the API."""
+    public = {
+        name
+        for name, value in vars(adapter).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(adapter.__all__) - {"__version__"}
     for name in adapter.__all__:
         assert hasattr(adapter, name), name
     assert {"load_rulebook", "evaluate", "Decision", "ServiceDay"} <= set(adapter.__all__)

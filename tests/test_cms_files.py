@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from adapter.cms_files import read_mue_file, read_ptp_file
 from adapter.domain import MueEdit, PtpEdit
 from adapter.errors import MappingError
+from adapter.mappings.cms_files import read_mue_file, read_ptp_file
 
 DATA = Path(__file__).parent / "data" / "cms"
 PTP_SAMPLE = DATA / "ccipra-sample-f1.txt"
@@ -101,25 +101,25 @@ def test_ptp_sample_modifier_indicators() -> None:
 
 def test_ptp_sample_effective_dates() -> None:
     edits = read_ptp(PTP_SAMPLE)
-    assert edits["97530", "97116"].provenance.effective_from == date(2020, 1, 1)
-    assert edits["97140", "97124"].provenance.effective_from == date(1996, 1, 1)
-    assert edits["97150", "97110"].provenance.effective_from == date(2021, 1, 1)
-    assert edits["97750", "97530"].provenance.effective_from == date(2020, 7, 1)
+    assert edits["97530", "97116"].source.effective_from == date(2020, 1, 1)
+    assert edits["97140", "97124"].source.effective_from == date(1996, 1, 1)
+    assert edits["97150", "97110"].source.effective_from == date(2021, 1, 1)
+    assert edits["97750", "97530"].source.effective_from == date(2020, 7, 1)
 
 
 def test_ptp_deletion_date_is_first_day_not_in_force() -> None:
     deleted = read_ptp(PTP_SAMPLE)["97035", "97032"]
-    assert deleted.provenance.effective_from == date(2019, 1, 1)
-    assert deleted.provenance.effective_to == date(2023, 12, 31)
-    assert deleted.provenance.in_effect(date(2023, 12, 31))
-    assert not deleted.provenance.in_effect(date(2024, 1, 1))
+    assert deleted.source.effective_from == date(2019, 1, 1)
+    assert deleted.source.effective_to == date(2023, 12, 31)
+    assert deleted.source.in_effect(date(2023, 12, 31))
+    assert not deleted.source.in_effect(date(2024, 1, 1))
 
 
 def test_ptp_star_deletion_date_means_open_ended() -> None:
     edits = read_ptp(PTP_SAMPLE)
     for pair, e in edits.items():
         if pair != ("97035", "97032"):
-            assert e.provenance.effective_to is None, pair
+            assert e.source.effective_to is None, pair
 
 
 def test_ptp_distinct_by_region_only_for_chiropractic_column_1() -> None:
@@ -134,10 +134,10 @@ def test_ptp_provenance() -> None:
     edits = read_ptp(PTP_SAMPLE)
     for (col1, col2), e in edits.items():
         assert e.from_cms_file is True
-        assert e.provenance.confidence == "HIGH"
-        assert e.provenance.ref == f"ncci-file:{PTP_SAMPLE.name}:{col1}/{col2}"
-        assert e.provenance.source.startswith("CMS NCCI PTP (test)")
-    assert edits["97150", "97110"].provenance.source.endswith(
+        assert e.source.confidence == "HIGH"
+        assert e.source.ref == f"ncci-file:{PTP_SAMPLE.name}:{col1}/{col2}"
+        assert e.source.citation.startswith("CMS NCCI PTP (test)")
+    assert edits["97150", "97110"].source.citation.endswith(
         "rationale: Mutually exclusive procedures"
     )
 
@@ -152,7 +152,7 @@ def test_ptp_crlf_line_endings_give_the_same_edits(tmp_path: Path) -> None:
 
 def _with_ref(e: PtpEdit, name: str) -> PtpEdit:
     ref = f"ncci-file:{name}:{e.column1}/{e.column2}"
-    return replace(e, provenance=replace(e.provenance, ref=ref))
+    return replace(e, source=replace(e.source, ref=ref))
 
 
 def test_ptp_header_only_yields_nothing(tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_ptp_rationale_is_optional(tmp_path: Path) -> None:
         tmp_path / "p.txt", [*PTP_PREAMBLE, ptp_row("97530", "97116", "", "20200101", "*", "1")]
     )
     (edit,) = read_ptp_file(path, source="CMS")
-    assert edit.provenance.source == "CMS"
+    assert edit.source.citation == "CMS"
 
 
 # -- PTP errors -------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_ptp_file_is_read_as_latin_1(tmp_path: Path) -> None:
     write(path, [*PTP_PREAMBLE, ptp_row("97530", "97116", "", "20200101", "*", "1", rationale)])
     assert b"\xe9" in path.read_bytes()
     (edit,) = read_ptp_file(path, source="CMS")
-    assert edit.provenance.source == f"CMS; rationale: {rationale}"
+    assert edit.source.citation == f"CMS; rationale: {rationale}"
 
 
 # -- the practitioner MUE sample ----------------------------------------------------------------
@@ -253,18 +253,18 @@ def test_mue_dates_come_from_the_caller() -> None:
     open_ended = read_mue(MUE_SAMPLE)
     quarter = read_mue(MUE_SAMPLE, to=date(2025, 12, 31))
     for code in open_ended:
-        assert open_ended[code].provenance.effective_from == Q4_2025
-        assert open_ended[code].provenance.effective_to is None
-        assert quarter[code].provenance.effective_from == Q4_2025
-        assert quarter[code].provenance.effective_to == date(2025, 12, 31)
+        assert open_ended[code].source.effective_from == Q4_2025
+        assert open_ended[code].source.effective_to is None
+        assert quarter[code].source.effective_from == Q4_2025
+        assert quarter[code].source.effective_to == date(2025, 12, 31)
 
 
 def test_mue_provenance() -> None:
     edits = read_mue(MUE_SAMPLE)
     for code, e in edits.items():
-        assert e.provenance.confidence == "HIGH"
-        assert e.provenance.ref == f"mue-file:{MUE_SAMPLE.name}:{code}"
-    assert edits["97112"].provenance.source == "CMS MUE (test); rationale: Clinical: Data"
+        assert e.source.confidence == "HIGH"
+        assert e.source.ref == f"mue-file:{MUE_SAMPLE.name}:{code}"
+    assert edits["97112"].source.citation == "CMS MUE (test); rationale: Clinical: Data"
 
 
 # -- MUE errors -------------------------------------------------------------------------------

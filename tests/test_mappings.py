@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.domain import CodeEntry, CodeKind, Discipline, Provenance, Rulebook, UnitMethod
+from adapter.domain import CodeEntry, CodeKind, Discipline, Rulebook, RuleSource, UnitMethod
 from adapter.errors import MappingError
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 
@@ -136,32 +136,32 @@ def test_domain_text_matches(rulebook: Rulebook, phrase: str, code: str) -> None
     assert matches.get(phrase) == code
 
 
-def _all_provenances(rb: Rulebook) -> Iterator[tuple[str, Provenance]]:
+def _all_sources(rb: Rulebook) -> Iterator[tuple[str, RuleSource]]:
     for code, entries in rb.codes.items():
         for e in entries:
-            yield f"code {code}", e.provenance
+            yield f"code {code}", e.source
     for t in rb.text_matches:
-        yield f"text {t.phrase}", t.provenance
+        yield f"text {t.phrase}", t.source
     for pid, p in rb.payers.items():
-        yield f"payer {pid}", p.provenance
+        yield f"payer {pid}", p.source
         for s in p.substitutions:
-            yield f"payer {pid} substitution {s.from_code}", s.provenance
+            yield f"payer {pid} substitution {s.from_code}", s.source
         for code, prov in p.bundled.items():
             yield f"payer {pid} bundled {code}", prov
     for pair, edits in rb.ptp.items():
         for e in edits:
-            yield f"pair {pair}", e.provenance
+            yield f"pair {pair}", e.source
     for u in rb.unit_thresholds:
-        yield f"threshold {u.code}", u.provenance
-    yield "evaluations", rb.evaluation_limits.provenance
-    yield "notes", rb.notes.provenance
+        yield f"threshold {u.code}", u.source
+    yield "evaluations", rb.evaluation_limits.source
+    yield "notes", rb.notes.source
 
 
 def test_every_entry_has_source_and_is_in_effect(rulebook: Rulebook) -> None:
-    provenances = list(_all_provenances(rulebook))
-    assert len(provenances) >= 40 + 17 + 23  # codes, text matches, pairs at least
-    for what, p in provenances:
-        assert len(p.source) >= 3, what
+    sources = list(_all_sources(rulebook))
+    assert len(sources) >= 40 + 17 + 23  # codes, text matches, pairs at least
+    for what, p in sources:
+        assert len(p.citation) >= 3, what
         assert p.confidence in ("HIGH", "MED", "LOW"), what
         assert p.ref, what
         assert p.in_effect(ON), what
@@ -171,11 +171,11 @@ def test_kx_thresholds_are_in_effect_in_their_own_year_only(rulebook: Rulebook) 
     medicare = rulebook.payers["medicare"]
     assert medicare.kx_thresholds
     for t in medicare.kx_thresholds:
-        assert len(t.provenance.source) >= 3
-        assert t.provenance.in_effect(date(t.year, 1, 1))
-        assert t.provenance.in_effect(date(t.year, 12, 31))
-        assert not t.provenance.in_effect(date(t.year + 1, 1, 1))
-        assert not t.provenance.in_effect(date(t.year - 1, 12, 31))
+        assert len(t.source.citation) >= 3
+        assert t.source.in_effect(date(t.year, 1, 1))
+        assert t.source.in_effect(date(t.year, 12, 31))
+        assert not t.source.in_effect(date(t.year + 1, 1, 1))
+        assert not t.source.in_effect(date(t.year - 1, 12, 31))
 
 
 def test_payer_unit_methods(rulebook: Rulebook) -> None:
@@ -546,7 +546,7 @@ def test_imported_ptp_edit_wins_over_curated(with_cms: Path) -> None:
     edit_ = rb.ptp_edit("97530", "97116", Q4_START)
     assert edit_ is not None
     assert edit_.from_cms_file is True
-    assert edit_.provenance.ref == f"ncci-file:{PTP_SAMPLE}:97530/97116"
+    assert edit_.source.ref == f"ncci-file:{PTP_SAMPLE}:97530/97116"
     # 97150/97110: curated indicator 1 from 2020; the CMS file says 0 from 2021
     imported = rb.ptp_edit("97150", "97110", Q4_START)
     assert imported is not None
@@ -595,7 +595,7 @@ def test_mue_edit_within_and_outside_its_dates(with_cms: Path) -> None:
         mue = rb.mue_edit("97112", on)
         assert mue is not None, on
         assert mue.max_units == 4
-        assert mue.provenance.ref == f"mue-file:{MUE_SAMPLE}:97112"
+        assert mue.source.ref == f"mue-file:{MUE_SAMPLE}:97112"
     g0283 = rb.mue_edit("G0283", Q4_START)
     assert g0283 is not None
     assert g0283.max_units == 1

@@ -124,14 +124,12 @@ def resolve_code(procedure: Resource, rulebook: Rulebook) -> ResolvedCode | None
         target = rulebook.intake.concept_map.get((str(c.get("system")), str(c.get("code"))))
         if target is not None:
             return ResolvedCode(
-                code=target.code, source=CodeSource.CONCEPT_MAP, rule_ref=target.provenance.ref
+                code=target.code, source=CodeSource.CONCEPT_MAP, rule_ref=target.source.ref
             )
     texts = [t.lower() for t in _texts(concept)]
     for match in sorted(rulebook.text_matches, key=lambda m: (-len(m.phrase), m.phrase)):
         if any(match.phrase in t for t in texts):
-            return ResolvedCode(
-                code=match.code, source=CodeSource.TEXT, rule_ref=match.provenance.ref
-            )
+            return ResolvedCode(code=match.code, source=CodeSource.TEXT, rule_ref=match.source.ref)
     return None
 
 

@@ -108,7 +108,7 @@ def resolve(
             )
         )
         return Resolution(service=None, findings=tuple(out), rule_refs=())
-    refs.append(entry.provenance.ref)
+    refs.append(entry.source.ref)
     if iv.code_source is CodeSource.TEXT:
         out.append(
             finding(
@@ -119,7 +119,7 @@ def resolve(
             )
         )
     for sub in payer.substitutions:
-        if sub.from_code == code and sub.provenance.in_effect(day.service_date):
+        if sub.from_code == code and sub.source.in_effect(day.service_date):
             new_entry = rulebook.code(sub.to_code, day.service_date)
             if new_entry is None:
                 break
@@ -132,7 +132,7 @@ def resolve(
                     sub.to_code,
                 )
             )
-            refs += [sub.provenance.ref, new_entry.provenance.ref]
+            refs += [sub.source.ref, new_entry.source.ref]
             code, entry = sub.to_code, new_entry
             break
     bundled = payer.bundled.get(code)

@@ -450,7 +450,7 @@ def _evaluation_limits(
     codes: dict[Key, _Code], rulebook: Rulebook, explanation: list[str]
 ) -> list[Finding]:
     limits = rulebook.evaluation_limits
-    ref = limits.provenance.ref
+    ref = limits.source.ref
     out: list[Finding] = []
     evals = [c for c in codes.values() if c.billed and is_evaluation(c.services[0].entry)]
     by_discipline: dict[Discipline, list[_Code]] = defaultdict(list)
@@ -533,7 +533,7 @@ def _ncci(
             second = [c for c in by_code[col2] if c.billed]
             if not first or not second:
                 continue
-            ref = edit.provenance.ref
+            ref = edit.source.ref
             s1 = [s for c in first for s in c.services]
             s2 = [s for c in second for s in c.services]
             if edit.modifier_indicator == 0:
@@ -606,7 +606,7 @@ def _mue(
             cut = min(excess, c.units)
             c.units -= cut
             excess -= cut
-            c.refs.append(edit.provenance.ref)
+            c.refs.append(edit.source.ref)
             c.reasons.append(f"MUE: {code} capped at {edit.max_units} unit(s) a day")
         ids = [i for c in group for i in c.ids]
         out.append(
@@ -619,7 +619,7 @@ def _mue(
                 code,
             )
         )
-        explanation.append(f"Edit: MUE {code} {total} -> {edit.max_units} [{edit.provenance.ref}].")
+        explanation.append(f"Edit: MUE {code} {total} -> {edit.max_units} [{edit.source.ref}].")
     return out
 
 
@@ -672,9 +672,9 @@ def _kx(
             )
             for d in members:
                 mods[d] = reason
-                refs[d] = [threshold.provenance.ref]
+                refs[d] = [threshold.source.ref]
             out.append(finding(FindingCode.KX_APPLIED, INFO, reason, ids))
-            explanation.append(f"Modifier: {reason} [{threshold.provenance.ref}].")
+            explanation.append(f"Modifier: {reason} [{threshold.source.ref}].")
             if payer.kx_review_amount is not None and spend > payer.kx_review_amount:
                 out.append(
                     finding(
@@ -699,7 +699,7 @@ def _thresholds(
             units[c.code] += c.units
             services[c.code] += c.services
     for t in rulebook.unit_thresholds:
-        if not t.provenance.in_effect(day.service_date):
+        if not t.source.in_effect(day.service_date):
             continue
         if t.payers and payer.id not in t.payers:
             continue

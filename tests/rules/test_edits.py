@@ -6,12 +6,12 @@ import dataclasses
 from datetime import date
 from types import MappingProxyType
 
-from adapter.domain import FindingCode, MueEdit, Provenance, PtpEdit, Rulebook, Severity
+from adapter.domain import FindingCode, MueEdit, PtpEdit, Rulebook, RuleSource, Severity
 from adapter.rules import evaluate
 
 from .build import DC, OT, PT, PT2, day, iv, lines, units_by_code
 
-PROV = Provenance(ref="test", source="test", confidence="HIGH", effective_from=date(2020, 1, 1))
+PROV = RuleSource(ref="test", citation="test", confidence="HIGH", effective_from=date(2020, 1, 1))
 
 
 def with_ptp(rb: Rulebook, col1: str, col2: str, indicator: int) -> Rulebook:
@@ -21,13 +21,13 @@ def with_ptp(rb: Rulebook, col1: str, col2: str, indicator: int) -> Rulebook:
         modifier_indicator=indicator,
         distinct_by="interval",
         from_cms_file=True,
-        provenance=dataclasses.replace(PROV, ref=f"ncci-file:test:{col1}/{col2}"),
+        source=dataclasses.replace(PROV, ref=f"ncci-file:test:{col1}/{col2}"),
     )
     return dataclasses.replace(rb, ptp=MappingProxyType({**rb.ptp, (col1, col2): (edit,)}))
 
 
 def with_mue(rb: Rulebook, code: str, max_units: int) -> Rulebook:
-    edit = MueEdit(code=code, max_units=max_units, adjudication="3", provenance=PROV)
+    edit = MueEdit(code=code, max_units=max_units, adjudication="3", source=PROV)
     return dataclasses.replace(rb, mue=MappingProxyType({**rb.mue, code: (edit,)}))
 
 

@@ -4,7 +4,7 @@ Each file is TOML with a vocabulary comment at its top; every entry carries ``so
 ``confidence`` and ``effective_from`` (and optionally ``effective_to``). Validation is strict:
 unknown keys, unknown codes, bad dates or duplicate entries fail with a ``MappingError`` naming
 the file, the entry and the reason. CMS quarterly PTP/MUE files listed in ``rulebook.toml`` are
-imported as published (see ``adapter.cms_files``).
+imported as published (see ``adapter.mappings.cms_files``).
 
 The version stamped on every output is ``<manifest version>+<hash of the mapping files>``, so
 two outputs with the same version were produced by byte-identical rules.
@@ -25,7 +25,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adapter import cms_files
 from adapter.domain import (
     CodeEntry,
     CodeKind,
@@ -39,10 +38,10 @@ from adapter.domain import (
     NoteRules,
     PayerProfile,
     Pooling,
-    Provenance,
     PtpEdit,
     RoleEntry,
     Rulebook,
+    RuleSource,
     Severity,
     Substitution,
     TextMatch,
@@ -50,12 +49,13 @@ from adapter.domain import (
     UnitThreshold,
 )
 from adapter.errors import MappingError
+from adapter.mappings import cms_files
 
 
 def _default_mappings_dir() -> Path:
     """The repository's mappings/ (source or editable install), else the copy a wheel install
     puts under ``<prefix>/share/therapy-charge-adapter/mappings``."""
-    beside = Path(__file__).resolve().parent.parent / "mappings"
+    beside = Path(__file__).resolve().parents[2] / "mappings"
     if (beside / "rulebook.toml").is_file():
         return beside
     return Path(sys.prefix) / "share" / "therapy-charge-adapter" / "mappings"
@@ -86,10 +86,10 @@ class _Entry(BaseModel):
             raise ValueError("effective_to is before effective_from")
         return self
 
-    def provenance(self, ref: str) -> Provenance:
-        return Provenance(
+    def rule_source(self, ref: str) -> RuleSource:
+        return RuleSource(
             ref=ref,
-            source=self.source,
+            citation=self.source,
             confidence=self.confidence,
             effective_from=self.effective_from,
             effective_to=self.effective_to,
@@ -372,7 +372,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
     order: dict[str, int] = {}
     for label, c in code_rows:
         for other in codes.get(c.code, []):
-            if _overlaps(other.provenance, c.effective_from, c.effective_to):
+            if _overlaps(other.source, c.effective_from, c.effective_to):
                 raise MappingError(f("codes.toml"), label, "effective dates overlap another entry")
         codes.setdefault(c.code, []).append(
             CodeEntry(
@@ -383,7 +383,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
                 disciplines=frozenset(c.disciplines),
                 assistant_may_furnish=c.assistant_may_furnish,
                 one_on_one=c.one_on_one,
-                provenance=c.provenance(f"codes:{c.code}"),
+                source=c.rule_source(f"codes:{c.code}"),
             )
         )
         order.setdefault(c.code, len(order))
@@ -399,7 +399,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
     for label, t in text_rows:
         known(t.code, f("codes.toml"), label)
         text_matches.append(
-            TextMatch(phrase=t.phrase, code=t.code, provenance=t.provenance(f"text:{t.phrase}"))
+            TextMatch(phrase=t.phrase, code=t.code, source=t.rule_source(f"text:{t.phrase}"))
         )
 
     # -- payers -------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
                 KxThreshold(
                     year=t.year,
                     amount=t.amount,
-                    provenance=t.provenance(f"payer:{p.id}:kx:{t.year}"),
+                    source=t.rule_source(f"payer:{p.id}:kx:{t.year}"),
                 )
                 for t in p.kx_threshold
             ),
@@ -436,14 +436,14 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
                 Substitution(
                     from_code=s.from_,
                     to_code=s.to,
-                    provenance=s.provenance(f"payer:{p.id}:substitution:{s.from_}"),
+                    source=s.rule_source(f"payer:{p.id}:substitution:{s.from_}"),
                 )
                 for s in p.substitution
             ),
             bundled=MappingProxyType(
-                {b.code: b.provenance(f"payer:{p.id}:bundled:{b.code}") for b in p.bundled}
+                {b.code: b.rule_source(f"payer:{p.id}:bundled:{b.code}") for b in p.bundled}
             ),
-            provenance=p.provenance(f"payer:{p.id}"),
+            source=p.rule_source(f"payer:{p.id}"),
         )
 
     # -- NCCI PTP pairs (curated + imported) ----------------------------------------------------
@@ -469,7 +469,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
                 modifier_indicator=pr.modifier_indicator,
                 distinct_by=pr.distinct_by,
                 from_cms_file=False,
-                provenance=pr.provenance(f"ncci:{pr.column1}/{pr.column2}"),
+                source=pr.rule_source(f"ncci:{pr.column1}/{pr.column2}"),
             )
         )
 
@@ -501,7 +501,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         per_discipline_per_day=ev.per_discipline_per_day,
         disciplines=frozenset(ev.disciplines),
         exclusive_with_evaluation=frozenset(ev.exclusive_with_evaluation),
-        provenance=ev.provenance("limits:evaluations"),
+        source=ev.rule_source("limits:evaluations"),
     )
     thresholds = []
     threshold_rows = _entries(
@@ -527,7 +527,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
                 max_units=ut.max_units,
                 payers=frozenset(ut.payers),
                 with_codes=frozenset(ut.with_codes),
-                provenance=ut.provenance(ref),
+                source=ut.rule_source(ref),
             )
         )
 
@@ -542,7 +542,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         response_terms=tuple(t.lower() for t in nr.response_terms),
         justification_terms=tuple(t.lower() for t in nr.justification_terms),
         group_terms=tuple(t.lower() for t in nr.group_terms),
-        provenance=nr.provenance("documentation:notes"),
+        source=nr.rule_source("documentation:notes"),
     )
 
     # -- FHIR intake conventions and concept maps ---------------------------------------------
@@ -557,7 +557,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
             code=r.code,
             discipline=r.discipline,
             assistant=r.assistant,
-            provenance=r.provenance(f"fhir:role:{r.code}"),
+            source=r.rule_source(f"fhir:role:{r.code}"),
         )
     coverage_rules = []
     coverage_rows = _entries(
@@ -576,7 +576,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
                 prefix=ct.prefix,
                 exact=ct.exact,
                 payer=ct.payer,
-                provenance=ct.provenance(f"fhir:coverage:{ct.exact or ct.prefix}"),
+                source=ct.rule_source(f"fhir:coverage:{ct.exact or ct.prefix}"),
             )
         )
     cov = _parse(_Coverage, fhir_doc.coverage, f("fhir.toml"), "[coverage]")
@@ -658,9 +658,9 @@ def _read_concept_map(path: Path) -> dict[tuple[str, str], ConceptTarget]:
                 raise MappingError(file, where, "target needs a code and a comment (its source)")
             out[(source, code)] = ConceptTarget(
                 code=t["code"],
-                provenance=Provenance(
+                source=RuleSource(
                     ref=f"conceptmap:{doc.get('id', path.stem)}:{code}",
-                    source=t["comment"],
+                    citation=t["comment"],
                     confidence="MED",
                     effective_from=effective,
                 ),
@@ -678,7 +678,7 @@ def _freeze(d: dict[K, V]) -> Mapping[K, V]:
     return MappingProxyType(d)
 
 
-def _overlaps(p: Provenance, start: date, end: date | None) -> bool:
+def _overlaps(p: RuleSource, start: date, end: date | None) -> bool:
     return (p.effective_to is None or start <= p.effective_to) and (
         end is None or p.effective_from <= end
     )

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from adapter.domain import MueEdit, Provenance, PtpEdit
+from adapter.domain import MueEdit, PtpEdit, RuleSource
 from adapter.errors import MappingError
 
 _CODE = re.compile(r"^[0-9A-Z][0-9]{3}[0-9A-Z]$")
@@ -78,9 +78,9 @@ def read_ptp_file(path: Path, *, source: str) -> Iterator[PtpEdit]:
                 modifier_indicator=int(indicator),
                 distinct_by="region" if col1 in _CHIROPRACTIC else "interval",
                 from_cms_file=True,
-                provenance=Provenance(
+                source=RuleSource(
                     ref=f"ncci-file:{path.name}:{col1}/{col2}",
-                    source=f"{source}; rationale: {rationale}" if rationale else source,
+                    citation=f"{source}; rationale: {rationale}" if rationale else source,
                     confidence="HIGH",
                     effective_from=start,
                     effective_to=end,
@@ -122,9 +122,9 @@ def read_mue_file(
                 code=code,
                 max_units=int(value),
                 adjudication=adjudication,
-                provenance=Provenance(
+                source=RuleSource(
                     ref=f"mue-file:{path.name}:{code}",
-                    source=f"{source}; rationale: {rationale}" if rationale else source,
+                    citation=f"{source}; rationale: {rationale}" if rationale else source,
                     confidence="HIGH",
                     effective_from=effective_from,
                     effective_to=effective_to,

@@ -1,0 +1,127 @@
+"""Input: one patient's documented therapy services for one date of service.
+
+The FHIR layer turns resources into a ``ServiceDay``; the rules core judges it. Times are
+timezone-aware; ``None`` means not documented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from adapter.domain.terms import CodeSource, CoverageStatus, Discipline, KxGroup
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PatientDay:
+    """One patient's one date of service: the unit that is gathered, evaluated, locked, tagged
+    and kept in the ledger. ``patient`` is the reference key (``Patient/id``).
+
+    ``key`` (``<patient id>:<YYYY-MM-DD>``) is its one text form, in identifiers, tags and the
+    store; ``from_key`` reads it back."""
+
+    patient: str
+    service_date: date
+
+    @property
+    def key(self) -> str:
+        bare = self.patient.split("/", 1)[1] if "/" in self.patient else self.patient
+        return f"{bare}:{self.service_date.isoformat()}"
+
+    @classmethod
+    def from_key(cls, key: str) -> PatientDay:
+        patient, sep, dos = key.rpartition(":")
+        if not sep or not patient:
+            raise ValueError(f"{key!r} is not a patient-day key (<patient id>:<date>)")
+        return cls(f"Patient/{patient}", date.fromisoformat(dos))
+
+    @classmethod
+    def of(cls, patient: str, service_date: str) -> PatientDay:
+        """From a patient reference key and an ISO date."""
+        return cls(patient, date.fromisoformat(service_date))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Clinician:
+    """A performer. ``discipline`` None means the role did not say (the line cannot bill)."""
+
+    id: str
+    discipline: Discipline | None
+    assistant: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Intervention:
+    """One documented, completed therapy service (a FHIR ``Procedure``).
+
+    ``start``/``end`` are timezone-aware. ``minutes`` is a documented duration for services
+    without a time span (only some payer profiles accept it for timed codes).
+    """
+
+    id: str
+    code: str
+    code_source: CodeSource = CodeSource.CPT
+    start: datetime | None = None
+    end: datetime | None = None
+    minutes: int | None = None
+    performers: tuple[Clinician, ...] = ()
+    encounter_id: str | None = None
+    group: bool = False
+    diagnosis: bool = False
+    note: str = ""
+    body_site: str | None = None
+    time_error: str | None = None  # the documented time could not be read (e.g. no UTC offset)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncounterContext:
+    """The encounter an intervention belongs to: its period, diagnosis and participants."""
+
+    id: str
+    start: datetime | None = None
+    end: datetime | None = None
+    diagnosis: bool = False
+    participants: tuple[Clinician, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusyPeriod:
+    """A clinician's one-on-one service to *another* patient (for the concurrent check)."""
+
+    clinician_id: str
+    start: datetime
+    end: datetime
+    code: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KxSpend:
+    """Year-to-date allowed therapy spend per KX group; None means not known."""
+
+    pt_slp: Decimal | None = None
+    ot: Decimal | None = None
+
+    def for_group(self, group: KxGroup) -> Decimal | None:
+        return self.pt_slp if group is KxGroup.PT_SLP else self.ot
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceDay:
+    """Everything the rules need to bill one patient's one date of service.
+
+    ``evaluated_at`` is the moment of evaluation, passed in by the shell (the core reads no clock);
+    None disables the future-time check. ``plan_of_care`` None means it was not looked up.
+    ``coverage`` says whether ``payer`` came from the patient's coverage or is a default.
+    """
+
+    patient_id: str
+    service_date: date
+    payer: str
+    interventions: tuple[Intervention, ...]
+    encounters: tuple[EncounterContext, ...] = ()
+    plan_of_care: bool | None = None
+    kx_spend: KxSpend = field(default_factory=KxSpend)
+    other_patient_sessions: tuple[BusyPeriod, ...] = ()
+    evaluated_at: datetime | None = None
+    coverage: CoverageStatus = CoverageStatus.KNOWN

@@ -1,0 +1,77 @@
+"""Output: the decision for one patient-day.
+
+Every number is explained: each ``ChargeLine`` carries the interventions, minutes, unit method and
+rule entries (``rule_refs``) that produced it, and the ``Decision`` carries a step-by-step
+``explanation`` in plain words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from adapter.domain.terms import Discipline, FindingCode, Severity, UnitMethod
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargeLine:
+    """One billable CPT line: code, units, ordered modifiers and everything that produced it."""
+
+    code: str
+    units: int
+    modifiers: tuple[str, ...]
+    discipline: Discipline
+    intervention_ids: tuple[str, ...]
+    minutes: int
+    method: str
+    rule_refs: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """A documentation or billing problem, as a value. ``code`` is stable across releases."""
+
+    code: FindingCode
+    severity: Severity
+    message: str
+    intervention_ids: tuple[str, ...] = ()
+    line_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeMinutes:
+    """Minutes documented per discipline and code, and the units they were given."""
+
+    discipline: Discipline
+    code: str
+    timed: bool
+    minutes: int
+    units: int
+    intervention_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """The outcome for one patient-day: lines, findings and the explanation of both."""
+
+    patient_id: str
+    service_date: date
+    payer: str
+    method: UnitMethod
+    rulebook_version: str
+    lines: tuple[ChargeLine, ...]
+    findings: tuple[Finding, ...]
+    minutes: tuple[CodeMinutes, ...]
+    explanation: tuple[str, ...]
+
+    @property
+    def held_intervention_ids(self) -> frozenset[str]:
+        """Interventions an error finding holds back from billing."""
+        return frozenset(
+            i for f in self.findings if f.severity is Severity.ERROR for i in f.intervention_ids
+        )
+
+    def explain(self) -> str:
+        """The explanation as readable text."""
+        return "\n".join(self.explanation)
