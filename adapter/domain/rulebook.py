@@ -184,13 +184,6 @@ class IntakeRules:
     def in_scope(self, code: str) -> bool:
         return code.startswith(self.therapy_prefixes)
 
-    def payer_for(self, system: str | None, code: str | None) -> tuple[str, str]:
-        """The payer profile for a coverage type coding, and the rule ref that decided it."""
-        for rule in self.coverage_rules:
-            if rule.matches(system, code):
-                return rule.payer, rule.source.ref
-        return self.default_coverage_payer, "fhir:coverage:default"
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rulebook:

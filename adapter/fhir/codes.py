@@ -30,6 +30,9 @@ EXT_RULE_REF = f"{BASE}/StructureDefinition/rule-ref"
 EXT_CHARGE_ITEM = f"{BASE}/StructureDefinition/charge-item"
 EXT_YTD_PT_SLP = f"{BASE}/StructureDefinition/therapy-ytd-allowed-pt-slp"
 EXT_YTD_OT = f"{BASE}/StructureDefinition/therapy-ytd-allowed-ot"
+#: on a Procedure: minutes documented without start and end times (a Duration in UCUM "min")
+EXT_DOCUMENTED_MINUTES = f"{BASE}/StructureDefinition/documented-minutes"
+UCUM = "http://unitsofmeasure.org"
 
 #: CPT modifiers (the rest of the adapter's modifiers are HCPCS Level II).
 CPT_MODIFIERS = frozenset({"59"})

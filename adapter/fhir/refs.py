@@ -88,3 +88,14 @@ def version_of(resource: Any) -> str | None:
     if isinstance(version, bool) or not isinstance(version, str | int):
         return None
     return str(version) if str(version) else None
+
+
+# -- shapes -------------------------------------------------------------------------------------
+def as_dict(value: Any) -> Resource:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []

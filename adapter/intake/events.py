@@ -16,7 +16,7 @@ from datetime import date, tzinfo
 from typing import Any
 
 from adapter.domain import PatientDay
-from adapter.fhir.parse import service_date_of
+from adapter.fhir.dates import service_date_of
 from adapter.fhir.refs import ref_key, reference_of, version_of
 
 Resource = dict[str, Any]

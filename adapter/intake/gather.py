@@ -17,7 +17,7 @@ from typing import Any
 from adapter.domain import PatientDay
 from adapter.emr.client import FhirClient, Params
 from adapter.errors import FatalServerError, InputError
-from adapter.fhir.parse import service_date_of
+from adapter.fhir.dates import service_date_of
 from adapter.fhir.refs import key_of, ref_key, reference_of
 from adapter.intake.events import ChangeEvent
 from adapter.intake.spool import Spool

@@ -17,7 +17,8 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-from adapter.fhir.parse import Problem, service_date_of
+from adapter.fhir.dates import service_date_of
+from adapter.fhir.parse import Problem
 from adapter.fhir.refs import instant, meta_of, ref_key, reference_of, version_of
 
 Resource = dict[str, Any]

@@ -8,7 +8,8 @@ import pytest
 
 from adapter import Rulebook, evaluate_bundle, load_rulebook
 from adapter.domain import CodeSource, Decision
-from adapter.fhir.parse import resolve_code, service_date_of
+from adapter.fhir.coding import resolve_code
+from adapter.fhir.dates import service_date_of
 from adapter.fhir.refs import parse_datetime, ref_key
 
 from .make import at, bundle, context, procedure, role

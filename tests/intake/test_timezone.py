@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapter.cli import main
-from adapter.fhir.parse import service_date_of
+from adapter.fhir.dates import service_date_of
 from adapter.fhir.refs import parse_datetime
 from adapter.intake.spool import Spool
 
