@@ -49,3 +49,15 @@ def pg_dsn() -> Iterator[str]:
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+#: fixtures that start a real server (the FHIR server, a PostgreSQL database)
+SERVER_FIXTURES = frozenset({"fhir", "fresh_fhir", "pg_dsn"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs a real server is ``slow``: ``pytest -m "not slow"`` is the fast
+    inner loop (the pure rules, parsing, building, replay, mappings)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
