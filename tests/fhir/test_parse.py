@@ -307,3 +307,48 @@ def test_an_older_copy_without_timestamps_never_beats_a_newer_version(rulebook: 
     v9 = procedure("b", "97110", at("09:00"), at("09:20"), meta={"versionId": "9"})
     (d,) = decide(rulebook, *context(), v10, v9)  # numeric, not string, comparison
     assert lines(d) == ["97110 x3 GP"]
+
+
+def _minutes_ext(value: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "url": "https://therapy-charge-adapter.org/fhir/StructureDefinition/documented-minutes",
+            "valueDuration": value,
+        }
+    ]
+
+
+def test_documented_minutes_without_times_are_read_from_their_extension(
+    rulebook: Rulebook,
+) -> None:
+    """A timed service documented by minutes alone: minutes-without-times (an error under every
+    shipped profile, so held), not time-missing; an untimed evaluation's minutes count too."""
+    ucum = {"value": 30, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}
+    p = procedure("a", "97110", None, None, performedDateTime="2026-03-02",
+                  extension=_minutes_ext(ucum))  # fmt: skip
+    (d,) = decide(rulebook, *context(), p, procedure("b", "97112", at("10:00"), at("10:20")))
+    assert lines(d) == ["97112 x1 GP"]
+    (f,) = [f for f in d.findings if f.code.value == "minutes-without-times"]
+    assert f.intervention_ids == ("Procedure/a",) and "30 min" in f.message
+    assert "time-missing" not in codes(d)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"value": 30, "unit": "h", "system": "http://unitsofmeasure.org", "code": "h"},
+        {"value": 12.5, "system": "http://unitsofmeasure.org", "code": "min"},
+        {"value": -3, "system": "http://unitsofmeasure.org", "code": "min"},
+        {"value": "30", "system": "http://unitsofmeasure.org", "code": "min"},
+        "30 minutes",
+    ],
+)
+def test_a_malformed_documented_minutes_extension_is_an_input_problem(
+    rulebook: Rulebook, value: Any
+) -> None:
+    p = procedure("a", "97110", None, None, performedDateTime="2026-03-02",
+                  extension=_minutes_ext(value))  # fmt: skip
+    full = __import__("adapter.replay", fromlist=["x"]).evaluate_bundle
+    _, (d,), summary = full(bundle(*context(), p), rulebook)
+    assert any("documented-minutes" in x.reason for x in summary.problems)
+    assert "time-missing" in codes(d)  # read as no duration at all: held as before
