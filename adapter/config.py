@@ -270,15 +270,7 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
     """The effective settings (see the module docstring for the order of sources)."""
     if path is None and os.environ.get("ADAPTER_CONFIG"):
         path = Path(os.environ["ADAPTER_CONFIG"])
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such configuration file") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"{path}: cannot be read: {err}") from None
-        data = _secret_files(data, str(path))
+    data = _read_toml(path) if path is not None else {}
     init: dict[str, Any] = _env_secret_files()
     for key, value in overrides.items():
         if value is not None:
@@ -292,20 +284,32 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
     finally:
         _TOML.reset(token)
     settings.zone()  # an unknown time zone fails here, loudly, not at the first date
-    if path is not None:
-        base = path.parent
-        updates: dict[str, object] = {}
-        if settings.mappings is not None and not settings.mappings.is_absolute():
-            updates["mappings"] = base / settings.mappings
-        if not settings.state_dir.is_absolute() and "state_dir" in data:
-            updates["state_dir"] = base / settings.state_dir
-        for name in ("auth", "write_auth"):
-            auth = getattr(settings, name)
-            if auth is not None and auth.private_key and not auth.private_key.is_absolute():
-                updates[name] = auth.model_copy(update={"private_key": base / auth.private_key})
-        if updates:
-            settings = settings.model_copy(update=updates)
-    return settings
+    return _relative_to(settings, path.parent, data) if path is not None else settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The configuration file, with its ``*_file`` secrets read."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read: {err}") from None
+    return _secret_files(data, str(path))
+
+
+def _relative_to(settings: Settings, base: Path, data: dict[str, Any]) -> Settings:
+    """Relative paths in the configuration file are relative to the file's folder."""
+    updates: dict[str, object] = {}
+    if settings.mappings is not None and not settings.mappings.is_absolute():
+        updates["mappings"] = base / settings.mappings
+    if not settings.state_dir.is_absolute() and "state_dir" in data:
+        updates["state_dir"] = base / settings.state_dir
+    for name in ("auth", "write_auth"):
+        auth = getattr(settings, name)
+        if auth is not None and auth.private_key and not auth.private_key.is_absolute():
+            updates[name] = auth.model_copy(update={"private_key": base / auth.private_key})
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def masked(settings: Settings) -> dict[str, Any]:

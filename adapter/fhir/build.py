@@ -152,6 +152,7 @@ def _claim(
     *,
     options: BuildOptions,
 ) -> Resource:
+    """The day's draft professional Claim: one item per line, pointing at its ChargeItem."""
     team = list(
         dict.fromkeys(p for ln in decision.lines for p in _performers(ln.intervention_ids, facts))
     )
@@ -161,38 +162,17 @@ def _claim(
             diagnoses.append({"sequence": n, "diagnosisCodeableConcept": {"coding": [dict(d)]}})
         else:
             diagnoses.append({"sequence": n, "diagnosisReference": _ref(str(d["reference"]))})
-    items = []
-    for n, (line, url) in enumerate(zip(decision.lines, charge_urls, strict=True), start=1):
-        people = _performers(line.intervention_ids, facts)
-        encounter = _encounter_of(line.intervention_ids, facts)
-        items.append(
-            {
-                "extension": [{"url": codes.EXT_CHARGE_ITEM, "valueReference": {"reference": url}}],
-                "sequence": n,
-                **({"careTeamSequence": [team.index(p) + 1 for p in people]} if people else {}),
-                **(
-                    {"diagnosisSequence": [d["sequence"] for d in diagnoses][:4]}
-                    if diagnoses
-                    else {}
-                ),
-                "productOrService": {
-                    "coding": [{"system": codes.code_system(line.code), "code": line.code}]
-                },
-                **(
-                    {
-                        "modifier": [
-                            {"coding": [{"system": codes.modifier_system(m), "code": m}]}
-                            for m in line.modifiers
-                        ]
-                    }
-                    if line.modifiers
-                    else {}
-                ),
-                "servicedDate": facts.day.service_date.isoformat(),
-                "quantity": {"value": line.units},
-                **({"encounter": [_ref(encounter)]} if encounter else {}),
-            }
+    items = [
+        _claim_item(
+            n,
+            line,
+            url,
+            facts,
+            team=team,
+            diagnosis_sequence=[d["sequence"] for d in diagnoses][:4],
         )
+        for n, (line, url) in enumerate(zip(decision.lines, charge_urls, strict=True), start=1)
+    ]
     coverage = (
         _ref(facts.coverage)
         if facts.coverage
@@ -219,6 +199,36 @@ def _claim(
         "item": items,
     }
     return _entry(claim, codes.ID_CLAIM, facts.day.key, options.write_mode, facts.day)
+
+
+def _claim_item(
+    n: int,
+    line: ChargeLine,
+    url: str,
+    facts: DayFacts,
+    *,
+    team: list[str],
+    diagnosis_sequence: list[int],
+) -> Resource:
+    """Claim item ``n`` for one line (at most four diagnosis pointers, as an 837P line)."""
+    people = _performers(line.intervention_ids, facts)
+    encounter = _encounter_of(line.intervention_ids, facts)
+    modifiers = [
+        {"coding": [{"system": codes.modifier_system(m), "code": m}]} for m in line.modifiers
+    ]
+    return {
+        "extension": [{"url": codes.EXT_CHARGE_ITEM, "valueReference": {"reference": url}}],
+        "sequence": n,
+        **({"careTeamSequence": [team.index(p) + 1 for p in people]} if people else {}),
+        **({"diagnosisSequence": diagnosis_sequence} if diagnosis_sequence else {}),
+        "productOrService": {
+            "coding": [{"system": codes.code_system(line.code), "code": line.code}]
+        },
+        **({"modifier": modifiers} if modifiers else {}),
+        "servicedDate": facts.day.service_date.isoformat(),
+        "quantity": {"value": line.units},
+        **({"encounter": [_ref(encounter)]} if encounter else {}),
+    }
 
 
 def _sentence(f: Finding) -> str:

@@ -37,6 +37,12 @@ CREATE TABLE links(kind TEXT NOT NULL, owner TEXT NOT NULL, key TEXT NOT NULL);
 CREATE INDEX links_owner ON links(kind, owner);
 CREATE INDEX links_key ON links(key);
 """
+#: resource type -> (the element naming its owner, the link kind)
+_LINKS = {
+    "PractitionerRole": ("practitioner", "role"),
+    "Coverage": ("beneficiary", "coverage"),
+    "CarePlan": ("subject", "careplan"),
+}
 _KEPT = frozenset(
     {"Procedure", "Encounter", "Practitioner", "PractitionerRole", "Coverage", "CarePlan",
      "Patient", "Organization", "Condition"}
@@ -100,21 +106,10 @@ class Spool:
         self, resource: Resource, *, file: int, where: str, full_url: str | None = None
     ) -> None:
         """Spool one resource read from input ``file`` (``where`` locates it for messages)."""
-        kind = resource.get("resourceType")
-        if not isinstance(kind, str):
-            self.problem(where, "not a FHIR resource (no resourceType)")
+        key = self._key(resource, where, full_url)
+        if key is None:
             return
-        if kind not in _KEPT:
-            self.stats.ignored += 1
-            return
-        rid = resource.get("id")
-        if isinstance(rid, str) and rid:
-            key = f"{kind}/{rid}"
-        elif full_url and full_url.startswith("urn:uuid:"):
-            key = full_url
-        else:
-            self.problem(where, f"{kind} without an id")
-            return
+        kind = str(resource["resourceType"])
         if full_url and full_url != key:
             self.db.execute(
                 "INSERT OR REPLACE INTO aliases VALUES (?, ?)", (ref_key(full_url), key)
@@ -122,10 +117,9 @@ class Spool:
         rank = _rank(resource)
         row = self.db.execute("SELECT rank FROM resources WHERE key = ?", (key,)).fetchone()
         if row is not None:
-            if not _newer(row[0], rank):
-                self.stats.superseded += 1
-                return
             self.stats.superseded += 1
+            if not _newer(row[0], rank):
+                return
             self._forget(key)
         if kind == "Procedure" and not self._index_procedure(resource, key, file, where):
             return
@@ -137,16 +131,34 @@ class Spool:
         # a lookup before this resource arrived (live gathering adds in rounds) cached a miss
         # or an older copy: forget it
         self._cache.pop(key, None)
-        owner = None
-        if kind == "PractitionerRole":
-            owner, link = reference_of(resource.get("practitioner")), "role"
-        elif kind == "Coverage":
-            owner, link = reference_of(resource.get("beneficiary")), "coverage"
-        elif kind == "CarePlan":
-            owner, link = reference_of(resource.get("subject")), "careplan"
-        if owner:
-            self.db.execute("INSERT INTO links VALUES (?, ?, ?)", (link, ref_key(owner), key))
-            if link == "role":
+        self._link(kind, resource, key)
+
+    def _key(self, resource: Resource, where: str, full_url: str | None) -> str | None:
+        """The spool key of a resource worth keeping (``Type/id``, or its ``urn:uuid``); None
+        for a resource that is not kept (counted or reported)."""
+        kind = resource.get("resourceType")
+        if not isinstance(kind, str):
+            self.problem(where, "not a FHIR resource (no resourceType)")
+            return None
+        if kind not in _KEPT:
+            self.stats.ignored += 1
+            return None
+        rid = resource.get("id")
+        if isinstance(rid, str) and rid:
+            return f"{kind}/{rid}"
+        if full_url and full_url.startswith("urn:uuid:"):
+            return full_url
+        self.problem(where, f"{kind} without an id")
+        return None
+
+    def _link(self, kind: str, resource: Resource, key: str) -> None:
+        """Index a role by its practitioner, a coverage by its beneficiary, a care plan by its
+        subject."""
+        field = _LINKS.get(kind)
+        owner = reference_of(resource.get(field[0])) if field else None
+        if field and owner:
+            self.db.execute("INSERT INTO links VALUES (?, ?, ?)", (field[1], ref_key(owner), key))
+            if field[1] == "role":
                 self._roles.pop(self.key_of(owner), None)
 
     def _forget(self, key: str) -> None:
