@@ -31,6 +31,7 @@ _CHIROPRACTIC = frozenset({"98940", "98941", "98942", "98943"})
 
 
 def _yyyymmdd(value: str, file: str, line: str, what: str) -> date:
+    """``value`` as a CMS YYYYMMDD date; a ``MappingError`` naming ``what`` if it is not one."""
     try:
         return datetime.strptime(value.strip(), "%Y%m%d").date()
     except ValueError:
