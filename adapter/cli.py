@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapter import __version__
 from adapter import replay as replay_mod
@@ -37,6 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _offline_commands(sub)
+    _live_commands(sub)
+    return parser
+
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _offline_commands(sub: Subparsers) -> None:
+    """Commands that need no server: check-mappings, replay, explain."""
     check = sub.add_parser(
         "check-mappings",
         help="validate a mappings directory (codes, payers, NCCI, limits, CMS files)",
@@ -69,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--encounter", metavar="ID", help="only patient-days of this Encounter id")
     _common(ex)
 
+
+def _live_commands(sub: Subparsers) -> None:
+    """Commands beside an EMR: serve, subscribe, unsubscribe, poll, work, check-config, doctor,
+    dead-letters."""
     sv = sub.add_parser(
         "serve", help="run the webhook receiver and worker (Ctrl-C / SIGTERM stops)"
     )
@@ -95,7 +111,6 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("id", nargs="?", type=int)
     dl.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     dl.add_argument("--store", metavar="URL", help="store URL (default: from the config)")
-    return parser
 
 
 def _live(p: argparse.ArgumentParser) -> None:
