@@ -38,6 +38,17 @@ def _yyyymmdd(value: str, file: str, line: str, what: str) -> date:
         raise MappingError(file, line, f"{what} {value!r} is not a YYYYMMDD date") from None
 
 
+def _cms_source(ref: str, source: str, rationale: str, start: date, end: date | None) -> RuleSource:
+    """A CMS file row's rule source: the file's citation with the row's rationale, HIGH."""
+    return RuleSource(
+        ref=ref,
+        citation=f"{source}; rationale: {rationale}" if rationale else source,
+        confidence="HIGH",
+        effective_from=start,
+        effective_to=end,
+    )
+
+
 def read_ptp_file(path: Path, *, source: str) -> Iterator[PtpEdit]:
     """Yield every PTP edit in a CMS practitioner PTP file (tab-delimited)."""
     file = str(path)
@@ -79,12 +90,8 @@ def read_ptp_file(path: Path, *, source: str) -> Iterator[PtpEdit]:
                 modifier_indicator=int(indicator),
                 distinct_by="region" if col1 in _CHIROPRACTIC else "interval",
                 from_cms_file=True,
-                source=RuleSource(
-                    ref=f"ncci-file:{path.name}:{col1}/{col2}",
-                    citation=f"{source}; rationale: {rationale}" if rationale else source,
-                    confidence="HIGH",
-                    effective_from=start,
-                    effective_to=end,
+                source=_cms_source(
+                    f"ncci-file:{path.name}:{col1}/{col2}", source, rationale, start, end
                 ),
             )
     if not header_seen:
@@ -123,12 +130,8 @@ def read_mue_file(
                 code=code,
                 max_units=int(value),
                 adjudication=adjudication,
-                source=RuleSource(
-                    ref=f"mue-file:{path.name}:{code}",
-                    citation=f"{source}; rationale: {rationale}" if rationale else source,
-                    confidence="HIGH",
-                    effective_from=effective_from,
-                    effective_to=effective_to,
+                source=_cms_source(
+                    f"mue-file:{path.name}:{code}", source, rationale, effective_from, effective_to
                 ),
             )
     if not header_seen:
