@@ -10,9 +10,8 @@ import pytest
 from adapter.emr.client import FhirClient, RetryPolicy, check_capabilities
 from adapter.errors import FatalServerError, TemporaryServerError
 from tests.fault_proxy import FaultProxy
+from tests.fhir.make import context
 from tests.fhir_server import FhirServer
-
-from .make import context
 
 
 @pytest.fixture

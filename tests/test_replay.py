@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from adapter.cli import main
-
-from ..fhir.make import NAME, at, bundle, context, procedure
+from tests.fhir.make import NAME, at, bundle, context, procedure
 
 
 def write_bundle(path: Path, *resources: dict[str, Any]) -> Path:

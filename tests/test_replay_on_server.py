@@ -12,7 +12,7 @@ from adapter.pipeline import Options
 from adapter.replay import replay
 from tests.fhir_server import FhirServer
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CASES = ["knee-balance-47min", "tbi-pta-pt-split-transaction", "back-pain-note-missing-and-vague"]
 
 
