@@ -14,6 +14,7 @@ DISTINCT_MODIFIERS = frozenset({"59", "XE", "XS", "XP", "XU"})
 
 
 def order_modifiers(modifiers: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """The modifiers in the default order (MODIFIER_ORDER; others after them); at most four."""
     ordered = tuple(sorted(modifiers, key=lambda m: (*MODIFIER_ORDER, m).index(m)))
     if len(ordered) > MAX_MODIFIERS:
         raise ValueError(f"more than {MAX_MODIFIERS} modifiers on one line: {ordered}")

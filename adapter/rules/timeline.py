@@ -26,10 +26,12 @@ def seconds(spans: Iterable[Span]) -> int:
 
 
 def minutes(spans: Iterable[Span]) -> int:
+    """Whole minutes covered by the spans, each instant counted once (rounded down)."""
     return seconds(spans) // 60
 
 
 def overlap_seconds(a: Span, b: Span) -> int:
+    """Seconds two spans share (0 when they do not overlap)."""
     start, end = max(a[0], b[0]), min(a[1], b[1])
     return max(0, int((end - start).total_seconds()))
 

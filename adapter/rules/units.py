@@ -97,4 +97,5 @@ def allocate_ama(minutes: Mapping[K, int]) -> dict[K, int]:
 
 
 def _ordered(d: Mapping[K, int], rank: Callable[[K], tuple[int, str]]) -> list[tuple[K, int]]:
+    """The items in rank order (the configured code order)."""
     return sorted(d.items(), key=lambda kv: rank(kv[0]))
