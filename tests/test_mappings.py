@@ -282,7 +282,7 @@ def test_version_is_stable_for_identical_files(rulebook: Rulebook, copy: Path) -
 @pytest.mark.parametrize(
     "name",
     ["rulebook.toml", "codes.toml", "payers.toml", "ncci_ptp.toml", "limits.toml",
-     "documentation.toml"],
+     "documentation.toml", "modifiers.toml"],
 )  # fmt: skip
 def test_version_changes_when_a_file_changes(rulebook: Rulebook, copy: Path, name: str) -> None:
     append(copy, name, "# a comment changes the bytes, so the version\n")
@@ -466,6 +466,41 @@ CORRUPTIONS = {
         "codes.toml",
         "(97110)",
         "effective dates overlap another entry",
+    ),
+    "payer modifier without a place in the order": (
+        lambda d: (
+            edit(d, "modifiers.toml", '"XS", "XP", "XU", "59"', '"XS", "XP", "XU"'),
+            edit(d, "modifiers.toml", '["59", "XE"', '["XE"'),
+        ),
+        "modifiers.toml",
+        "[line]",
+        "order lacks 59 (payer profile tricare)",
+    ),
+    "KX without its groups": (
+        lambda d: edit(
+            d, "payers.toml", 'kx_groups = { PT = "PT_SLP", SLP = "PT_SLP", OT = "OT" }\n', ""
+        ),
+        "payers.toml",
+        "[[payer]] #1 (medicare)",
+        "kx is true but no kx_groups are listed",
+    ),
+    "modifier listed twice": (
+        lambda d: edit(d, "modifiers.toml", '["GP", "GO",', '["GP", "GP", "GO",'),
+        "modifiers.toml",
+        "[line]",
+        "order lists a modifier twice",
+    ),
+    "distinct-service modifier not in the order": (
+        lambda d: edit(d, "modifiers.toml", '"XP", "XU"]', '"XP", "XU", "X9"]', after="distinct"),
+        "modifiers.toml",
+        "[line]",
+        "distinct_service X9 not in order",
+    ),
+    "more modifiers a line than an 837P holds": (
+        lambda d: edit(d, "modifiers.toml", "max_per_line = 4", "max_per_line = 5"),
+        "modifiers.toml",
+        "[line]",
+        "max_per_line",
     ),
     "bad manifest version": (
         lambda d: edit(d, "rulebook.toml", 'version = "2026.4"', 'version = "2026 4"'),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from adapter.domain.terms import CodeKind, Discipline, Pooling, Severity, UnitMethod
+from adapter.domain.terms import CodeKind, Discipline, KxGroup, Pooling, Severity, UnitMethod
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +76,7 @@ class PayerProfile:
     kx: bool
     kx_review_amount: Decimal | None
     kx_thresholds: tuple[KxThreshold, ...]
+    kx_groups: Mapping[Discipline, KxGroup]  # the KX group each discipline's spend counts in
     minutes_without_times: Severity
     substitutions: tuple[Substitution, ...]
     bundled: Mapping[str, RuleSource]
@@ -134,6 +135,21 @@ class NoteRules:
     justification_terms: tuple[str, ...]
     group_terms: tuple[str, ...]
     source: RuleSource
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModifierRules:
+    """How modifiers go on a line: their order, the distinct-service ones, and the most a line
+    holds (``mappings/modifiers.toml``)."""
+
+    order: tuple[str, ...]
+    distinct_service: frozenset[str]
+    max_per_line: int
+    source: RuleSource
+
+    def rank(self, modifier: str) -> tuple[int, str]:
+        """Where a modifier goes on a line (one not in ``order`` after all, by name)."""
+        return (self.order.index(modifier) if modifier in self.order else len(self.order), modifier)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,11 +215,26 @@ class Rulebook:
     unit_thresholds: tuple[UnitThreshold, ...]
     evaluation_limits: EvaluationLimits
     notes: NoteRules
+    modifiers: ModifierRules
     intake: IntakeRules
 
     def code(self, code: str, on: date) -> CodeEntry | None:
         """The catalog entry for ``code`` in effect on ``on``."""
         return next((e for e in self.codes.get(code, ()) if e.source.in_effect(on)), None)
+
+    def codes_of_kind(
+        self, kind: CodeKind, on: date, discipline: Discipline | None = None
+    ) -> tuple[str, ...]:
+        """The catalog's codes of ``kind`` in effect on ``on`` (for ``discipline``, when given),
+        in catalog order."""
+        found = [
+            code
+            for code in self.code_order
+            if (e := self.code(code, on)) is not None
+            and e.kind is kind
+            and (discipline is None or discipline in e.disciplines)
+        ]
+        return tuple(found)
 
     def payer(self, payer_id: str) -> PayerProfile | None:
         return self.payers.get(payer_id)

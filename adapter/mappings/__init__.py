@@ -16,7 +16,8 @@ The modules, one job each:
 * ``rows``: the pydantic models of every file and entry
 * one loader per file, called by ``load_rulebook`` in this order (the first error found is the
   one reported): ``codes``, ``payers``, ``ncci`` (``ncci_ptp.toml`` and the CMS files of the
-  manifest), ``limits``, ``documentation``, ``fhir`` (with the ConceptMaps of ``concept_maps``)
+  manifest), ``limits``, ``documentation``, ``modifiers``, ``fhir`` (with the ConceptMaps of
+  ``concept_maps``)
 * ``cms_files``: the importers for CMS's quarterly PTP and MUE files
 """
 
@@ -32,6 +33,7 @@ from adapter.mappings.documentation import load_documentation
 from adapter.mappings.fhir import load_fhir
 from adapter.mappings.files import FILES, MANIFEST, parse, read_mappings_dir
 from adapter.mappings.limits import load_limits
+from adapter.mappings.modifiers import load_modifiers
 from adapter.mappings.ncci import load_ncci
 from adapter.mappings.payers import load_payers
 from adapter.mappings.rows import Manifest
@@ -61,6 +63,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
     ncci = load_ncci(mappings, manifest, codes.codes)
     limits = load_limits(mappings, codes.codes, payers)
     notes = load_documentation(mappings)
+    modifiers = load_modifiers(mappings, payers)
     intake = load_fhir(mappings, codes.codes, payers)
     return Rulebook(
         version=f"{manifest.version}+{mappings.fingerprint.short()}",
@@ -73,5 +76,6 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         unit_thresholds=limits.unit_thresholds,
         evaluation_limits=limits.evaluations,
         notes=notes,
+        modifiers=modifiers,
         intake=intake,
     )

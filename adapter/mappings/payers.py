@@ -44,6 +44,7 @@ def _profile(p: PayerRow) -> PayerProfile:
         region_modifier=p.region_modifier,
         kx=p.kx,
         kx_review_amount=p.kx_review_amount,
+        kx_groups=MappingProxyType(dict(p.kx_groups)),
         kx_thresholds=tuple(
             KxThreshold(
                 year=t.year,

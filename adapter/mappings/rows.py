@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapter.domain import CodeKind, Discipline, Pooling, RuleSource, UnitMethod
+from adapter.domain import CodeKind, Discipline, KxGroup, Pooling, RuleSource, UnitMethod
 
 Code = Annotated[str, Field(pattern=r"^[0-9A-Z][0-9]{3}[0-9A-Z]$")]
 Confidence = Literal["HIGH", "MED", "LOW"]
@@ -137,6 +137,7 @@ class PayerRow(EntryRow):
     region_modifier: Literal["XS", "59"]
     kx: bool
     kx_review_amount: Annotated[Decimal, Field(gt=0)] | None = None
+    kx_groups: dict[Discipline, KxGroup] = {}
     minutes_without_times: Literal["error", "warning"] = "error"
     substitution: list[_Substitution] = []
     bundled: list[_Bundled] = []
@@ -154,6 +155,8 @@ class PayerRow(EntryRow):
                 raise ValueError(f"assistant modifier {am} does not belong to discipline {d}")
         if self.kx and not self.kx_threshold:
             raise ValueError("kx is true but no kx_threshold is listed")
+        if self.kx and not self.kx_groups:
+            raise ValueError("kx is true but no kx_groups are listed")
         years = [t.year for t in self.kx_threshold]
         if len(years) != len(set(years)):
             raise ValueError("kx_threshold lists a year twice")
@@ -224,6 +227,34 @@ class NotesRow(EntryRow):
 class DocumentationFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     notes: dict[str, Any]
+
+
+# -- modifiers.toml ----------------------------------------------------------------------------
+
+Modifier = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
+
+
+class ModifierLineRow(EntryRow):
+    """The ``[line]`` table: modifier order, distinct-service modifiers, modifiers a line holds."""
+
+    order: Annotated[list[Modifier], Field(min_length=1)]
+    distinct_service: list[Modifier]
+    max_per_line: Annotated[int, Field(ge=1, le=4)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModifierLineRow:
+        """``order`` lists each modifier once and every distinct-service modifier."""
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("order lists a modifier twice")
+        missing = sorted(set(self.distinct_service) - set(self.order))
+        if missing:
+            raise ValueError(f"distinct_service {', '.join(missing)} not in order")
+        return self
+
+
+class ModifiersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line: dict[str, Any]
 
 
 # -- fhir.toml --------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     # 6. KX, lines
     kx_decision = kx(codes, day, payer, explanation)
     findings += kx_decision.findings
-    lines, line_findings = build_lines(codes, payer, order, kx_decision)
+    lines, line_findings = build_lines(codes, payer, order, kx_decision, rulebook.modifiers)
     findings += line_findings
     # 7. review thresholds, nothing billable; the final findings
     findings += thresholds(codes, day, payer, rulebook)

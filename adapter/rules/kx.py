@@ -1,5 +1,6 @@
-"""The KX modifier: year-to-date therapy spend past the payer's yearly threshold (Medicare: PT and
-SLP combined, OT on its own), medical necessity attested; above the review amount, a notice."""
+"""The KX modifier: year-to-date therapy spend past the payer's yearly threshold per KX group (the
+payer's ``kx_groups``; Medicare: PT and SLP combined, OT on its own), medical necessity attested;
+above the review amount, a notice."""
 
 from __future__ import annotations
 
@@ -18,13 +19,6 @@ from adapter.domain import (
 )
 from adapter.rules.findings import INFO, WARN, finding
 from adapter.rules.tally import Tallies
-
-#: The KX group each discipline's spend counts towards.
-KX_GROUPS: Mapping[Discipline, KxGroup] = {
-    Discipline.PT: KxGroup.PT_SLP,
-    Discipline.SLP: KxGroup.PT_SLP,
-    Discipline.OT: KxGroup.OT,
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,16 +45,16 @@ def kx(codes: Tallies, day: ServiceDay, payer: PayerProfile, explanation: list[s
     reasons: dict[Discipline, str] = {}
     refs: dict[Discipline, tuple[str, ...]] = {}
     out: list[Finding] = []
-    billed = sorted(
-        {c.discipline for c in codes.values() if c.billed and c.discipline in KX_GROUPS}
-    )
+    groups = payer.kx_groups
+    billed = sorted({c.discipline for c in codes.values() if c.billed and c.discipline in groups})
     year = day.service_date.year
     threshold = payer.kx_threshold(year)
-    for g in sorted({KX_GROUPS[d] for d in billed}):
-        members = [d for d in billed if KX_GROUPS[d] is g]
+    for g in sorted({groups[d] for d in billed}):
+        members = [d for d in billed if groups[d] is g]
         ids = [i for c in codes.values() if c.billed and c.discipline in members for i in c.ids]
         spend = day.kx_spend.for_group(g)
-        outcome = kx_for_group(g, ids, year, threshold, spend=spend, payer=payer)
+        name = group_name(g, groups)
+        outcome = kx_for_group(name, ids, year, threshold, spend=spend, payer=payer)
         out += outcome.findings
         if outcome.reason is not None and threshold is not None:
             for d in members:
@@ -70,8 +64,14 @@ def kx(codes: Tallies, day: ServiceDay, payer: PayerProfile, explanation: list[s
     return KxDecision(reasons=reasons, refs=refs, findings=tuple(out))
 
 
+def group_name(group: KxGroup, groups: Mapping[Discipline, KxGroup]) -> str:
+    """A KX group in words: its disciplines ("PT and SLP combined", "OT")."""
+    members = [d.value for d in Discipline if groups.get(d) is group]
+    return " and ".join(members) + (" combined" if len(members) > 1 else "")
+
+
 def kx_for_group(
-    group: KxGroup,
+    name: str,
     ids: Sequence[str],
     year: int,
     threshold: KxThreshold | None,
@@ -80,7 +80,6 @@ def kx_for_group(
     payer: PayerProfile,
 ) -> _GroupKx:
     """KX when the spend passes the year's threshold; a warning when either is not known."""
-    name = "PT and SLP combined" if group is KxGroup.PT_SLP else "OT"
     if threshold is None:
         unknown = finding(
             FindingCode.KX_THRESHOLD_UNKNOWN,

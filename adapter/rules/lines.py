@@ -5,17 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from adapter.domain import ChargeLine, Finding, FindingCode, PayerProfile
+from adapter.domain import ChargeLine, Finding, FindingCode, ModifierRules, PayerProfile
 from adapter.rules.findings import ERR, finding
 from adapter.rules.kx import KxDecision
-from adapter.rules.modifiers import (
-    DISTINCT_MODIFIERS,
-    MAX_MODIFIERS,
-    MODIFIER_ORDER,
-    order_modifiers,
-    split_timed,
-    split_untimed,
-)
+from adapter.rules.modifiers import order_modifiers, split_timed, split_untimed
 from adapter.rules.tally import CodeOrder, CodeTally, Tallies
 
 #: One line's worth of a code: units, modifiers and reasons.
@@ -23,7 +16,7 @@ Part = tuple[int, set[str], list[str]]
 
 
 def build_lines(
-    codes: Tallies, payer: PayerProfile, order: CodeOrder, kx: KxDecision
+    codes: Tallies, payer: PayerProfile, order: CodeOrder, kx: KxDecision, rules: ModifierRules
 ) -> tuple[list[ChargeLine], list[Finding]]:
     """The lines of every billed code in rank order, and the modifier-limit findings."""
     lines: list[ChargeLine] = []
@@ -31,18 +24,18 @@ def build_lines(
     for c in order.ranked(codes.values()):
         if not c.billed:
             continue
-        base, reasons, refs = line_modifiers(c, payer, kx)
+        base, reasons, refs = line_modifiers(c, payer, kx, rules)
         for units, mods, why in assistant_parts(c, payer, base, reasons):
             if units <= 0:
                 continue
-            if len(mods) > MAX_MODIFIERS:
-                out.append(modifier_limit(c, len(mods)))
+            if len(mods) > rules.max_per_line:
+                out.append(modifier_limit(c, len(mods), rules.max_per_line))
                 continue
             lines.append(
                 ChargeLine(
                     code=c.code,
                     units=units,
-                    modifiers=order_modifiers(mods),
+                    modifiers=order_modifiers(mods, rules),
                     discipline=c.discipline,
                     intervention_ids=c.ids,
                     minutes=c.minutes,
@@ -55,7 +48,7 @@ def build_lines(
 
 
 def line_modifiers(
-    c: CodeTally, payer: PayerProfile, kx: KxDecision
+    c: CodeTally, payer: PayerProfile, kx: KxDecision, rules: ModifierRules
 ) -> tuple[set[str], list[str], list[str]]:
     """The modifiers every line of the code carries (before CQ/CO), their reasons and refs."""
     discipline = c.discipline
@@ -66,7 +59,7 @@ def line_modifiers(
     if disc_mod:
         base.add(disc_mod)
         reasons.append(f"{disc_mod}: delivered under a {discipline} plan of care")
-    base, kept = one_distinct_modifier(base)
+    base, kept = one_distinct_modifier(base, rules)
     reasons += kept
     kx_reason = kx.reasons.get(discipline)
     if kx_reason:
@@ -76,12 +69,13 @@ def line_modifiers(
     return base, reasons, refs
 
 
-def one_distinct_modifier(mods: set[str]) -> tuple[set[str], list[str]]:
-    """One distinct-service modifier marks the whole line: keep the first in the default order.
+def one_distinct_modifier(mods: set[str], rules: ModifierRules) -> tuple[set[str], list[str]]:
+    """One distinct-service modifier marks the whole line: keep the first in the configured
+    order.
 
     Returns the modifiers without the others, and the reason when some were left out.
     """
-    distinct = sorted(mods & DISTINCT_MODIFIERS, key=MODIFIER_ORDER.index)
+    distinct = sorted(mods & rules.distinct_service, key=rules.rank)
     if len(distinct) <= 1:
         return mods, []
     return mods - set(distinct[1:]), [
@@ -118,13 +112,12 @@ def assistant_parts(
     ]
 
 
-def modifier_limit(c: CodeTally, count: int) -> Finding:
+def modifier_limit(c: CodeTally, count: int, most: int) -> Finding:
     """An 837P line holds at most four modifiers: the line must be split by hand."""
     return finding(
         FindingCode.MODIFIER_LIMIT,
         ERR,
-        f"{c.code} would need {count} modifiers; an 837P line holds "
-        f"{MAX_MODIFIERS}: split the line by hand",
+        f"{c.code} would need {count} modifiers; an 837P line holds {most}: split the line by hand",
         c.ids,
         c.code,
     )

@@ -1,23 +1,22 @@
 """Modifiers: the CQ/CO assistant split and the order of modifiers on a line (pure).
 
-domain.md §3 is the specification.
+domain.md §3 is the specification; the order and the most a line holds are data
+(``mappings/modifiers.toml``, ``Rulebook.modifiers``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Default order on the line: discipline, assistant, distinct service, KX.
-MODIFIER_ORDER = ("GP", "GO", "GN", "CQ", "CO", "XE", "XS", "XP", "XU", "59", "KX")
-MAX_MODIFIERS = 4  # an 837P line holds at most four
-DISTINCT_MODIFIERS = frozenset({"59", "XE", "XS", "XP", "XU"})
+from adapter.domain import ModifierRules
 
 
-def order_modifiers(modifiers: set[str] | frozenset[str]) -> tuple[str, ...]:
-    """The modifiers in the default order (MODIFIER_ORDER; others after them); at most four."""
-    ordered = tuple(sorted(modifiers, key=lambda m: (*MODIFIER_ORDER, m).index(m)))
-    if len(ordered) > MAX_MODIFIERS:
-        raise ValueError(f"more than {MAX_MODIFIERS} modifiers on one line: {ordered}")
+def order_modifiers(modifiers: set[str] | frozenset[str], rules: ModifierRules) -> tuple[str, ...]:
+    """The modifiers in the configured order (any other after them, by name); at most
+    ``rules.max_per_line``."""
+    ordered = tuple(sorted(modifiers, key=rules.rank))
+    if len(ordered) > rules.max_per_line:
+        raise ValueError(f"more than {rules.max_per_line} modifiers on one line: {ordered}")
     return ordered
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from adapter.domain import (
     CodeEntry,
+    CodeKind,
     Discipline,
     EncounterContext,
     Finding,
     FindingCode,
     Intervention,
-    NoteRules,
     PayerProfile,
     Rulebook,
     ServiceDay,
@@ -103,7 +103,7 @@ def resolve(
     encounter = encounters.get(iv.encounter_id) if iv.encounter_id else None
     who = performers(iv, code, entry)
     time = timing(iv, code, entry, day, payer=payer, encounter=encounter)
-    group = group_billed_one_on_one(iv, code, entry, rulebook.notes)
+    group = group_billed_one_on_one(iv, code, entry, rulebook, who=who, on=day.service_date)
     checks = (who.check, time.check, group)
     findings = (
         *step.findings,
@@ -320,17 +320,26 @@ def minutes_for_timed(iv: Intervention, code: str, payer: PayerProfile) -> Timin
 
 
 def group_billed_one_on_one(
-    iv: Intervention, code: str, entry: CodeEntry, notes: NoteRules
+    iv: Intervention,
+    code: str,
+    entry: CodeEntry,
+    rulebook: Rulebook,
+    *,
+    who: Performed,
+    on: date,
 ) -> Check:
-    """A one-on-one code cannot bill a service delivered in a group (97150 is the group code)."""
-    if not (entry.one_on_one and is_group(iv, notes)):
+    """A one-on-one code cannot bill a service delivered in a group: the catalog's group code
+    for the discipline (``kind = "group"`` in ``codes.toml``, 97150 for PT and OT) can."""
+    if not (entry.one_on_one and is_group(iv, rulebook.notes)):
         return Check()
+    group_codes = rulebook.codes_of_kind(CodeKind.GROUP, on, who.discipline)
+    instead = " or ".join(group_codes) if group_codes else "the group code"
     return _held(
         finding(
             FindingCode.GROUP_BILLED_ONE_ON_ONE,
             ERR,
             f"{code} is a one-on-one code but the service was delivered in a group: "
-            "bill 97150 instead",
+            f"bill {instead} instead",
             (iv.id,),
         )
     )

@@ -8,7 +8,9 @@ from datetime import UTC, timedelta
 from adapter.domain import (
     BusyPeriod,
     Clinician,
+    CodeKind,
     CodeSource,
+    Decision,
     FindingCode,
     Intervention,
     Rulebook,
@@ -269,3 +271,19 @@ def test_procedure_date_differing_from_its_encounter_warns(rulebook: Rulebook) -
 
     d = evaluate(replace(day(late, encounters=(enc,)), service_date=late.start.date()), rulebook)  # type: ignore[union-attr]
     assert only(d, FindingCode.DATE_DIFFERS_FROM_ENCOUNTER)[0] is WARN
+
+
+def test_the_group_code_to_bill_instead_comes_from_the_catalog(rulebook: Rulebook) -> None:
+    """The fix names the catalog's group code for the discipline (97150 for PT and OT; the
+    catalog has none for SLP), not a code written into the rule."""
+    from .build import SLP
+
+    def message(d: Decision) -> str:
+        (f,) = [f for f in d.findings if f.code is FindingCode.GROUP_BILLED_ONE_ON_ONE]
+        return f.message
+
+    pt = evaluate(day(iv("a", "97110", 0, 30, group=True)), rulebook)
+    assert message(pt).endswith("bill 97150 instead")
+    slp = evaluate(day(iv("s", "92507", 0, 40, SLP, group=True)), rulebook)
+    assert message(slp).endswith("bill the group code instead")
+    assert rulebook.codes_of_kind(CodeKind.GROUP, pt.service_date) == ("97150",)

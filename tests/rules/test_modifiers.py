@@ -106,10 +106,11 @@ def test_untimed_by_assistant_alone_carries_cq(rulebook: Rulebook) -> None:
     assert lines(d) == [("97150", 1, ("GP", "CQ"))]
 
 
-def test_modifier_order() -> None:
-    assert order_modifiers({"KX", "XU", "CQ", "GP"}) == ("GP", "CQ", "XU", "KX")
+def test_modifier_order(rulebook: Rulebook) -> None:
+    rules = rulebook.modifiers
+    assert order_modifiers({"KX", "XU", "CQ", "GP"}, rules) == ("GP", "CQ", "XU", "KX")
     with pytest.raises(ValueError, match="more than 4"):
-        order_modifiers({"KX", "XU", "CQ", "GP", "59"})
+        order_modifiers({"KX", "XU", "CQ", "GP", "59"}, rules)
 
 
 def test_kx_added_when_ytd_spend_passes_threshold(rulebook: Rulebook) -> None:
