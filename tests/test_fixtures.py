@@ -43,10 +43,14 @@ def run(paths: list[Path], out: Path, rulebook: Rulebook) -> tuple[dict[tuple[st
         d = result.decision
         if d is None:
             return
+        refs: dict[str, set[str]] = {}
+        for ln in d.lines:
+            refs.setdefault(line_text(ln.code, ln.units, ln.modifiers), set()).update(ln.rule_refs)
         days[(d.patient_id, d.service_date.isoformat())] = {
             "payer": d.payer,
             "lines": sorted(line_text(ln.code, ln.units, ln.modifiers) for ln in d.lines),
             "findings": sorted({f.code.value for f in d.findings}),
+            "refs": refs,
         }
 
     summary = replay(paths, out, rulebook, Options(evaluated_at=NOW), on_day=on_day)
@@ -70,7 +74,11 @@ def test_fixture(case: Path, rulebook: Rulebook, tmp_path: Path) -> None:
         }
         for d in expected.get("day", [])
     }
-    assert days == want
+    assert {k: {f: v[f] for f in ("payer", "lines", "findings")} for k, v in days.items()} == want
+    for d in expected.get("day", []):  # rule references a line must carry (ConceptMap, text)
+        got = days[(d["patient"], str(d["date"]))]["refs"]
+        for line, refs in d.get("line_refs", {}).items():
+            assert set(refs) <= got.get(line, set()), (line, sorted(got.get(line, set())))
     skipped = summary.not_therapy + sum(
         n for status, n in summary.procedures.items() if status != "completed"
     )

@@ -62,6 +62,7 @@ class Intervention:
     id: str
     code: str
     code_source: CodeSource = CodeSource.CPT
+    code_ref: str | None = None  # the mapping entry that gave the code (ConceptMap, text match)
     start: datetime | None = None
     end: datetime | None = None
     minutes: int | None = None

@@ -208,6 +208,7 @@ class _DayParser:
                 id=key,
                 code=resolved.code,
                 code_source=resolved.source,
+                code_ref=resolved.rule_ref,
                 start=start,
                 end=end,
                 minutes=self._documented_minutes(proc, key),

@@ -47,7 +47,8 @@ def resolve_code(iv: Intervention, on: date, payer: PayerProfile, rulebook: Rule
         )
         return CodeStep(code=iv.code, entry=None, findings=(unknown,), rule_refs=())
     out = from_text(iv)
-    refs = [entry.source.ref]
+    # the catalog entry, and the mapping entry that translated the documented code to it
+    refs = [entry.source.ref, *([iv.code_ref] if iv.code_ref else [])]
     code, entry, sub_findings, sub_refs = substitute(iv.code, entry, on, payer, rulebook, ids=ids)
     out += sub_findings
     refs += sub_refs

@@ -287,3 +287,15 @@ def test_the_group_code_to_bill_instead_comes_from_the_catalog(rulebook: Ruleboo
     slp = evaluate(day(iv("s", "92507", 0, 40, SLP, group=True)), rulebook)
     assert message(slp).endswith("bill the group code instead")
     assert rulebook.codes_of_kind(CodeKind.GROUP, pt.service_date) == ("97150",)
+
+
+def test_the_mapping_entry_that_gave_the_code_is_among_the_line_refs(rulebook: Rulebook) -> None:
+    """A code translated by a ConceptMap element (or suggested by a text match) names that
+    mapping entry on its line, beside the catalog entry and the payer profile."""
+    mapped = replace(iv("a", "97112", 0, 30), code_source=CodeSource.CONCEPT_MAP,
+                     code_ref="conceptmap:local-therapy-to-cpt:NMR")  # fmt: skip
+    (line,) = evaluate(day(mapped), rulebook).lines
+    assert "conceptmap:local-therapy-to-cpt:NMR" in line.rule_refs
+    assert {"codes:97112", "payer:medicare"} <= set(line.rule_refs)
+    (plain,) = evaluate(day(iv("a", "97112", 0, 30)), rulebook).lines
+    assert not any(r.startswith("conceptmap:") for r in plain.rule_refs)
