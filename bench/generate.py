@@ -316,7 +316,7 @@ class Generator:
             unit.days.append(day)
         return unit
 
-    def day(
+    def day(  # noqa: C901, PLR0912, PLR0915 (one synthetic patient-day, field by field)
         self,
         condition: tuple[str, str, str, tuple[str, ...], int],
         patient_ref: str,

@@ -293,7 +293,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def cmd_live(args: argparse.Namespace) -> int:
+def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchmark's script, step by step)
     # imported here so that `replay` and its `_baseline` child do not load the live stack
     from adapter.domain import PatientDay  # noqa: PLC0415
     from adapter.emr import subscriptions  # noqa: PLC0415

@@ -1,0 +1,150 @@
+"""The commands beside an EMR: ``serve``, ``subscribe``, ``unsubscribe``, ``poll``, ``work``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from adapter import __version__
+from adapter.config import Settings, load_settings
+from adapter.domain import Rulebook
+from adapter.emr import subscriptions
+from adapter.emr.client import check_capabilities
+from adapter.errors import ConfigError
+from adapter.fhir.build import BuildOptions
+from adapter.intake.events import Notification
+from adapter.intake.webhook import Receiver, WebhookServer
+from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
+from adapter.observe import configure_logging
+from adapter.pipeline import Options
+from adapter.service import Health, Service
+from adapter.store import open_store
+
+
+def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
+    settings = load_settings(
+        args.config, emr_base_url=args.emr, write_base_url=args.write, store=args.store
+    )
+    configure_logging(settings.log_level)
+    rulebook = load_rulebook(args.mappings or settings.mappings or DEFAULT_MAPPINGS_DIR)
+    if settings.default_payer not in rulebook.payers:
+        raise ConfigError(f"default_payer {settings.default_payer!r} is not a payer profile")
+    options = Options(
+        default_payer=settings.default_payer,
+        evaluated_at=None,
+        zone=settings.zone(),
+        build=BuildOptions(
+            agent=f"therapy-charge-adapter {__version__}",
+            billing_recipient=settings.billing_recipient,
+        ),
+    )
+    return settings, rulebook, options
+
+
+def service_of(args: argparse.Namespace) -> tuple[Settings, Service]:
+    settings, rulebook, options = live_setup(args)
+    emr = settings.emr()
+    store = open_store(settings.store_url(), max_attempts=settings.max_attempts)
+    service = Service(
+        emr, settings.target(emr), rulebook, options, store, lease=settings.lease_seconds
+    )
+    return settings, service
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings, service = service_of(args)
+    hook = settings.webhook
+    receiver = Receiver(
+        service.inbox.enqueue,
+        path=hook.path,
+        secret=hook.secret.get_secret_value() if hook.secret else None,
+        secret_header=hook.secret_header,
+        max_body=hook.max_body,
+    )
+    server = WebhookServer(
+        receiver, args.host or hook.host, args.port if args.port is not None else hook.port,
+        ops=Health(service),
+    )  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    problems = [c for c in check_capabilities(service.emr.capabilities()) if not c.ok]
+    for c in problems:
+        print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
+    service.start(settings.workers)
+    server.start()
+    print(f"listening on {args.host or hook.host}:{server.port}{hook.path}", flush=True)
+    while not stop.wait(settings.poll_interval):
+        service.inbox.enqueue(Notification(catch_up=True, kind="sweep"), source="sweep")
+    server.stop()
+    service.stop()
+    service.store.close()
+    print("stopped", flush=True)
+    return 0
+
+
+def subscribe(args: argparse.Namespace) -> int:
+    settings, _, _ = live_setup(args)
+    endpoint = args.endpoint or settings.webhook.public_url
+    if not endpoint:
+        raise ConfigError("no endpoint: set webhook.public_url or pass --endpoint")
+    emr = settings.emr()
+    missing = [c for c in check_capabilities(emr.capabilities(), write=False, subscriptions=True)
+               if not c.ok and c.what == "Subscription create"]  # fmt: skip
+    if missing:
+        raise ConfigError("the EMR's CapabilityStatement has no Subscription create: use poll")
+    hook, subs = settings.webhook, settings.subscription
+    header = f"{hook.secret_header}: {hook.secret.get_secret_value()}" if hook.secret else None
+    wanted = subscriptions.desired(
+        endpoint, kind=subs.kind, criteria=subs.criteria, content=subs.content,
+        topic=subs.topic, header=header,
+    )  # fmt: skip
+    for action, ref in subscriptions.ensure(emr, wanted):
+        print(f"{action:9} {ref}")
+    return 0
+
+
+def unsubscribe(args: argparse.Namespace) -> int:
+    settings, _, _ = live_setup(args)
+    for ref in subscriptions.remove(settings.emr()):
+        print(f"deleted   {ref}")
+    return 0
+
+
+def poll(args: argparse.Namespace) -> int:
+    settings, service = service_of(args)
+    for c in check_capabilities(service.emr.capabilities(), write=service.target is service.emr):
+        if not c.ok:
+            print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
+    while True:
+        found = service.inbox.catch_up()
+        service.drain()
+        print(
+            f"{found} change(s); {service.counters.days} patient-day(s) synced, "
+            f"{service.counters.written} written; inbox {counts(service.store.counts())}",
+            flush=True,
+        )
+        if args.once:
+            return 0
+        time.sleep(settings.poll_interval)
+
+
+def counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"
+
+
+def work(args: argparse.Namespace) -> int:
+    """A worker replica: process the shared inbox (PostgreSQL) until stopped, or until empty."""
+    _, service = service_of(args)
+    if args.until_empty:
+        service.drain(timeout=float("inf"))
+    else:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: service.stopping.set())
+        service.run()
+    print(f"{service.counters.days} patient-day(s) synced, {service.counters.written} written; "
+          f"inbox {counts(service.store.counts())}")  # fmt: skip
+    return 0

@@ -1,0 +1,94 @@
+"""The commands that need no server: ``check-mappings``, ``replay``, ``explain``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapter import __version__
+from adapter import replay as replay_mod
+from adapter.config import Settings, load_settings, zone_of
+from adapter.domain import Rulebook
+from adapter.errors import ConfigError
+from adapter.fhir.build import BuildOptions
+from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
+from adapter.pipeline import Options
+
+
+def setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
+    settings: Settings = load_settings(args.config)
+    rulebook = load_rulebook(args.mappings or settings.mappings or DEFAULT_MAPPINGS_DIR)
+    for name, value in (("--payer", args.payer), ("default_payer", settings.default_payer)):
+        if value is not None and value not in rulebook.payers:
+            raise ConfigError(
+                f"{name} {value!r} is not a payer profile ({', '.join(sorted(rulebook.payers))})"
+            )
+    zone = zone_of(args.timezone, "--timezone") if args.timezone else settings.zone()
+    options = Options(
+        payer_override=args.payer,
+        default_payer=settings.default_payer,
+        evaluated_at=datetime.now(UTC),
+        zone=zone,
+        build=BuildOptions(
+            agent=f"therapy-charge-adapter {__version__}",
+            billing_recipient=settings.billing_recipient,
+        ),
+    )
+    return rulebook, options
+
+
+def progress(message: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{message}\033[K", end="", file=sys.stderr, flush=True)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    rulebook, options = setup(args)
+    summary = replay_mod.replay(args.paths, args.out, rulebook, options, progress=progress)
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2))
+    else:
+        print(summary.table())
+    for p in summary.unreadable:
+        print(f"charge-adapter: InputError: {p.reason}", file=sys.stderr)
+    return 4 if summary.unreadable else 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    rulebook, options = setup(args)
+    shown = 0
+    for result, decision in replay_mod.decisions(args.paths, rulebook, options):
+        if args.encounter and not any(
+            e.split("/")[-1] == args.encounter.split("/")[-1]
+            for e in result.parsed.facts.encounters
+        ):
+            continue
+        if shown:
+            print()
+        print(decision.explain())
+        shown += 1
+    if shown == 0:
+        print("no patient-day matched" if args.encounter else "no billable therapy found")
+    return 0
+
+
+def check_mappings(directory: Path) -> int:
+    rulebook = load_rulebook(directory)
+    ptp = sum(len(v) for v in rulebook.ptp.values())
+    cms_ptp = sum(1 for v in rulebook.ptp.values() for e in v if e.from_cms_file)
+    mue = sum(len(v) for v in rulebook.mue.values())
+    print(f"mappings OK: {directory}")
+    print(f"  rulebook version  {rulebook.version}")
+    print(f"  codes             {len(rulebook.codes)} ({len(rulebook.text_matches)} text matches)")
+    print(f"  payer profiles    {', '.join(sorted(rulebook.payers))}")
+    print(f"  NCCI PTP edits    {ptp} ({cms_ptp} from CMS files)")
+    print(f"  MUE values        {mue}")
+    print(f"  unit thresholds   {len(rulebook.unit_thresholds)}")
+    return 0
