@@ -179,3 +179,9 @@ def test_public_api_is_exactly_all() -> None:
     for name in adapter.__all__:
         assert hasattr(adapter, name), name
     assert {"load_rulebook", "evaluate", "Decision", "ServiceDay"} <= set(adapter.__all__)
+
+
+def test_every_folder_of_the_package_is_a_regular_package() -> None:
+    """A folder without ``__init__.py`` would be left out of the wheel by setuptools."""
+    for folder in {p.parent for p in modules()}:
+        assert (folder / "__init__.py").is_file(), folder
