@@ -298,30 +298,43 @@ def _metrics(service: Service) -> Metrics:
 
 
 class Health:
-    """``/healthz``, ``/readyz`` and ``/metrics`` for the webhook server."""
+    """``/healthz``, ``/readyz`` and ``/metrics`` for the web server.
 
-    def __init__(self, service: Service, cache_seconds: float = 15.0) -> None:
+    Live (``/healthz``): every worker thread started is running and the store answers. Ready
+    (``/readyz``): the store answers; it never waits on the EMR (the adapter queues deliveries
+    while the EMR is down) and answers within ``timeout`` seconds."""
+
+    def __init__(self, service: Service, timeout: float = 1.0) -> None:
         self.service = service
-        self.cache_seconds = cache_seconds
-        self._emr_ok: tuple[float, bool] = (0.0, False)
+        self.timeout = timeout
+
+    def _store(self) -> str:
+        outcome: list[str] = []
+
+        def ask() -> None:
+            try:
+                self.service.store.counts()
+                outcome.append("ok")
+            except Exception as err:  # any store failure means not ready
+                outcome.append(type(err).__name__)
+
+        thread = threading.Thread(target=ask, name="store-check", daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        return outcome[0] if outcome else "timeout"
+
+    def live(self) -> tuple[bool, dict[str, str]]:
+        threads = self.service._threads
+        dead = sum(1 for t in threads if not t.is_alive())
+        checks = {
+            "store": self._store(),
+            "workers": f"{len(threads) - dead} of {len(threads)} running",
+        }
+        return checks["store"] == "ok" and not dead, checks
 
     def ready(self) -> tuple[bool, dict[str, str]]:
-        checks: dict[str, str] = {}
-        try:
-            self.service.store.counts()
-            checks["store"] = "ok"
-        except Exception as err:  # any store failure means not ready
-            checks["store"] = type(err).__name__
-        at, ok = self._emr_ok
-        if time.monotonic() - at > self.cache_seconds:
-            try:
-                self.service.emr.request("GET", "metadata")
-                ok = True
-            except AdapterError:
-                ok = False
-            self._emr_ok = (time.monotonic(), ok)
-        checks["emr"] = "ok" if ok else "unreachable"
-        return all(v == "ok" for v in checks.values()), checks
+        checks = {"store": self._store()}
+        return checks["store"] == "ok", checks
 
-    def metrics(self) -> str:
-        return self.service.metrics.render()
+    def metrics(self) -> tuple[bytes, str]:
+        return self.service.metrics.render().encode(), "text/plain; version=0.0.4"

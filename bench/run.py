@@ -298,12 +298,13 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
     from adapter.domain import PatientDay  # noqa: PLC0415
     from adapter.emr import subscriptions  # noqa: PLC0415
     from adapter.emr.client import FhirClient  # noqa: PLC0415
-    from adapter.intake.webhook import Receiver, WebhookServer  # noqa: PLC0415
+    from adapter.intake.webhook import Receiver  # noqa: PLC0415
     from adapter.mappings import load_rulebook  # noqa: PLC0415
     from adapter.pipeline import Options  # noqa: PLC0415
     from adapter.replay import evaluate_bundle  # noqa: PLC0415
     from adapter.service import Service  # noqa: PLC0415
     from adapter.store import open_store  # noqa: PLC0415
+    from adapter.web.server import WebhookServer  # noqa: PLC0415
     from tests import fhir_server  # noqa: PLC0415
 
     n, rate, warm = args.patient_days, args.rate, args.warmup

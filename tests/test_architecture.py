@@ -22,7 +22,7 @@ DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api"})
 
 ALL_LAYERS = frozenset(
     {"domain", "rules", "errors", "observe", "mappings", "fhir", "emr", "store", "intake",
-     "config", "pipeline", "replay", "service", "cli", "api"}
+     "web", "config", "pipeline", "replay", "service", "cli", "api"}
 )  # fmt: skip
 #: layer -> the adapter layers it may import (itself always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
@@ -35,6 +35,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "emr": frozenset({"domain", "errors", "fhir"}),
     "store": frozenset({"errors"}),
     "intake": frozenset({"domain", "errors", "fhir", "emr", "store", "observe"}),
+    # the HTTP front door: moves bytes to and from the intake's receiver and the ops checks
+    "web": frozenset({"errors", "intake", "observe"}),
     "config": frozenset({"errors", "emr"}),
     "pipeline": frozenset({"domain", "errors", "fhir", "emr", "intake", "rules"}),
     "replay": frozenset({"domain", "errors", "fhir", "intake", "pipeline", "rules"}),

@@ -16,12 +16,13 @@ from adapter.emr.client import check_capabilities
 from adapter.errors import ConfigError
 from adapter.fhir.build import BuildOptions
 from adapter.intake.events import Notification
-from adapter.intake.webhook import Receiver, WebhookServer
+from adapter.intake.webhook import Receiver
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.observe import configure_logging
 from adapter.pipeline import Options
 from adapter.service import Health, Service
 from adapter.store import open_store
+from adapter.web.server import WebhookServer
 
 
 def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:

@@ -21,22 +21,22 @@ is logged: only resource ids, counts and the outcome.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
+
+import orjson
 
 from adapter.fhir import codes
 from adapter.fhir.refs import meta_of, ref_key
 from adapter.intake.events import HANDLED, ChangeEvent, Notification, event_of
-from adapter.observe import correlated
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
-OPS_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+MAX_DEPTH = 64  # JSON nesting a notification may have (FHIR resources nest about 10 deep)
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
@@ -162,8 +162,14 @@ class Receiver:
         self.received = 0
         self.rejected = 0
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        reply = self._handle(method, path, {k.lower(): v for k, v in headers.items()}, body)
+    def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
+        """One delivery: ``headers`` as a mapping or as (name, value) pairs (a header sent twice
+        appears twice)."""
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        if sum(1 for k, _ in pairs if k.lower() == self.secret_header.lower()) > 1:
+            reply = outcome(401, "security", f"{self.secret_header} sent more than once")
+        else:
+            reply = self._handle(method, path, {k.lower(): v for k, v in pairs}, body)
         if reply.status >= 400:
             self.rejected += 1
             route = path.split("?", maxsplit=1)[0]
@@ -186,9 +192,11 @@ class Receiver:
         if ctype and ctype not in JSON_TYPES:
             return outcome(415, "not-supported", f"content type {ctype} is not FHIR JSON")
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:  # also: nested deeper than orjson's 1024 levels
             return outcome(400, "invalid", "body is not JSON")
+        if _depth(doc) > MAX_DEPTH:
+            return outcome(400, "too-costly", f"body nested deeper than {MAX_DEPTH} levels")
         if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
             return outcome(400, "invalid", "body is not a FHIR resource")
         if doc["resourceType"] == "Bundle":
@@ -269,109 +277,18 @@ class Receiver:
         return Reply(200)
 
 
+def _depth(value: Any) -> int:
+    """How deep a parsed JSON value nests (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def _is_own(resource: Resource) -> bool:
     tags = meta_of(resource).get("tag")
     return any(isinstance(t, dict) and t.get("system") == codes.CS_PATIENT_DAY for t in tags or [])
-
-
-class Ops(Protocol):
-    def ready(self) -> tuple[bool, dict[str, str]]: ...
-
-    def metrics(self) -> str: ...
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    receiver: Receiver
-    ops: Ops | None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "charge-adapter"
-    server: _Server
-
-    def log_message(self, *args: Any) -> None:  # no request lines (paths hold ids only)
-        pass
-
-    def _ops(self) -> bool:
-        route = self.path.split("?", 1)[0]
-        ops = self.server.ops
-        if ops is None or self.command != "GET" or route not in OPS_ROUTES:
-            return False
-        if route == "/healthz":
-            self._send(Reply(200, {"status": "ok"}), "application/json")
-        elif route == "/readyz":
-            ok, checks = ops.ready()
-            self._send(Reply(200 if ok else 503, {"ready": ok, **checks}), "application/json")
-        else:
-            text = ops.metrics().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text)
-        return True
-
-    def _serve(self) -> None:
-        with correlated():
-            if not self._ops():
-                self._deliver()
-
-    def _deliver(self) -> None:
-        receiver = self.server.receiver
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._send(outcome(400, "invalid", "bad Content-Length"))
-            self.close_connection = True
-            return
-        if length > receiver.max_body:
-            reply = outcome(413, "too-costly", "body too large")
-            self.close_connection = True
-        else:
-            body = self.rfile.read(length) if length else b""
-            try:
-                reply = receiver.handle(self.command, self.path, dict(self.headers.items()), body)
-            except Exception:  # never crash the server; the sender will retry
-                log.exception("webhook failed to queue a delivery")
-                reply = outcome(503, "transient", "could not queue; retry")
-        self._send(reply)
-
-    def _send(self, reply: Reply, ctype: str = "application/fhir+json") -> None:
-        payload = json.dumps(reply.body).encode() if reply.body is not None else b""
-        self.send_response(reply.status)
-        if payload:
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if payload:
-            self.wfile.write(payload)
-
-    do_POST = do_PUT = do_GET = do_DELETE = do_PATCH = _serve
-
-
-class WebhookServer:
-    """The receiver on a threaded HTTP server, with ``/healthz``, ``/readyz`` and ``/metrics``
-    when ``ops`` is given; ``stop`` stops accepting and closes. It may sit behind a
-    TLS-terminating proxy (it speaks plain HTTP on the listen address)."""
-
-    def __init__(
-        self, receiver: Receiver, host: str = "127.0.0.1", port: int = 8080, ops: Ops | None = None
-    ) -> None:
-        self.receiver = receiver
-        self.ops = ops
-        self.httpd = _Server((host, port), _Handler)
-        self.httpd.receiver = receiver
-        self.httpd.ops = ops
-        self.port = int(self.httpd.server_address[1])
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="webhook", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

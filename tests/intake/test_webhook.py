@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from adapter.intake.events import Notification
-from adapter.intake.webhook import Receiver, WebhookServer
+from adapter.intake.webhook import Receiver
+from adapter.web.server import WebhookServer
 from tests.fhir.make import at, procedure
 
 SECRET = "hook-secret"

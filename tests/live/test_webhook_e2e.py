@@ -17,11 +17,12 @@ import pytest
 
 from adapter.emr import subscriptions
 from adapter.emr.client import FhirClient
-from adapter.intake.webhook import Receiver, WebhookServer
+from adapter.intake.webhook import Receiver
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
 from adapter.service import Service
 from adapter.store import open_store
+from adapter.web.server import WebhookServer
 from tests import fhir_server
 from tests.fhir.make import at, context, procedure
 from tests.fhir_server import FhirServer
