@@ -46,6 +46,7 @@ Secrets (tokens, passwords, the webhook secret) are ``SecretStr`` and never prin
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
@@ -121,6 +122,38 @@ class WebhookSettings(_Model):
     secret: SecretStr | None = None
     secret_header: str = "X-Adapter-Secret"
     max_body: Annotated[int, Field(gt=0)] = 5_000_000
+    #: no secret at all: only for a receiver on a loopback address (tests, a local sidecar)
+    allow_unauthenticated: bool = False
+
+    def problem(self, host: str | None = None) -> str | None:
+        """Why this webhook may not be served (on ``host``, default ``self.host``), or None.
+        Nothing is accepted unauthenticated: a secret is required unless
+        ``allow_unauthenticated`` is set and the receiver listens on loopback only."""
+        if self.secret is not None and self.secret.get_secret_value():
+            return None
+        where = host or self.host
+        if not self.allow_unauthenticated:
+            return (
+                "webhook.secret is required: every delivery must carry it in "
+                f"{self.secret_header} (set secret or secret_file; allow_unauthenticated = true "
+                "is accepted for a loopback host only)"
+            )
+        if not is_loopback(where):
+            return (
+                f"allow_unauthenticated needs a loopback webhook host (127.0.0.1, ::1), "
+                f"not {where!r}: set webhook.secret"
+            )
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class SubscriptionSettings(_Model):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -53,14 +54,32 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> logging.Handler:
-    """JSON logs on stderr (or ``stream``) for the adapter's loggers."""
-    handler: logging.Handler = logging.StreamHandler(stream)
+    """JSON logs on stderr (or ``stream``) for the adapter's loggers, and for the web server's
+    (uvicorn's errors go through the same JSON lines). Without ``stream`` the handler writes to
+    whatever ``sys.stderr`` is when a record is logged."""
+    handler: logging.Handler = logging.StreamHandler(stream) if stream else _StderrHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("adapter")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    for name in ("uvicorn", "uvicorn.error"):
+        web = logging.getLogger(name)
+        web.handlers[:] = [handler]
+        web.setLevel("WARNING")
+        web.propagate = False
     return handler
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on the current ``sys.stderr`` (not the one at configuration time)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 class Metrics:

@@ -67,7 +67,9 @@ def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_doctor_against_the_real_server(fhir: FhirServer, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     cfg = tmp_path / "a.toml"
-    cfg.write_text(f'emr_base_url = "{fhir.base}"\nstate_dir = "state"\n')
+    cfg.write_text(
+        f'emr_base_url = "{fhir.base}"\nstate_dir = "state"\n[webhook]\nsecret = "d0ct0r"\n'
+    )
     assert main(["doctor", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "ok    EMR reachable" in out and "ok    EMR auth works (none)" in out
@@ -90,3 +92,37 @@ def test_tls_verification_is_on_and_takes_a_ca_bundle(tmp_path: Path) -> None:
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     cfg.write_text(f'emr_base_url = "https://emr.example.org/fhir"\nca_bundle = "{bundle}"\n')
     assert load_settings(cfg).emr().session.verify == str(bundle)
+
+
+def test_a_webhook_without_a_secret_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing is accepted unauthenticated: serve and check-config refuse a webhook without a
+    secret, unless allow_unauthenticated is set and the receiver listens on loopback only."""
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'state_dir = "{tmp_path}"\n[webhook]\nhost = "0.0.0.0"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "webhook.secret is required" in capsys.readouterr().err
+    assert main(["serve", "--config", str(cfg)]) == 2
+    assert "webhook.secret is required" in capsys.readouterr().err
+    cfg.write_text(
+        f'state_dir = "{tmp_path}"\n[webhook]\nhost = "0.0.0.0"\nallow_unauthenticated = true\n'
+    )
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "needs a loopback webhook host" in capsys.readouterr().err
+    cfg.write_text(
+        f'state_dir = "{tmp_path}"\n[webhook]\nhost = "127.0.0.1"\nallow_unauthenticated = true\n'
+    )
+    assert main(["check-config", "--config", str(cfg)]) == 0
+    cfg.write_text(f'state_dir = "{tmp_path}"\n[webhook]\nsecret = ""\n')  # empty is none
+    assert main(["check-config", "--config", str(cfg)]) == 2
+
+
+def test_a_receiver_needs_a_secret() -> None:
+    from adapter.intake.webhook import Receiver
+
+    with pytest.raises(ValueError, match="needs a secret"):
+        Receiver(lambda n: None)
+    with pytest.raises(ValueError, match="needs a secret"):
+        Receiver(lambda n: None, secret="")
+    assert Receiver(lambda n: None, allow_unauthenticated=True).secret is None

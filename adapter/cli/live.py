@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from adapter import __version__
 from adapter.config import Settings, load_settings
@@ -45,8 +46,12 @@ def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
     return settings, rulebook, options
 
 
-def service_of(args: argparse.Namespace) -> tuple[Settings, Service]:
+def service_of(
+    args: argparse.Namespace, *, check: Callable[[Settings], None] = lambda s: None
+) -> tuple[Settings, Service]:
+    """The settings and the service they describe (``check`` runs on the settings first)."""
     settings, rulebook, options = live_setup(args)
+    check(settings)
     emr = settings.emr()
     store = open_store(settings.store_url(), max_attempts=settings.max_attempts)
     service = Service(
@@ -56,19 +61,25 @@ def service_of(args: argparse.Namespace) -> tuple[Settings, Service]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings, service = service_of(args)
+    def refuse_unauthenticated(settings: Settings) -> None:
+        problem = settings.webhook.problem(args.host or settings.webhook.host)
+        if problem:
+            raise ConfigError(problem)
+
+    settings, service = service_of(args, check=refuse_unauthenticated)
     hook = settings.webhook
+    host = args.host or hook.host
     receiver = Receiver(
         service.inbox.enqueue,
         path=hook.path,
         secret=hook.secret.get_secret_value() if hook.secret else None,
         secret_header=hook.secret_header,
         max_body=hook.max_body,
+        allow_unauthenticated=hook.allow_unauthenticated,
     )
     server = WebhookServer(
-        receiver, args.host or hook.host, args.port if args.port is not None else hook.port,
-        ops=Health(service),
-    )  # fmt: skip
+        receiver, host, args.port if args.port is not None else hook.port, ops=Health(service)
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -77,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
     service.start(settings.workers)
     server.start()
-    print(f"listening on {args.host or hook.host}:{server.port}{hook.path}", flush=True)
+    print(f"listening on {host}:{server.port}{hook.path}", flush=True)
     while not stop.wait(settings.poll_interval):
         service.inbox.enqueue(Notification(catch_up=True, kind="sweep"), source="sweep")
     server.stop()

@@ -20,6 +20,9 @@ def check_config(args: argparse.Namespace) -> int:
     rulebook = load_rulebook(settings.mappings or DEFAULT_MAPPINGS_DIR)
     if settings.default_payer not in rulebook.payers:
         raise ConfigError(f"default_payer {settings.default_payer!r} is not a payer profile")
+    problem = settings.webhook.problem()
+    if problem:
+        raise ConfigError(problem)
     print(json.dumps(masked(settings), indent=2))
     print(f"configuration OK (rulebook {rulebook.version})", file=sys.stderr)
     return 0
@@ -59,6 +62,8 @@ def doctor(args: argparse.Namespace) -> int:
         line(True, "store reachable")
     except AdapterError as err:
         line(False, f"store: {err}")
+    problem = settings.webhook.problem()
+    line(problem is None, "webhook secret" + (f": {problem}" if problem else " set"))
     failed = sum(1 for ok, _ in results if not ok)
     print(f"{len(results) - failed} ok, {failed} failed")
     return 0 if failed == 0 else 5

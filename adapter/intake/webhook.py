@@ -152,10 +152,13 @@ class Receiver:
         secret: str | None = None,
         secret_header: str = "X-Adapter-Secret",
         max_body: int = 5_000_000,
+        allow_unauthenticated: bool = False,
     ) -> None:
+        if not secret and not allow_unauthenticated:
+            raise ValueError("a webhook receiver needs a secret (or allow_unauthenticated=True)")
         self.enqueue = enqueue
         self.path = "/" + path.strip("/")
-        self.secret = secret
+        self.secret = secret or None
         self.secret_header = secret_header
         self.max_body = max_body
         self.counter = EventCounter()

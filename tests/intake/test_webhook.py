@@ -198,3 +198,20 @@ def test_random_deliveries_are_handled_or_refused_never_crash(
         assert got == [] and reply.body and reply.body["resourceType"] == "OperationOutcome"
     else:
         assert len(got) <= 1
+
+
+def test_a_repeated_secret_header_is_refused(rx: Receiver, got: list[Notification]) -> None:
+    """Two secret headers (the right one and another): refused, whichever comes last."""
+    for pair in ((SECRET, "wrong"), ("wrong", SECRET), (SECRET, SECRET)):
+        headers = [("X-Adapter-Secret", pair[0]), ("x-adapter-secret", pair[1])]
+        assert rx.handle("POST", "/notify", headers, b"").status == 401
+    assert got == []
+    assert rx.handle("POST", "/notify", [("X-Adapter-Secret", SECRET)], b"").status == 204
+
+
+def test_nesting_beyond_the_limit_is_a_bad_request(got: list[Notification]) -> None:
+    """Deeply nested JSON can never succeed: 400, not a retryable 5xx (was RecursionError)."""
+    rx = Receiver(got.append, secret=SECRET)
+    for depth in (100, 10_000):
+        deep = b'{"resourceType":"Procedure","id":"x","a":' + b"[" * depth + b"]" * depth + b"}"
+        assert rx.handle("POST", "/notify", OK, deep).status == 400

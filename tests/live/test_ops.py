@@ -37,7 +37,9 @@ def test_health_ready_and_metrics(fresh_fhir: FhirServer, tmp_path: Path) -> Non
     client = FhirClient(fresh_fhir.base)
     store = open_store(tmp_path / "a.db")
     service = Service(client, client, load_rulebook(), Options(), store)
-    web = WebhookServer(Receiver(service.inbox.enqueue), "127.0.0.1", 0, ops=Health(service))
+    web = WebhookServer(
+        Receiver(service.inbox.enqueue, secret="ops"), "127.0.0.1", 0, ops=Health(service)
+    )
     web.start()
     base = f"http://127.0.0.1:{web.port}"
     try:
@@ -46,7 +48,7 @@ def test_health_ready_and_metrics(fresh_fhir: FhirServer, tmp_path: Path) -> Non
         assert status == 200 and json.loads(body) == {"ready": True, "store": "ok"}
         for pid in ids:
             proc = client.read("Procedure", pid)
-            headers = {"Content-Type": "application/fhir+json"}
+            headers = {"Content-Type": "application/fhir+json", "X-Adapter-Secret": "ops"}
             data = json.dumps(proc).encode()
             req = urllib.request.Request(f"{base}/notify", data=data, headers=headers)
             with urllib.request.urlopen(req, timeout=10) as resp:

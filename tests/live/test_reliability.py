@@ -129,7 +129,7 @@ def test_same_notification_five_times_and_versions_out_of_order(
     client = FhirClient(fresh_fhir.base)
     store = open_store(tmp_path / "r.db")
     service = Service(client, client, RULEBOOK, Options(), store)
-    receiver = Receiver(service.inbox.enqueue)
+    receiver = Receiver(service.inbox.enqueue, allow_unauthenticated=True)
     v1 = client.read("Procedure", ids[0])
     v2 = copy.deepcopy(v1)
     v2["performedPeriod"]["start"] = at("08:45", day_of(0))  # 97112 24 -> 39 min: 62 min -> 4 units
