@@ -54,7 +54,8 @@ def billed_days(target: FhirClient, procedure: str, *, strict: bool) -> set[Pati
             continue
         for tag in meta_of(item).get("tag") or []:
             if isinstance(tag, dict) and tag.get("system") == codes.CS_PATIENT_DAY:
-                code = str(tag.get("code") or "")
-                if ":" in code:
-                    days.add(PatientDay.from_key(code))
+                try:
+                    days.add(PatientDay.from_key(str(tag.get("code") or "")))
+                except ValueError:  # not one of ours: skipped, the other days still count
+                    log.warning("ChargeItem/%s has a malformed patient-day tag", item.get("id"))
     return days

@@ -237,3 +237,28 @@ def test_a_history_longer_than_the_page_cap_moves_on_and_says_so(
     assert after.truncated == ["Procedure"]
     assert after.of("Procedure/_history").since != mark.of("Procedure/_history").since
     assert any("longer than the page cap" in r.getMessage() for r in caplog.records)
+
+
+def test_a_malformed_day_tag_does_not_hide_the_other_billed_days(fresh_fhir: FhirServer) -> None:
+    """The billed days of a procedure come from its ChargeItems' day tags; a tag that is not a
+    patient-day key (someone else's) is skipped, the good one still counts (found in review:
+    one bad tag made every lookup fail, so a deleted procedure's lines were never voided)."""
+    from adapter.domain import PatientDay
+    from adapter.emr.writeback import billed_days
+    from adapter.fhir import codes
+
+    client = FhirClient(fresh_fhir.base)
+    for tag in ("tagged-0:2024-03-05", "tagged-0:bad-date", "no-colon"):
+        client.create(
+            {
+                "resourceType": "ChargeItem",
+                "meta": {"tag": [{"system": codes.CS_PATIENT_DAY, "code": tag}]},
+                "status": "billable",
+                "code": {"coding": [{"system": codes.CPT, "code": "97110"}]},
+                "subject": {"reference": "Patient/tagged-0"},
+                "service": [{"reference": "Procedure/tagged-x"}],
+            }
+        )
+    for strict in (True, False):
+        found = billed_days(client, "Procedure/tagged-x", strict=strict)
+        assert found == {PatientDay.of("Patient/tagged-0", "2024-03-05")}
