@@ -19,13 +19,19 @@ from typing import Any
 from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import existing_for_day
-from adapter.errors import FatalServerError
+from adapter.errors import FatalServerError, TemporaryServerError
 from adapter.fhir.build import BuildOptions, build_day, transaction
-from adapter.fhir.diff import WriteResult, existing_from, existing_searches, plan
+from adapter.fhir.diff import (
+    WriteResult,
+    existing_from,
+    existing_searches,
+    plan,
+    voided_services,
+)
 from adapter.fhir.parse import Lookup, ParsedDay, service_day
-from adapter.fhir.refs import version_of
+from adapter.fhir.refs import split_key, version_of
 from adapter.intake.events import ChangeEvent
-from adapter.intake.gather import days_of, gather_day
+from adapter.intake.gather import days_of, gather_day, procedure_day
 from adapter.rules import evaluate
 
 log = logging.getLogger(__name__)
@@ -126,6 +132,7 @@ def sync_day(
             day=day,
             correction_recipient=options.build.billing_recipient,
         )
+        confirm_voids(emr, voided_services(existing, written) - set(inputs), day, options.zone)
         if entries:
             try:
                 target.transaction(transaction(entries))
@@ -165,6 +172,33 @@ def _recompute(
     inputs = {str(p["_key"]): version_of(p) or "" for p in procedures}
     existing = existing_from(earlier) if same_server else existing_for_day(target, day)
     return result, inputs, existing
+
+
+def confirm_voids(
+    emr: FhirClient, procedures: set[str], day: PatientDay, zone: tzinfo | None
+) -> None:
+    """Nothing is voided on hearsay: a line whose procedures the day's searches did not return
+    is voided only on the EMR's own word, read back procedure by procedure: gone (404/410),
+    no longer completed (entered in error, not done), or on another patient-day. A procedure
+    the EMR still has, completed, on this day means its searches missed it (an index that lags,
+    a notification about something else): nothing is written and the change is retried."""
+    for key in sorted(procedures):
+        parts = split_key(key)
+        if parts is None or parts[0] != "Procedure":
+            continue  # not a reference the adapter wrote: nothing to ask the EMR about
+        try:
+            proc = emr.read(*parts)
+        except FatalServerError as err:
+            if err.status in (404, 410):
+                continue
+            raise
+        if proc.get("status") != "completed" or procedure_day(emr, proc, zone) != day:
+            continue
+        log.warning("day %s: %s is on the day in the EMR but its search missed it", day.key, key)
+        raise TemporaryServerError(
+            f"{key} is still completed on {day.key} in the EMR, but the day's searches did not "
+            "return it: its lines are not voided; retrying"
+        )
 
 
 def handle_events(

@@ -6,11 +6,14 @@ timezone-aware; ``None`` means not documented.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
 from adapter.domain.terms import CodeSource, CoverageStatus, Discipline, KxGroup
+
+_PATIENT = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")  # a Patient reference, FHIR's id rule
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -23,6 +26,10 @@ class PatientDay:
 
     patient: str
     service_date: date
+
+    def __post_init__(self) -> None:
+        if not _PATIENT.match(self.patient):
+            raise ValueError(f"a patient-day is a Patient's, not {self.patient!r}")
 
     @property
     def key(self) -> str:

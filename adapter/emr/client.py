@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from urllib.request import getproxies
 
 import requests
@@ -26,6 +27,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from adapter.emr.auth import Auth, NoAuth
 from adapter.errors import FatalServerError, FhirServerError, TemporaryServerError
+from adapter.fhir.refs import is_id, is_type
 
 log = logging.getLogger(__name__)
 TEMPORARY = frozenset({408, 429, 500, 502, 503, 504})
@@ -109,9 +111,18 @@ class FhirClient:
 
     # -- plumbing ---------------------------------------------------------------------------
     def url(self, path: str) -> str:
-        if path.startswith(("http://", "https://")):
-            return path
-        return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
+        """The absolute URL of ``path`` (relative to the base, or absolute, as a server's next
+        link is). Only URLs under the configured base are ever requested, so the credentials
+        go nowhere else: anything outside it (another host, ``..`` segments, encoded or not)
+        is refused before a byte is sent."""
+        full = (
+            path
+            if path.startswith(("http://", "https://"))
+            else (f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url)
+        )
+        if not under_base(full, self.base_url):
+            raise FatalServerError("refused: a request outside the configured FHIR base")
+        return full
 
     def _wait(self, state: RetryCallState) -> float:
         err = state.outcome.exception() if state.outcome else None
@@ -209,11 +220,11 @@ class FhirClient:
         return dict(self.request("GET", "metadata").json())
 
     def read(self, kind: str, rid: str) -> Resource:
-        return dict(self.request("GET", f"{kind}/{rid}").json())
+        return dict(self.request("GET", _path(kind, rid)).json())
 
     def search(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every resource of every page (matches and includes), following ``next`` links."""
-        yield from self._pages(self.request("GET", kind, params=params).json())
+        yield from self._pages(self.request("GET", _path(kind), params=params).json())
 
     def search_batch(self, searches: Sequence[tuple[str, Params]]) -> list[list[Resource]]:
         """Several searches in one ``batch`` request: each search's resources (matches and
@@ -272,7 +283,7 @@ class FhirClient:
     def history(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every entry (``request``, ``response`` and, unless a delete, ``resource``) of a
         type-level ``_history``, following ``next`` links."""
-        first = self.request("GET", f"{kind}/_history", params=params).json()
+        first = self.request("GET", f"{_path(kind)}/_history", params=params).json()
         for page in self._follow(first, truncated_is_error=True):
             yield from (e for e in page.get("entry") or [] if isinstance(e, dict))
 
@@ -309,14 +320,41 @@ class FhirClient:
         return dict(self.request("POST", "", json_body=bundle).json())
 
     def create(self, resource: Resource) -> Resource:
-        return dict(self.request("POST", resource["resourceType"], json_body=resource).json())
+        path = _path(resource["resourceType"])
+        return dict(self.request("POST", path, json_body=resource).json())
 
     def update(self, resource: Resource) -> Resource:
-        kind, rid = resource["resourceType"], resource["id"]
-        return dict(self.request("PUT", f"{kind}/{rid}", json_body=resource).json())
+        path = _path(resource["resourceType"], resource["id"])
+        return dict(self.request("PUT", path, json_body=resource).json())
 
     def delete(self, kind: str, rid: str) -> None:
-        self.request("DELETE", f"{kind}/{rid}")
+        self.request("DELETE", _path(kind, rid))
+
+
+def _path(kind: str, rid: str | None = None) -> str:
+    """``Type`` or ``Type/id`` from validated parts (a type name, FHIR's id rule): never a path
+    of its own making."""
+    if not is_type(kind):
+        raise FatalServerError(f"refused: {kind!r} is not a resource type")
+    if rid is None:
+        return kind
+    if not is_id(rid):
+        raise FatalServerError(f"refused: {kind} id {rid!r} breaks FHIR's id rule")
+    return f"{kind}/{rid}"
+
+
+def under_base(url: str, base: str) -> bool:
+    """Whether ``url`` is the FHIR base or below it: same scheme, host and port, and a path that,
+    decoded and with dot segments resolved, starts with the base's path."""
+    target, root = urlsplit(url), urlsplit(base)
+    if (target.scheme.lower(), target.netloc.lower()) != (root.scheme.lower(), root.netloc.lower()):
+        return False
+    path = unquote(target.path)
+    if "\\" in path or any(ord(c) < 32 for c in path):
+        return False
+    resolved = posixpath.normpath("/" + path.lstrip("/")) if path else "/"
+    base_path = posixpath.normpath("/" + root.path.strip("/")) if root.path.strip("/") else "/"
+    return resolved == base_path or resolved.startswith(base_path.rstrip("/") + "/")
 
 
 def search_url(kind: str, params: Params) -> str:
@@ -324,7 +362,8 @@ def search_url(kind: str, params: Params) -> str:
     token systems (``|``), prefixes and ``_include`` targets (``:``) kept readable.
     """
     items = list(params.items()) if isinstance(params, Mapping) else list(params)
-    return f"{kind}?{urlencode(items, safe='/:|,')}" if items else kind
+    path = _path(kind)
+    return f"{path}?{urlencode(items, safe='/:|,')}" if items else path
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ EXT_METHOD = f"{BASE}/StructureDefinition/unit-method"
 EXT_MINUTES = f"{BASE}/StructureDefinition/timed-minutes"
 EXT_RULE_REF = f"{BASE}/StructureDefinition/rule-ref"
 EXT_CHARGE_ITEM = f"{BASE}/StructureDefinition/charge-item"
+EXT_VOIDED_DRAFT = f"{BASE}/StructureDefinition/voided-draft"
 EXT_YTD_PT_SLP = f"{BASE}/StructureDefinition/therapy-ytd-allowed-pt-slp"
 EXT_YTD_OT = f"{BASE}/StructureDefinition/therapy-ytd-allowed-ot"
 #: on a Procedure: minutes documented without start and end times (a Duration in UCUM "min")

@@ -27,11 +27,13 @@ from typing import Any
 from adapter.domain import PatientDay
 from adapter.fhir import codes
 from adapter.fhir.build import day_tag
-from adapter.fhir.refs import version_of
+from adapter.fhir.refs import key_of, ref_key, reference_of, version_of
 
 Resource = dict[str, Any]
 Search = tuple[str, list[tuple[str, str]]]  # resource type, search parameters
 KINDS = ("ChargeItem", "Claim", "Communication", "Provenance")
+#: on a draft Claim the adapter voided (no billable lines left): not a submitted claim
+VOIDED_DRAFT = {"url": codes.EXT_VOIDED_DRAFT, "valueBoolean": True}
 
 
 @dataclass(slots=True)
@@ -63,6 +65,18 @@ def existing_from(answers: Sequence[Sequence[Resource]]) -> dict[str, list[Resou
     return out
 
 
+def voided_services(existing: dict[str, list[Resource]], result: WriteResult) -> set[str]:
+    """The procedures (``Procedure/id``) named by the ChargeItems a plan voids."""
+    voided = set(result.voided)
+    return {
+        ref_key(ref)
+        for item in existing.get("ChargeItem", [])
+        if _identity(item) in voided
+        for s in item.get("service") or []
+        if (ref := reference_of(s))
+    }
+
+
 def _identity(resource: Resource) -> str:
     if resource["resourceType"] == "Provenance":
         return "Provenance"
@@ -73,9 +87,20 @@ def _identity(resource: Resource) -> str:
     return f"{resource['resourceType']}|?"
 
 
-def _content(resource: Resource) -> str:
-    trimmed = {k: v for k, v in resource.items() if k not in ("id", "meta", "text")}
+def _content(resource: Resource, *also: str) -> str:
+    """What a resource says, without its server-side parts (id, meta, narrative) and ``also``."""
+    trimmed = {k: v for k, v in resource.items() if k not in ("id", "meta", "text", *also)}
     return json.dumps(trimmed, sort_keys=True)
+
+
+def _locked(claim: Resource) -> bool:
+    """A Claim past draft, that the adapter must not rewrite: submitted, cancelled, or voided
+    by someone else. One the adapter itself voided while a draft is not locked."""
+    if claim.get("status") == "draft":
+        return False
+    return not (
+        claim.get("status") == "entered-in-error" and VOIDED_DRAFT in (claim.get("extension") or [])
+    )
 
 
 def _rewrite(value: Any, refs: dict[str, str]) -> Any:
@@ -120,9 +145,7 @@ def plan(
     )
     # references to resources that already exist point at their ids, not at new urn:uuids
     refs = {
-        e[
-            "fullUrl"
-        ]: f"{e['resource']['resourceType']}/{step.found[_identity(e['resource'])]['id']}"
+        e["fullUrl"]: key_of(step.found[_identity(e["resource"])])
         for e in desired
         if _identity(e["resource"]) in step.found
     }
@@ -164,11 +187,15 @@ class _Plan:
             self.result.created.append(ident)
         elif _content(resource) == _content(current):
             self.result.unchanged.append(ident)
-        elif resource["resourceType"] == "Claim" and current.get("status") != "draft":
+        elif resource["resourceType"] == "Claim" and _locked(current):
+            if _content(resource, "status") == _content(current, "status"):
+                # the billing system moved the claim along; what it bills has not changed
+                self.result.unchanged.append(ident)
+                return
             self.result.claim_locked = True
             self.entries.append(_correction(current, resource, self.day, self.recipient))
             self.result.created.append("Communication|claim-correction")
-        else:
+        else:  # a draft Claim (or one the adapter voided as a draft) is simply replaced
             self.entries.append(_put(resource, current))
             self.result.updated.append(ident)
 
@@ -187,6 +214,11 @@ class _Plan:
         elif kind == "Claim" and status != "draft":
             self.result.claim_locked = True
             self.entries.append(_correction(current, None, self.day, self.recipient))
+        elif kind == "Claim":  # a draft: voided, and marked so, to be replaced when lines return
+            extension = [*(current.get("extension") or []), VOIDED_DRAFT]
+            voided = {**current, "status": "entered-in-error", "extension": extension}
+            self.entries.append(_put(voided, current))
+            self.result.voided.append(ident)
         else:
             self.entries.append(_put({**current, "status": "entered-in-error"}, current))
             self.result.voided.append(ident)

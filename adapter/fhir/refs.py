@@ -12,6 +12,10 @@ from typing import Any
 
 Resource = dict[str, Any]
 
+#: FHIR's id rule (R4 ``id``: 1-64 of A-Z, a-z, 0-9, '-' and '.')
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+#: a resource type name (CamelCase letters)
+RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ABSOLUTE = re.compile(r"^https?://.+?/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
 _RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
 #: a FHIR dateTime with a time must carry an offset
@@ -28,6 +32,35 @@ def ref_key(reference: str) -> str:
         if m:
             return f"{m.group(1)}/{m.group(2)}"
     return reference
+
+
+def is_id(value: Any) -> bool:
+    """Whether ``value`` is a valid FHIR id."""
+    return isinstance(value, str) and FHIR_ID.match(value) is not None
+
+
+def is_type(value: Any) -> bool:
+    """Whether ``value`` is shaped like a resource type name."""
+    return isinstance(value, str) and RESOURCE_TYPE.match(value) is not None
+
+
+def split_key(key: Any) -> tuple[str, str] | None:
+    """``(type, id)`` of a well-formed ``Type/id`` key; None for anything else (a path, a
+    query, a ``urn:uuid``, an id against FHIR's rule)."""
+    if not isinstance(key, str):
+        return None
+    kind, sep, rid = key.partition("/")
+    if not sep or not RESOURCE_TYPE.match(kind) or not FHIR_ID.match(rid):
+        return None
+    return kind, rid
+
+
+def patient_key(reference: str | None) -> str | None:
+    """``Patient/id`` of a reference to a Patient; None for any other subject (a Group, a
+    Device, a malformed reference): only a Patient's day is ever computed."""
+    key = ref_key(reference) if reference else None
+    parts = split_key(key)
+    return key if parts is not None and parts[0] == "Patient" else None
 
 
 def reference_of(element: Any) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from adapter.domain import PatientDay
 from adapter.fhir.dates import service_date_of
-from adapter.fhir.refs import ref_key, reference_of, version_of
+from adapter.fhir.refs import is_id, patient_key, reference_of, version_of
 
 Resource = dict[str, Any]
 HANDLED = frozenset({"Procedure", "Encounter"})
@@ -42,9 +42,9 @@ class ChangeEvent:
 def event_of(resource: Resource, source: str) -> ChangeEvent | None:
     """The event for a changed resource the adapter handles (None for anything else)."""
     kind, rid = resource.get("resourceType"), resource.get("id")
-    if kind not in HANDLED or not isinstance(rid, str):
-        return None
-    return ChangeEvent(kind, rid, resource, version_of(resource), source)
+    if kind not in HANDLED or not isinstance(rid, str) or not is_id(rid):
+        return None  # an id against FHIR's rule never reaches a URL
+    return ChangeEvent(str(kind), rid, resource, version_of(resource), source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +93,10 @@ class QueuedEvent:
     def of(cls, ev: ChangeEvent, zone: tzinfo | None) -> QueuedEvent:
         day = None
         if ev.resource is not None and ev.kind == "Procedure":
-            subject = reference_of(ev.resource.get("subject"))
+            patient = patient_key(reference_of(ev.resource.get("subject")))
             dos = service_date_of(ev.resource, zone)
-            if subject and dos:
-                day = PatientDay(ref_key(subject), date.fromisoformat(dos))
+            if patient and dos:  # a subject that is not a Patient has no day of its own
+                day = PatientDay(patient, date.fromisoformat(dos))
         return cls(ev.kind, ev.id, ev.version, ev.source, ev.deleted, day)
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +114,10 @@ class QueuedEvent:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QueuedEvent:
+        """An event as stored; a row naming anything but a handled type and a valid id is
+        refused (ValueError: the row fails, visibly, instead of reaching the EMR)."""
+        if data.get("kind") not in HANDLED or not is_id(data.get("id")):
+            raise ValueError("inbox row names no Procedure/Encounter with a valid id")
         day = data.get("day")
         return cls(
             kind=str(data["kind"]),

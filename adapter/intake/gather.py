@@ -18,7 +18,7 @@ from adapter.domain import PatientDay
 from adapter.emr.client import FhirClient, Params
 from adapter.errors import FatalServerError, InputError
 from adapter.fhir.dates import service_date_of
-from adapter.fhir.refs import key_of, ref_key, reference_of
+from adapter.fhir.refs import is_id, key_of, patient_key, ref_key, reference_of, split_key
 from adapter.intake.events import ChangeEvent
 from adapter.intake.spool import Spool
 
@@ -29,17 +29,24 @@ GONE = (404, 410)
 
 
 # -- which days a change touches ----------------------------------------------------------------
+def procedure_day(emr: FhirClient, proc: Resource, zone: tzinfo | None) -> PatientDay | None:
+    """The patient-day a procedure read from the EMR is on (its encounter's when it has no
+    time of its own); None when it is on no patient's day."""
+    return _procedure_day(proc, zone, _EncounterStarts(emr))
+
+
 def _procedure_day(
     proc: Resource, zone: tzinfo | None, encounter_start: Callable[[str], str | None]
 ) -> PatientDay | None:
     """A procedure's patient-day: its own date, or (no time documented) its encounter's, as
-    the spool places it."""
-    subject = reference_of(proc.get("subject"))
+    the spool places it. Only a Patient's: a procedure on a Group, a Device or a malformed
+    subject is on no patient's day (its id may be a real patient's)."""
+    patient = patient_key(reference_of(proc.get("subject")))
     dos = service_date_of(proc, zone)
     if dos is None and (enc := reference_of(proc.get("encounter"))):
         start = encounter_start(ref_key(enc))
         dos = service_date_of({"performedDateTime": start}, zone) if start else None
-    return PatientDay.of(ref_key(subject), dos) if subject and dos else None
+    return PatientDay.of(patient, dos) if patient and dos else None
 
 
 @dataclass
@@ -50,9 +57,12 @@ class _EncounterStarts:
     starts: dict[str, str | None] = field(default_factory=dict)
 
     def __call__(self, key: str) -> str | None:
+        parts = split_key(key)
+        if parts is None or parts[0] != "Encounter":
+            return None  # not a reference the EMR is asked about
         if key not in self.starts:
             try:
-                kind, _, rid = key.partition("/")
+                kind, rid = parts
                 period = self.emr.read(kind, rid).get("period")
                 start = period.get("start") if isinstance(period, dict) else None
                 self.starts[key] = start if isinstance(start, str) else None
@@ -88,7 +98,7 @@ def days_of(
             if day := _procedure_day(resource, zone, encounter_start):
                 days.add(day)
             else:
-                log.warning("Procedure/%s has no subject or date: not placed", ev.id)
+                log.warning("Procedure/%s has no Patient subject or no date: not placed", ev.id)
             continue
         # Encounter: every procedure of it
         for proc in emr.search("Procedure", {"encounter": f"Encounter/{ev.id}", "_count": "200"}):
@@ -221,8 +231,8 @@ class _Gathering:
         refs, actors = _references(procs)
         for enc_key in sorted(k for k in refs if k.startswith("Encounter/")):
             for part in (self.spool.get(enc_key) or {}).get("participant") or []:
-                if isinstance(part, dict) and (i := reference_of(part.get("individual"))):
-                    actors.add(ref_key(i))
+                if isinstance(part, dict) and (i := _key(part.get("individual"))):
+                    actors.add(i)
         actors = {a for a in actors if a.startswith(("Practitioner/", "PractitionerRole/"))}
         practitioners = self._practitioners(actors)
         refs |= actors | practitioners
@@ -249,7 +259,9 @@ class _Gathering:
             if ref_key(reference_of(r.get("subject")) or "") == patient
         ]
         procs = [r for r in mine if service_date_of(r, self.zone) == self.dos]
-        encounters = {ref_key(e) for r in procs if (e := reference_of(r.get("encounter")))}
+        encounters = {
+            e for r in procs if (e := _key(r.get("encounter"))) and e.startswith("Encounter/")
+        }
         for enc in self.spool.resources("Encounter"):
             period = enc.get("period") if isinstance(enc.get("period"), dict) else {}
             start = period.get("start") if isinstance(period, dict) else None
@@ -259,14 +271,13 @@ class _Gathering:
                 and ref_key(subject) == patient
                 and isinstance(start, str)
                 and service_date_of({"performedDateTime": start}, self.zone) == self.dos
+                and is_id(enc.get("id"))
             ):
                 encounters.add(f"Encounter/{enc.get('id')}")
         procs += [
             r
             for r in mine
-            if service_date_of(r, self.zone) is None
-            and (e := reference_of(r.get("encounter")))
-            and ref_key(e) in encounters
+            if service_date_of(r, self.zone) is None and _key(r.get("encounter")) in encounters
         ]
         return procs, encounters
 
@@ -274,15 +285,15 @@ class _Gathering:
         """The practitioners among ``actors`` and behind their roles."""
         practitioners = {a for a in actors if a.startswith("Practitioner/")}
         for role_key in sorted(a for a in actors if a.startswith("PractitionerRole/")):
-            if pr := reference_of((self.spool.get(role_key) or {}).get("practitioner")):
-                practitioners.add(ref_key(pr))
+            if pr := _key((self.spool.get(role_key) or {}).get("practitioner")):
+                practitioners.add(pr)
         return practitioners
 
     def _roles_of(self, practitioners: set[str]) -> set[str]:
         return {
             f"PractitionerRole/{role.get('id')}"
             for role in self.spool.resources("PractitionerRole")
-            if (pr := reference_of(role.get("practitioner"))) and ref_key(pr) in practitioners
+            if is_id(role.get("id")) and _key(role.get("practitioner")) in practitioners
         }
 
     def _reads(self, refs: set[str]) -> list[Search]:
@@ -313,16 +324,24 @@ class _Gathering:
 
 
 def _references(procs: Sequence[Resource]) -> tuple[set[str], set[str]]:
-    """The encounters and the performers the procedures name."""
+    """The encounters and the performers the procedures name (well-formed ``Type/id`` keys
+    only: a malformed reference is never searched for)."""
     refs: set[str] = set()
     actors: set[str] = set()
     for p in procs:
-        if e := reference_of(p.get("encounter")):
-            refs.add(ref_key(e))
+        if (e := _key(p.get("encounter"))) and e.startswith("Encounter/"):
+            refs.add(e)
         for perf in p.get("performer") or []:
-            if isinstance(perf, dict) and (a := reference_of(perf.get("actor"))):
-                actors.add(ref_key(a))
+            if isinstance(perf, dict) and (a := _key(perf.get("actor"))):
+                actors.add(a)
     return refs, actors
+
+
+def _key(element: Any) -> str | None:
+    """The ``Type/id`` key of a Reference element, when it is a well-formed one."""
+    ref = reference_of(element)
+    key = ref_key(ref) if ref else None
+    return key if split_key(key) is not None else None
 
 
 def _chunks(items: Sequence[str], size: int = 20) -> Iterator[list[str]]:

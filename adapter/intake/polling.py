@@ -22,7 +22,7 @@ from typing import Any
 
 from adapter.emr.client import FhirClient, TruncatedAnswer
 from adapter.errors import FhirServerError
-from adapter.fhir.refs import instant, meta_of, ref_key, version_of
+from adapter.fhir.refs import instant, is_id, meta_of, ref_key, version_of
 from adapter.intake.events import ChangeEvent, event_of
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,6 @@ def _deleted_id(kind: str, entry: dict[str, Any], request: dict[str, Any],
             continue
         key = ref_key(value)
         found_kind, _, rid = key.partition("/")
-        if found_kind == kind and rid and "/" not in rid:
+        if found_kind == kind and is_id(rid):
             return rid
     return None

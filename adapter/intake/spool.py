@@ -19,7 +19,7 @@ from typing import Any
 
 from adapter.fhir.dates import service_date_of
 from adapter.fhir.parse import Problem
-from adapter.fhir.refs import instant, meta_of, ref_key, reference_of, version_of
+from adapter.fhir.refs import instant, meta_of, patient_key, ref_key, reference_of, version_of
 
 Resource = dict[str, Any]
 
@@ -206,6 +206,7 @@ class Spool:
                 f"UPDATE {table} SET {column} = (SELECT key FROM aliases WHERE alias = {column}) "
                 f"WHERE {column} IN (SELECT alias FROM aliases)"
             )
+        self._drop_non_patients()
         undated = self.db.execute(
             "SELECT key, encounter FROM procedures WHERE dos IS NULL AND status = 'completed'"
         ).fetchall()
@@ -220,6 +221,16 @@ class Spool:
             else:
                 self.problem(key, "no performed time and no encounter period: no date of service")
         self.db.commit()
+
+    def _drop_non_patients(self) -> None:
+        """Procedures whose subject is not a Patient (a Group, a Device, a malformed reference)
+        are on no patient's day: reported and left out."""
+        rows = self.db.execute("SELECT key, patient FROM procedures").fetchall()
+        for key, subject in rows:
+            if patient_key(subject) != subject:
+                self.problem(key, "subject is not a Patient: not billed")
+                self.db.execute("DELETE FROM procedures WHERE key = ?", (key,))
+                self.db.execute("DELETE FROM actors WHERE proc = ?", (key,))
 
     # -- reading ---------------------------------------------------------------------------
     def days(self) -> Iterator[tuple[int, str, str]]:

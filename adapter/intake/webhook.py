@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from adapter.fhir import codes
-from adapter.fhir.refs import meta_of, ref_key
+from adapter.fhir.refs import is_id, key_of, meta_of, ref_key, split_key
 from adapter.intake.events import HANDLED, ChangeEvent, Notification, event_of
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,9 @@ class Receiver:
 
     def _resource(self, doc: Resource, tail: str) -> Reply:
         """A rest-hook delivery of one resource (``tail``: the ``Type/id`` after the path)."""
-        if tail and f"{doc['resourceType']}/{doc.get('id')}" != ref_key(tail):
+        if not is_id(doc.get("id")):
+            return outcome(400, "invalid", "the resource has no id that keeps FHIR's id rule")
+        if tail and (split_key(ref_key(tail)) is None or key_of(doc) != ref_key(tail)):
             return outcome(400, "invalid", "resource does not match the URL")
         if doc["resourceType"] not in HANDLED:
             return outcome(422, "not-supported", f"{doc['resourceType']} is not handled")
@@ -266,8 +268,11 @@ class Receiver:
             if not isinstance(focus, str):
                 continue  # empty content: nothing but the fact; catch up below
             key = ref_key(focus)
-            kind_, _, rid = key.partition("/")
-            if kind_ not in HANDLED or not rid:
+            parts = split_key(key)
+            if parts is None:
+                return outcome(400, "invalid", "a notification focus is not a Type/id reference")
+            kind_, rid = parts
+            if kind_ not in HANDLED:
                 continue
             resource = full.get(key)
             if resource is not None and _is_own(resource):

@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 
 from adapter.domain import PatientDay
 from adapter.fhir import codes
-from adapter.fhir.diff import KINDS, WriteResult, existing_from, existing_searches, plan
+from adapter.fhir.diff import (
+    KINDS,
+    VOIDED_DRAFT,
+    WriteResult,
+    existing_from,
+    existing_searches,
+    plan,
+)
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
 from adapter.replay import evaluate_bundle
@@ -423,7 +430,8 @@ def test_a_draft_claim_with_no_lines_left_is_voided() -> None:
 
     entries, result = make_plan(day, server)
     void = entry_for(entries, claim)
-    assert void["resource"] == {**before, "status": "entered-in-error"}
+    marked = [*before.get("extension", []), VOIDED_DRAFT]  # the adapter's own void of a draft
+    assert void["resource"] == {**before, "status": "entered-in-error", "extension": marked}
     assert void["request"]["ifMatch"] == 'W/"1"'
     assert result.voided == [f"ChargeItem|{charge('97110')}", f"ChargeItem|{charge('97112')}",
                              f"Claim|{KEY}"]  # fmt: skip
@@ -674,3 +682,41 @@ def test_applying_a_plan_then_planning_again_writes_nothing(
         again, result = make_plan(day, server)
         assert again == [] and not result.changed
         assert result.unchanged == [identity(e["resource"]) for e in day[:-1]]
+
+
+# -- claims the adapter voided itself, and claims moved along by the billing system -------------
+def test_a_draft_claim_the_adapter_voided_is_replaced_when_lines_return() -> None:
+    """Every procedure of a day entered in error, then completed again: the ChargeItems come
+    back and so does the Claim, as a new draft (was: the voided draft was taken for a submitted
+    claim, stayed entered-in-error for good, and only a correction request was written)."""
+    server = written(desired(A, B))
+    claim = server.key("Claim", KEY)
+    server.apply(make_plan(desired(untimed(A), untimed(B)), server)[0])  # nothing bills
+    assert server.resources[claim]["status"] == "entered-in-error"
+    entries, result = make_plan(desired(A, B), server)
+    assert not result.claim_locked and corrections(entries) == []
+    restored = entry_for(entries, claim)
+    assert restored["request"]["method"] == "PUT" and restored["resource"]["status"] == "draft"
+    assert VOIDED_DRAFT not in restored["resource"].get("extension", [])
+    server.apply(entries)
+    assert server.resources[claim]["status"] == "draft"
+    assert {r["status"] for r in server.of_kind("ChargeItem")} == {"billable"}
+    assert make_plan(desired(A, B), server)[0] == []
+
+
+def test_a_claim_voided_by_someone_else_stays_locked() -> None:
+    server = written(desired(A, B))
+    claim = server.key("Claim", KEY)
+    server.edit(claim, status="entered-in-error")  # not the adapter's own void of a draft
+    entries, result = make_plan(desired(A, longer(B, at("10:02"))), server)
+    assert result.claim_locked and len(corrections(entries)) == 1
+    assert claim not in [e["request"]["url"] for e in entries]
+
+
+def test_a_submitted_claim_whose_lines_did_not_change_asks_for_nothing() -> None:
+    """The billing system set the Claim active; the same documentation again writes nothing
+    (was: a 'submit a corrected claim' request on every sync, the status being compared)."""
+    server = written(desired(A, B))
+    submitted(server)
+    entries, result = make_plan(desired(A, B), server)
+    assert entries == [] and not result.changed and not result.claim_locked
