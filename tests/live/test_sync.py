@@ -235,3 +235,44 @@ def test_a_review_message_says_so_once_its_findings_are_fixed(fresh_fhir: FhirSe
     assert f"Communication|{message['identifier'][0]['value']}" in result.write.updated
     (again,) = sync()
     assert not again.write.changed  # said once
+
+
+def test_a_day_entered_in_error_then_completed_again_gets_its_claim_back(
+    fresh_fhir: FhirServer,
+) -> None:
+    """Every procedure of a day set entered-in-error voids its lines and the draft Claim; set
+    completed again, the lines and the Claim come back as a draft, and no correction request is
+    written (was: the Claim stayed entered-in-error for good, taken for a submitted claim, and
+    only a 'submit a corrected claim' Communication remained)."""
+    from adapter.intake.events import ChangeEvent
+
+    pid = "restore-p1"
+    a = procedure("restore-a", "97112", at("09:00"), at("09:24"), patient=f"Patient/{pid}")
+    b = procedure("restore-b", "97110", at("09:24"), at("09:47"), patient=f"Patient/{pid}")
+    fresh_fhir.put_all(*context(patient=pid), a, b)
+    client = FhirClient(fresh_fhir.base)
+    options = Options(evaluated_at=NOW)
+
+    def sync() -> None:
+        handle_events(client, client, RULEBOOK, [ChangeEvent("Procedure", "restore-a")], options)
+
+    def claim_status() -> str:
+        (claim,) = fresh_fhir.search(f"Claim?patient=Patient/{pid}")
+        return str(claim["status"])
+
+    sync()
+    assert claim_status() == "draft"
+    fresh_fhir.put_all({**a, "status": "entered-in-error"}, {**b, "status": "entered-in-error"})
+    sync()
+    assert {s for *_, s in charge_lines(fresh_fhir, pid)} == {"entered-in-error"}
+    assert claim_status() == "entered-in-error"
+    fresh_fhir.put_all(a, b)
+    sync()
+    assert charge_lines(fresh_fhir, pid) == [("97110", 1, "billable"), ("97112", 2, "billable")]
+    assert claim_status() == "draft"
+    reasons = [
+        c["coding"][0]["code"]
+        for m in fresh_fhir.search(f"Communication?subject=Patient/{pid}&_count=100")
+        for c in m.get("reasonCode", [])
+    ]
+    assert "claim-correction-needed" not in reasons
