@@ -60,6 +60,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from adapter.emr.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendAuth
+from adapter.emr.budget import RequestBudget
 from adapter.emr.client import FhirClient
 from adapter.errors import ConfigError
 
@@ -234,6 +235,11 @@ class Settings(BaseSettings):
     lease_seconds: Annotated[float, Field(gt=0)] = 120.0
     workers: Annotated[int, Field(ge=1, le=32)] = 4  # worker threads in serve
     poll_interval: Annotated[float, Field(gt=0)] = 60.0
+    #: one budget for all requests to each FHIR server, shared by every worker
+    emr_requests_per_second: Annotated[float, Field(gt=0)] = 50.0
+    emr_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    #: a notification naming more resources is split into inbox items of this many
+    max_events_per_item: Annotated[int, Field(ge=1)] = 500
     auth: AuthSettings = AuthSettings()
     write_auth: AuthSettings | None = None
     webhook: WebhookSettings = WebhookSettings()
@@ -252,8 +258,14 @@ class Settings(BaseSettings):
                 "emr_base_url is not set (config file, ADAPTER_EMR_BASE_URL or --emr)"
             )
         return FhirClient(
-            self.emr_base_url, self.auth.build(self.emr_base_url), verify=self._verify()
+            self.emr_base_url,
+            self.auth.build(self.emr_base_url),
+            verify=self._verify(),
+            budget=self._budget(),
         )
+
+    def _budget(self) -> RequestBudget:
+        return RequestBudget(self.emr_requests_per_second, concurrency=self.emr_concurrency)
 
     def store_url(self) -> str:
         if self.store is not None:
@@ -264,7 +276,7 @@ class Settings(BaseSettings):
         if not self.write_base_url or self.write_base_url == self.emr_base_url:
             return emr
         auth = (self.write_auth or self.auth).build(self.write_base_url)
-        return FhirClient(self.write_base_url, auth, verify=self._verify())
+        return FhirClient(self.write_base_url, auth, verify=self._verify(), budget=self._budget())
 
 
 def _read_secret(path: str, where: str) -> str:

@@ -25,7 +25,6 @@ from typing import overload
 from adapter.domain import PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import billed_days
-from adapter.errors import AdapterError
 from adapter.intake.events import InboxPayload, QueuedEvent
 from adapter.intake.gather import days_of
 from adapter.intake.inbox import Inbox
@@ -79,6 +78,7 @@ class Service:
         batch: int = 10,
         worker: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_events: int = 500,
     ) -> None:
         self.emr = emr
         self.target = target
@@ -94,7 +94,7 @@ class Service:
         self._wake = threading.Event()  # set when this process stores a row: idle workers look
         self.inbox = Inbox(
             emr, store, zone=options.zone, metrics=self.metrics, clock=clock, lookback=lookback,
-            on_stored=self._wake.set,
+            on_stored=self._wake.set, max_events=max_events,
         )  # fmt: skip
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -232,16 +232,20 @@ class Service:
         return len(items)
 
     def _work_item(self, item: InboxItem) -> None:
-        try:
-            self.process(InboxPayload.from_json(item.payload))
-        except (AdapterError, OSError, ValueError, KeyError) as err:
-            self.counters.failures += 1
-            outcome = self.store.fail(item.id, f"{type(err).__name__}: {err}"[:500])
-            if outcome == "dead":
-                self.counters.dead += 1
-            log.warning("inbox item %d failed (%s): %s", item.id, outcome, type(err).__name__)
-        else:
-            self.store.complete(item.id)
+        """Process one row under a lease renewed while it runs; any failure of its own is
+        recorded on the row (retried with backoff, then a dead letter)."""
+        with _Renewal(self.store, item.id, self.worker, self.lease):
+            try:
+                self.process(InboxPayload.from_json(item.payload))
+            except Exception as err:  # whatever went wrong, the row says so and is retried
+                self.counters.failures += 1
+                outcome = self.store.fail(item.id, f"{type(err).__name__}: {err}"[:500])
+                if outcome == "dead":
+                    self.counters.dead += 1
+                    self.metrics.inc("dead_lettered_total")
+                log.warning("inbox item %d failed (%s): %s", item.id, outcome, type(err).__name__)
+            else:
+                self.store.complete(item.id)
 
     def drain(self, timeout: float = 300.0, idle_sleep: float = 0.1) -> bool:
         """Work until no row is pending or leased (dead letters aside); False on timeout."""
@@ -256,11 +260,23 @@ class Service:
         return False
 
     # -- threads ---------------------------------------------------------------------------------
-    def run(self, idle_sleep: float = 0.2) -> None:
+    def run(self, idle_sleep: float = 0.2, max_backoff: float = 30.0) -> None:
         """Work until stopped. An idle worker wakes when this process enqueues a notification,
-        and every ``idle_sleep`` seconds for rows other processes stored."""
+        and every ``idle_sleep`` seconds for rows other processes stored. A failure outside
+        any row (the store unreachable, say) is logged and waited out with a growing pause:
+        the worker never dies of it (a row it held comes back when its lease ends)."""
+        backoff = 0.0
         while not self.stopping.is_set():
-            if not self.work_once():
+            try:
+                handled = self.work_once()
+            except Exception as err:
+                backoff = min(max_backoff, max(idle_sleep, backoff * 2))
+                self.metrics.inc("worker_errors_total")
+                log.error("worker: %s; again in %.1f s", type(err).__name__, backoff)
+                self.stopping.wait(backoff)
+                continue
+            backoff = 0.0
+            if not handled:
                 self._wake.wait(idle_sleep)
                 self._wake.clear()
 
@@ -280,6 +296,34 @@ class Service:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+
+
+class _Renewal:
+    """Renews a row's lease every third of it while the row is worked on (so a long item is
+    not taken by a second worker when its first lease ends)."""
+
+    def __init__(self, store: SqlStore, item_id: int, worker: str, lease: float) -> None:
+        self.store, self.item_id, self.worker, self.lease = store, item_id, worker, lease
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease-{item_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(self.lease / 3):
+            try:
+                if not self.store.renew(self.item_id, self.worker, self.lease):
+                    log.warning("inbox item %d: lease lost", self.item_id)
+                    return
+            except Exception as err:  # the store is away: the next tick tries again
+                log.warning("inbox item %d: lease not renewed (%s)", self.item_id,
+                            type(err).__name__)  # fmt: skip
+
+    def __enter__(self) -> _Renewal:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def _metrics(service: Service) -> Metrics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -14,7 +15,7 @@ from adapter.config import Settings, load_settings
 from adapter.domain import Rulebook
 from adapter.emr import subscriptions
 from adapter.emr.client import check_capabilities
-from adapter.errors import ConfigError
+from adapter.errors import AdapterError, ConfigError
 from adapter.fhir.build import BuildOptions
 from adapter.intake.events import Notification
 from adapter.intake.webhook import Receiver
@@ -24,6 +25,8 @@ from adapter.pipeline import Options
 from adapter.service import Health, Service
 from adapter.store import open_store
 from adapter.web.server import WebhookServer
+
+log = logging.getLogger(__name__)
 
 
 def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
@@ -53,10 +56,15 @@ def service_of(
     settings, rulebook, options = live_setup(args)
     check(settings)
     emr = settings.emr()
-    store = open_store(settings.store_url(), max_attempts=settings.max_attempts)
-    service = Service(
-        emr, settings.target(emr), rulebook, options, store, lease=settings.lease_seconds
+    store = open_store(
+        settings.store_url(),
+        max_attempts=settings.max_attempts,
+        pool_size=2 * settings.workers + 2,  # a day lock holds one connection while it syncs
     )
+    service = Service(
+        emr, settings.target(emr), rulebook, options, store, lease=settings.lease_seconds,
+        max_events=settings.max_events_per_item,
+    )  # fmt: skip
     return settings, service
 
 
@@ -83,19 +91,40 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    problems = [c for c in check_capabilities(service.emr.capabilities()) if not c.ok]
-    for c in problems:
-        print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}", file=sys.stderr)
+    threading.Thread(
+        target=_capabilities, args=(service, stop), name="emr-check", daemon=True
+    ).start()  # the EMR may be down: deliveries are queued meanwhile
     service.start(settings.workers)
     server.start()
     print(f"listening on {host}:{server.port}{hook.path}", flush=True)
     while not stop.wait(settings.poll_interval):
-        service.inbox.enqueue(Notification(catch_up=True, kind="sweep"), source="sweep")
+        try:
+            service.inbox.enqueue(Notification(catch_up=True, kind="sweep"), source="sweep")
+        except Exception as err:  # the store is away: the next sweep tries again
+            log.error("sweep not queued: %s", type(err).__name__)
     server.stop()
     service.stop()
     service.store.close()
     print("stopped", flush=True)
     return 0
+
+
+def _capabilities(service: Service, stop: threading.Event, every: float = 30.0) -> None:
+    """Check the EMR's CapabilityStatement once it answers (every ``every`` seconds until
+    then), and warn about what it lacks."""
+    while not stop.is_set():
+        try:
+            statement = service.emr.capabilities()
+        except AdapterError as err:
+            log.warning("the EMR does not answer (%s); asking again in %.0f s",
+                        type(err).__name__, every)  # fmt: skip
+            stop.wait(every)
+            continue
+        for c in check_capabilities(statement):
+            if not c.ok:
+                print(f"charge-adapter: warning: the EMR lacks {c.what}: {c.detail}",
+                      file=sys.stderr)  # fmt: skip
+        return
 
 
 def subscribe(args: argparse.Namespace) -> int:

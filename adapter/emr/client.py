@@ -15,6 +15,7 @@ import os
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from adapter.emr.auth import Auth, NoAuth
+from adapter.emr.budget import RequestBudget
 from adapter.errors import FatalServerError, FhirServerError, TemporaryServerError
 from adapter.fhir.refs import is_id, is_type
 
@@ -86,8 +88,10 @@ class FhirClient:
         retry: RetryPolicy | None = None,
         verify: bool | str = True,
         session: requests.Session | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.budget = budget  # shared by every worker using this client
         self.auth: Auth = auth or NoAuth()
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -171,15 +175,17 @@ class FhirClient:
     ) -> requests.Response:
         refreshed = False
         while True:
+            url = self.url(path)  # refused before a credential is sent when outside the base
             hdrs = dict(headers or {})
             hdrs.update(self.auth.headers(self.session))
             if json_body is not None:
                 hdrs["Content-Type"] = FHIR_JSON
             try:
-                resp = self.session.request(
-                    method, self.url(path), params=params, json=json_body, headers=hdrs,
-                    timeout=self.timeout,
-                )  # fmt: skip
+                with self.budget.slot() if self.budget else nullcontext():
+                    resp = self.session.request(
+                        method, url, params=params, json=json_body, headers=hdrs,
+                        timeout=self.timeout,
+                    )  # fmt: skip
             except requests.Timeout:
                 raise TemporaryServerError(f"{method} {path}: timed out") from None
             except requests.ConnectionError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
 from adapter.emr.client import FhirClient
@@ -49,6 +49,7 @@ class Inbox:
         clock: Callable[[], datetime],
         lookback: timedelta = timedelta(days=1),
         on_stored: Callable[[], None] = lambda: None,
+        max_events: int = 500,
     ) -> None:
         self.emr = emr
         self.store = store
@@ -57,12 +58,29 @@ class Inbox:
         self.clock = clock
         self.lookback = lookback
         self.on_stored = on_stored  # idle workers of this process look at once
+        self.max_events = max_events  # a notification naming more is split into several items
         self.counters = IntakeCounters()
 
     def enqueue(
         self, notification: Notification, source: str | None = None, dedupe: str | None = None
     ) -> None:
-        """Store a notification durably (returns once stored)."""
+        """Store a notification durably (returns once stored). One naming more than
+        ``max_events`` resources becomes several items of at most that many (so one delivery
+        cannot become an item that outlives its lease); a catch-up rides on the first."""
+        events = notification.events
+        if len(events) > self.max_events:
+            for n, start in enumerate(range(0, len(events), self.max_events)):
+                part = replace(
+                    notification,
+                    events=events[start : start + self.max_events],
+                    catch_up=notification.catch_up and n == 0,
+                )
+                self._store(part, source, dedupe and f"{dedupe}#{n}")
+            self.metrics.inc("notifications_split_total")
+            return
+        self._store(notification, source, dedupe)
+
+    def _store(self, notification: Notification, source: str | None, dedupe: str | None) -> None:
         self.counters.notifications += 1
         stored = self.store.enqueue(
             InboxPayload.of(notification, self.zone).to_json(),

@@ -13,11 +13,12 @@ from adapter.store.sqlite import SqliteStore
 __all__ = ["InboxItem", "LedgerEntry", "SqlStore", "open_store"]
 
 
-def open_store(url: str | Path, **kw: Any) -> SqlStore:
-    """``sqlite:///path/to/file.db`` (or a plain path) or ``postgresql://user@host/db``."""
+def open_store(url: str | Path, *, pool_size: int = 8, **kw: Any) -> SqlStore:
+    """``sqlite:///path/to/file.db`` (or a plain path) or ``postgresql://user@host/db`` (with
+    a pool of ``pool_size`` connections)."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(text, **kw)
+        return PostgresStore(text, pool_size=pool_size, **kw)
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:

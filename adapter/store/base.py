@@ -41,6 +41,10 @@ class StoreBusyError(AdapterError):
     """A patient-day stayed locked by another worker past the wait limit (retried later)."""
 
 
+class StoreUnavailable(AdapterError):
+    """The store did not answer (a database restart, a lost connection): temporary."""
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     id: int
@@ -139,6 +143,16 @@ class SqlStore:
     def claim(self, worker: str, *, limit: int = 10, lease: float = 60.0) -> list[InboxItem]:
         """Due rows (pending, or processing with an expired lease), now leased to ``worker``."""
         return [self._item(r) for r in self._claim_sql(worker, limit, lease, self.clock())]
+
+    def renew(self, item_id: int, worker: str, lease: float) -> bool:
+        """Extend the lease of a row this worker is processing; False when it is no longer
+        this worker's (the lease ran out and another worker took it)."""
+        rows = self._run(
+            "UPDATE inbox SET lease_until = ? WHERE id = ? AND claimed_by = ? "
+            "AND status = 'processing' RETURNING id",
+            (self.clock() + lease, item_id, worker),
+        )
+        return bool(rows)
 
     def complete(self, item_id: int) -> None:
         self._run(

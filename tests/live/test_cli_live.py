@@ -85,3 +85,41 @@ def test_serve_and_subscribe_then_sigterm(fresh_fhir: FhirServer, tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_starts_and_queues_while_the_emr_is_down(tmp_path: Path) -> None:
+    """The EMR does not answer: serve still starts, is ready (its store answers), and stores
+    deliveries for later (was: exit 5 on the capability check)."""
+    import json
+    import urllib.request
+
+    from tests.fhir_server import free_port
+
+    cfg = tmp_path / "adapter.toml"
+    cfg.write_text(
+        f'emr_base_url = "http://127.0.0.1:{free_port()}/fhir"\nstate_dir = "state"\n'
+        'poll_interval = 600\n[webhook]\nhost = "127.0.0.1"\nport = 0\nsecret = "down-secret"\n'
+    )
+    exe = Path(sys.executable).parent / "charge-adapter"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line
+        base = "http://" + line.split("listening on ", 1)[1].strip().removesuffix("/notify")
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["ready"] is True
+        body = json.dumps(procedure("down-a", "97112", at("09:00"), at("09:24"))).encode()
+        headers = {"X-Adapter-Secret": "down-secret", "Content-Type": "application/fhir+json"}
+        request = urllib.request.Request(f"{base}/notify", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200  # stored: the workers retry it until the EMR is back
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
