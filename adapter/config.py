@@ -240,6 +240,8 @@ class Settings(BaseSettings):
     emr_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
     #: a notification naming more resources is split into inbox items of this many
     max_events_per_item: Annotated[int, Field(ge=1)] = 500
+    #: done inbox rows and the runs log are kept this long (dead letters and the ledger always)
+    retention_days: Annotated[float, Field(gt=0)] = 30.0
     auth: AuthSettings = AuthSettings()
     write_auth: AuthSettings | None = None
     webhook: WebhookSettings = WebhookSettings()

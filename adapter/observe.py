@@ -4,10 +4,10 @@ Logs are one JSON object a line (``ts``, ``level``, ``logger``, ``msg``, ``corre
 carry resource ids, counts and error types only — never names, birth dates or note text (a test
 replays the fixtures and searches the logs for them).
 
-Metrics (Prometheus text format, ``GET /metrics``):
-``charge_adapter_notifications_received_total{kind}``, ``..._patient_days_processed_total``,
-``..._lines_written_total``, ``..._findings_total{code}``, ``..._retries_total``,
-``..._dead_letters``, ``..._inbox_rows{status}`` and the ``..._processing_seconds`` histogram.
+Metrics (Prometheus text format with HELP and TYPE, ``GET /metrics``; ``prometheus_client``):
+the counters of ``CATALOG`` (``charge_adapter_<name>_total``), the values of ``CALLBACKS`` read
+at each scrape (inbox depth by status and the oldest pending row's age, dead letters, retries)
+and the ``charge_adapter_processing_seconds`` histogram.
 """
 
 from __future__ import annotations
@@ -15,13 +15,24 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
 
 correlation: ContextVar[str] = ContextVar("correlation_id", default="-")
 PREFIX = "charge_adapter_"
@@ -82,71 +93,96 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+#: every metric the adapter exposes: name (without the prefix) -> (kind, help, label names)
+CATALOG: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "notifications_received": ("counter", "Notifications stored in the inbox, by kind", ("kind",)),
+    "notifications_duplicate": ("counter", "Deliveries already in the inbox (stored once)", ()),
+    "notifications_split": ("counter", "Notifications split into several inbox items", ()),
+    "webhook_requests": ("counter", "Webhook requests answered, by status", ("status",)),
+    "patient_days_processed": ("counter", "Patient-days synced with the write target", ()),
+    "lines_written": ("counter", "ChargeItems created or updated", ()),
+    "findings": ("counter", "Findings of the synced days, by code", ("code",)),
+    "dead_lettered": ("counter", "Inbox items that became dead letters", ()),
+    "worker_errors": ("counter", "Failures outside any inbox item (e.g. the store away)", ()),
+    "rechecks": ("counter", "Procedures on two days queued for a recheck", ()),
+    "rechecks_exhausted": ("counter", "Recheck chains stopped after too many in a row", ()),
+    "history_truncated": ("counter", "_history reads cut at the page cap, by type", ("kind",)),
+    "inbox_pruned": ("counter", "Done inbox rows and runs deleted by retention", ()),
+}
+#: gauges and counters read from elsewhere at each scrape: name -> (kind, help)
+CALLBACKS: dict[str, tuple[str, str]] = {
+    "inbox_rows": ("gauge", "Inbox rows by status"),
+    "inbox_oldest_pending_seconds": ("gauge", "Age of the oldest pending inbox row"),
+    "dead_letters": ("gauge", "Dead letters waiting for a person"),
+    "retries": ("counter", "Temporary FHIR failures retried"),
+}
+Read = Callable[[], Mapping[tuple[tuple[str, str], ...], float]]
+
+
 class Metrics:
-    """A small thread-safe Prometheus registry (counters, gauges by callback, one histogram)."""
+    """The service's Prometheus registry (``prometheus_client``): the counters of ``CATALOG``,
+    values read at scrape time (``gauge``), and the processing-time histogram."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.hist_counts = [0] * (len(BUCKETS) + 1)
-        self.hist_sum = 0.0
-        self.gauges: dict[str, Callable[[], Mapping[tuple[tuple[str, str], ...], float]]] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters: dict[str, Counter] = {
+            name: Counter(PREFIX + name, help_, labels, registry=self.registry)
+            for name, (_, help_, labels) in CATALOG.items()
+        }
+        self._seconds = Histogram(
+            PREFIX + "processing_seconds",
+            "Seconds to sync one patient-day",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._reads: dict[str, Read] = {}
+        self.registry.register(_Callbacks(self._reads))
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self.lock:
-            self.counters[key] = self.counters.get(key, 0.0) + amount
+        counter = self._counters[name.removesuffix("_total")]
+        (counter.labels(**labels) if labels else counter).inc(amount)
 
     def observe(self, seconds: float) -> None:
-        with self.lock:
-            self.hist_sum += seconds
-            for n, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    self.hist_counts[n] += 1
-                    break
-            else:
-                self.hist_counts[-1] += 1
+        self._seconds.observe(seconds)
 
-    def gauge(
-        self, name: str, read: Callable[[], Mapping[tuple[tuple[str, str], ...], float]]
-    ) -> None:
-        self.gauges[name] = read
+    def gauge(self, name: str, read: Read) -> None:
+        """A value read at scrape time (one of ``CALLBACKS``)."""
+        if name.removesuffix("_total") not in CALLBACKS:
+            raise KeyError(name)
+        self._reads[name.removesuffix("_total")] = read
 
     def value(self, name: str, **labels: str) -> float:
-        return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
+        sample = self.registry.get_sample_value(
+            PREFIX + name.removesuffix("_total") + "_total", labels or None
+        )
+        return float(sample or 0.0)
 
-    def render(self) -> str:
-        lines: list[str] = []
-        with self.lock:
-            counters = dict(self.counters)
-            counts, total = list(self.hist_counts), self.hist_sum
-        names = sorted({n for n, _ in counters})
-        for name in names:
-            lines.append(f"# TYPE {PREFIX}{name} counter")
-            for (n, labels), v in sorted(counters.items()):
-                if n == name:
-                    lines.append(f"{PREFIX}{name}{_labels(labels)} {v:g}")
-        for name, read in sorted(self.gauges.items()):
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+class _Callbacks(Collector):
+    """The values of ``CALLBACKS``, read when scraped; one that cannot be read is left out."""
+
+    def __init__(self, reads: dict[str, Read]) -> None:
+        self.reads = reads
+
+    def collect(self) -> Iterator[Metric]:
+        for name, read in sorted(self.reads.items()):
+            kind, help_ = CALLBACKS[name]
             try:
                 values = read()
-            except Exception:  # a gauge that cannot be read right now is left out
+            except Exception:  # a store that is away: the series is left out this scrape
                 continue
-            lines.append(f"# TYPE {PREFIX}{name} gauge")
-            lines += [f"{PREFIX}{name}{_labels(k)} {v:g}" for k, v in sorted(values.items())]
-        lines.append(f"# TYPE {PREFIX}processing_seconds histogram")
-        running = 0
-        for bound, c in zip(BUCKETS, counts, strict=False):
-            running += c
-            lines.append(f'{PREFIX}processing_seconds_bucket{{le="{bound:g}"}} {running}')
-        running += counts[-1]
-        lines.append(f'{PREFIX}processing_seconds_bucket{{le="+Inf"}} {running}')
-        lines.append(f"{PREFIX}processing_seconds_sum {total:.6f}")
-        lines.append(f"{PREFIX}processing_seconds_count {running}")
-        return "\n".join(lines) + "\n"
+            labels = sorted({k for key in values for k, _ in key})
+            family: CounterMetricFamily | GaugeMetricFamily = (
+                CounterMetricFamily(PREFIX + name, help_, labels=labels)
+                if kind == "counter"
+                else GaugeMetricFamily(PREFIX + name, help_, labels=labels)
+            )
+            for key, v in sorted(values.items()):
+                family.add_metric([dict(key).get(k, "") for k in labels], v)
+            yield family
 
-
-def _labels(labels: tuple[tuple[str, str], ...]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{str(v).replace(chr(92), "").replace(chr(34), "")}"' for k, v in labels)
-    return "{" + inner + "}"
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

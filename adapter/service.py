@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import overload
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from adapter.domain import PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import billed_days
@@ -79,6 +81,7 @@ class Service:
         worker: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_events: int = 500,
+        retention_days: float = 30.0,
     ) -> None:
         self.emr = emr
         self.target = target
@@ -94,7 +97,7 @@ class Service:
         self._wake = threading.Event()  # set when this process stores a row: idle workers look
         self.inbox = Inbox(
             emr, store, zone=options.zone, metrics=self.metrics, clock=clock, lookback=lookback,
-            on_stored=self._wake.set, max_events=max_events,
+            on_stored=self._wake.set, max_events=max_events, retention_days=retention_days,
         )  # fmt: skip
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -335,6 +338,12 @@ def _metrics(service: Service) -> Metrics:
         "inbox_rows", lambda: {(("status", k),): float(v) for k, v in store.counts().items()}
     )
     metrics.gauge(
+        "inbox_oldest_pending_seconds",
+        lambda: {
+            (): max(0.0, store.clock() - oldest) if (oldest := store.oldest_pending()) else 0.0
+        },
+    )
+    metrics.gauge(
         "retries_total",
         lambda: {(): float(emr.retries + (target.retries if target is not emr else 0))},
     )
@@ -381,4 +390,4 @@ class Health:
         return checks["store"] == "ok", checks
 
     def metrics(self) -> tuple[bytes, str]:
-        return self.service.metrics.render().encode(), "text/plain; version=0.0.4"
+        return self.service.metrics.render(), CONTENT_TYPE_LATEST

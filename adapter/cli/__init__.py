@@ -29,6 +29,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": ops.check_config,
     "doctor": ops.doctor,
     "dead-letters": ops.dead_letters,
+    "prune": ops.prune,
 }
 
 
@@ -108,6 +109,10 @@ def _live_commands(sub: Subparsers) -> None:
     cc.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     dr = sub.add_parser("doctor", help="check the EMR connection, auth and capabilities")
     _live(dr)
+    pr = sub.add_parser("prune", help="delete done inbox rows and runs older than the retention")
+    pr.add_argument("--days", type=float, help="keep this many days (default: retention_days)")
+    pr.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    pr.add_argument("--store", metavar="URL", help="store URL (default: from the config)")
     dl = sub.add_parser("dead-letters", help="list, show, retry or discard dead letters")
     dl.add_argument("action", choices=["list", "show", "retry", "discard"])
     dl.add_argument("id", nargs="?", type=int)

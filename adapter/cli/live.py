@@ -27,6 +27,7 @@ from adapter.store import open_store
 from adapter.web.server import WebhookServer
 
 log = logging.getLogger(__name__)
+DEAD_LETTERS_EXIT = 6  # poll --once / work --until-empty: some items became dead letters
 
 
 def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
@@ -63,7 +64,7 @@ def service_of(
     )
     service = Service(
         emr, settings.target(emr), rulebook, options, store, lease=settings.lease_seconds,
-        max_events=settings.max_events_per_item,
+        max_events=settings.max_events_per_item, retention_days=settings.retention_days,
     )  # fmt: skip
     return settings, service
 
@@ -84,6 +85,7 @@ def serve(args: argparse.Namespace) -> int:
         secret_header=hook.secret_header,
         max_body=hook.max_body,
         allow_unauthenticated=hook.allow_unauthenticated,
+        metrics=service.metrics,
     )
     server = WebhookServer(
         receiver, host, args.port if args.port is not None else hook.port, ops=Health(service)
@@ -169,6 +171,10 @@ def poll(args: argparse.Namespace) -> int:
             flush=True,
         )
         if args.once:
+            if service.counters.dead:
+                print(f"charge-adapter: {service.counters.dead} item(s) became dead letters "
+                      "(charge-adapter dead-letters list)", file=sys.stderr)  # fmt: skip
+                return DEAD_LETTERS_EXIT
             return 0
         time.sleep(settings.poll_interval)
 
@@ -188,4 +194,4 @@ def work(args: argparse.Namespace) -> int:
         service.run()
     print(f"{service.counters.days} patient-day(s) synced, {service.counters.written} written; "
           f"inbox {counts(service.store.counts())}")  # fmt: skip
-    return 0
+    return DEAD_LETTERS_EXIT if args.until_empty and service.counters.dead else 0

@@ -69,6 +69,24 @@ def doctor(args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 5
 
 
+def prune(args: argparse.Namespace) -> int:
+    """Retention now: delete done inbox rows and runs older than ``--days`` (default: the
+    ``retention_days`` setting)."""
+    settings = load_settings(args.config)
+    days = args.days if args.days is not None else settings.retention_days
+    if days <= 0:
+        raise ConfigError("--days must be more than 0")
+    store = open_store(args.store or settings.store_url())
+    try:
+        deleted = store.prune(store.clock() - days * 86400)
+        print(
+            f"{deleted} row(s) older than {days:g} day(s) deleted; inbox {counts(store.counts())}"
+        )
+        return 0
+    finally:
+        store.close()
+
+
 def dead_letters(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     store = open_store(args.store or settings.store_url())

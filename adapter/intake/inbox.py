@@ -26,6 +26,7 @@ from adapter.store import SqlStore
 
 log = logging.getLogger(__name__)
 WATERMARK = "poll-watermark"
+LAST_PRUNE = "last-prune"
 MAX_RECHECKS = 5  # rechecks in a row for one procedure before giving up until the next sweep
 
 
@@ -50,6 +51,7 @@ class Inbox:
         lookback: timedelta = timedelta(days=1),
         on_stored: Callable[[], None] = lambda: None,
         max_events: int = 500,
+        retention_days: float = 30.0,
     ) -> None:
         self.emr = emr
         self.store = store
@@ -59,6 +61,7 @@ class Inbox:
         self.lookback = lookback
         self.on_stored = on_stored  # idle workers of this process look at once
         self.max_events = max_events  # a notification naming more is split into several items
+        self.retention_days = retention_days  # done rows and runs are kept this long
         self.counters = IntakeCounters()
 
     def enqueue(
@@ -88,9 +91,11 @@ class Inbox:
             dedupe=dedupe or notification.dedupe(),
         )
         if stored:
+            self.metrics.inc("notifications_received", kind=notification.kind)
             self.on_stored()
         else:
             self.counters.duplicates += 1
+            self.metrics.inc("notifications_duplicate")
 
     def watermark(self) -> Watermark:
         raw = self.store.get_value(WATERMARK)
@@ -110,7 +115,22 @@ class Inbox:
         for kind in mark.truncated:
             self.metrics.inc("history_truncated_total", kind=kind)
         self.counters.catch_ups += 1
+        self.prune_if_due()
         return len(events)
+
+    def prune_if_due(self, every: float = 3600.0) -> int:
+        """Retention: done rows and runs older than ``retention_days`` go, at most once an hour
+        (the sweep calls this); how many rows were deleted."""
+        now = self.store.clock()
+        last = self.store.get_value(LAST_PRUNE)
+        if last is not None and now - float(last) < every:
+            return 0
+        deleted = self.store.prune(now - self.retention_days * 86400)
+        self.store.set_value(LAST_PRUNE, repr(now))
+        if deleted:
+            self.metrics.inc("inbox_pruned", deleted)
+            log.info("retention: %d done inbox rows and runs deleted", deleted)
+        return deleted
 
     def recheck(self, procs: set[str], generation: int = 1) -> None:
         """A procedure the ledger holds on more than one day was billed on one of them from an

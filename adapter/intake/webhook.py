@@ -32,6 +32,7 @@ import orjson
 from adapter.fhir import codes
 from adapter.fhir.refs import is_id, key_of, meta_of, ref_key, split_key
 from adapter.intake.events import HANDLED, ChangeEvent, Notification, event_of
+from adapter.observe import Metrics
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
@@ -57,6 +58,12 @@ def outcome(status: int, code: str, message: str) -> Reply:
     )
 
 
+#: event numbers are counts: at most 2^53 (a JSON-safe integer)
+MAX_EVENT_NUMBER = 2**53
+#: this far behind the last number seen, a subscription's count is taken to have restarted
+RESET_WINDOW = 10_000
+
+
 @dataclass
 class EventCounter:
     """Last event number seen per subscription, to notice lost notifications."""
@@ -65,10 +72,15 @@ class EventCounter:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observe(self, subscription: str, numbers: list[int], since_start: int | None) -> bool:
-        """Record event numbers; True when some were skipped (a gap: catch up)."""
+        """Record event numbers; True when some were skipped (a gap: catch up). Numbers far
+        behind the last one seen mean the subscription was restarted (or the last number was
+        bogus): the count starts again from them, after a catch-up."""
         with self.lock:
             prev = self.last.get(subscription)
             gap = False
+            known = [n for n in (*numbers, since_start) if n is not None]
+            if prev is not None and known and max(known) < prev - RESET_WINDOW:
+                prev, gap = None, True
             for n in sorted(numbers):
                 if prev is not None and n > prev + 1:
                     gap = True
@@ -153,6 +165,7 @@ class Receiver:
         secret_header: str = "X-Adapter-Secret",
         max_body: int = 5_000_000,
         allow_unauthenticated: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         if not secret and not allow_unauthenticated:
             raise ValueError("a webhook receiver needs a secret (or allow_unauthenticated=True)")
@@ -162,6 +175,7 @@ class Receiver:
         self.secret_header = secret_header
         self.max_body = max_body
         self.counter = EventCounter()
+        self.metrics = metrics
         self.received = 0
         self.rejected = 0
 
@@ -173,6 +187,8 @@ class Receiver:
             reply = outcome(401, "security", f"{self.secret_header} sent more than once")
         else:
             reply = self._handle(method, path, {k.lower(): v for k, v in pairs}, body)
+        if self.metrics is not None:
+            self.metrics.inc("webhook_requests", status=str(reply.status))
         if reply.status >= 400:
             self.rejected += 1
             route = path.split("?", maxsplit=1)[0]
@@ -247,6 +263,8 @@ class Receiver:
             return outcome(400, "invalid", "not a subscription notification (no status entry)")
         sub = ref_key(subscription)
         numbers = [e["number"] for e in events if isinstance(e.get("number"), int)]
+        if any(not 0 <= n < MAX_EVENT_NUMBER for n in [*numbers, *([since] if since else [])]):
+            return outcome(400, "invalid", "an event number is out of range")
         if kind == "handshake":
             self.counter.observe(sub, [], since)
             return Reply(200)

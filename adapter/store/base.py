@@ -178,6 +178,13 @@ class SqlStore:
         )
         return "retry"
 
+    def oldest_pending(self) -> float | None:
+        """When the oldest row still waiting (pending or being worked on) was received."""
+        rows = self._run(
+            "SELECT MIN(received_at) FROM inbox WHERE status IN ('pending', 'processing')"
+        )
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def counts(self) -> dict[str, int]:
         return {
             str(s): int(n)
@@ -310,6 +317,15 @@ class SqlStore:
         if not rows or (day is not None and day not in {str(d) for d, _ in rows}):
             return False
         return all(_at_least(str(seen), version) for _, seen in rows)
+
+    def prune(self, before: float) -> int:
+        """Delete done inbox rows finished, and runs logged, before ``before`` (epoch seconds):
+        the rows retention no longer keeps. Dead letters and the ledger are never pruned."""
+        done = self._run(
+            "DELETE FROM inbox WHERE status = 'done' AND done_at < ? RETURNING id", (before,)
+        )
+        runs = self._run("DELETE FROM runs WHERE at < ? RETURNING id", (before,))
+        return len(done) + len(runs)
 
     def runs(self) -> list[tuple[str, str, str, bool]]:
         return [

@@ -215,3 +215,42 @@ def test_nesting_beyond_the_limit_is_a_bad_request(got: list[Notification]) -> N
     for depth in (100, 10_000):
         deep = b'{"resourceType":"Procedure","id":"x","a":' + b"[" * depth + b"]" * depth + b"}"
         assert rx.handle("POST", "/notify", OK, deep).status == 400
+
+
+def test_event_numbers_out_of_range_are_refused_and_a_restart_is_noticed(
+    rx: Receiver, got: list[Notification]
+) -> None:
+    """An event number of 10^30 was accepted and hid every later real gap (found in review)."""
+    assert (
+        rx.handle(
+            "POST", "/notify", OK, backport("event-notification", 10**30, "Procedure/a")
+        ).status
+        == 400
+    )
+    assert (
+        rx.handle("POST", "/notify", OK, backport("event-notification", -1, "Procedure/a")).status
+        == 400
+    )
+    assert (
+        rx.handle("POST", "/notify", OK, backport("event-notification", 5, "Procedure/a")).status
+        == 200
+    )
+    assert (
+        rx.handle("POST", "/notify", OK, backport("event-notification", 6, "Procedure/b")).status
+        == 200
+    )
+    # a huge but in-range number (a bogus sender, or a restarted count later): a later small
+    # number is a restart, caught up on, and gaps after it are seen again
+    assert (
+        rx.handle(
+            "POST", "/notify", OK, backport("event-notification", 10**15, "Procedure/c")
+        ).status
+        == 200
+    )
+    got.clear()
+    rx.handle("POST", "/notify", OK, backport("event-notification", 1, "Procedure/d"))
+    assert got[-1].catch_up  # restart: catch up once
+    rx.handle("POST", "/notify", OK, backport("event-notification", 2, "Procedure/e"))
+    assert not got[-1].catch_up
+    rx.handle("POST", "/notify", OK, backport("event-notification", 4, "Procedure/f"))
+    assert got[-1].catch_up  # the gap at 3 is seen again

@@ -123,3 +123,25 @@ def test_serve_starts_and_queues_while_the_emr_is_down(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_poll_once_fails_when_items_dead_letter_and_prune_keeps_them(
+    fresh_fhir: FhirServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """poll --once exits 6 when an item became a dead letter (was: 0); prune deletes done rows
+    and runs past the retention, never dead letters."""
+    from adapter.store import open_store
+
+    cfg = tmp_path / "adapter.toml"
+    cfg.write_text(f'emr_base_url = "{fresh_fhir.base}"\nstate_dir = "state"\nmax_attempts = 1\n')
+    store = open_store(tmp_path / "state" / "adapter.db")
+    store.enqueue({"events": [{"kind": "Procedure", "id": "../x", "version": "1"}]}, source="t")
+    store.close()
+    assert main(["poll", "--once", "--config", str(cfg)]) == 6
+    assert "dead letters" in capsys.readouterr().err
+    assert main(["prune", "--days", "0.0000001", "--config", str(cfg)]) == 0
+    assert "row(s) older than" in capsys.readouterr().out
+    store = open_store(tmp_path / "state" / "adapter.db")
+    assert store.counts() == {"dead": 1}
+    store.close()
+    assert main(["prune", "--days", "0", "--config", str(cfg)]) == 2

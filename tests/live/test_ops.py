@@ -38,7 +38,10 @@ def test_health_ready_and_metrics(fresh_fhir: FhirServer, tmp_path: Path) -> Non
     store = open_store(tmp_path / "a.db")
     service = Service(client, client, load_rulebook(), Options(), store)
     web = WebhookServer(
-        Receiver(service.inbox.enqueue, secret="ops"), "127.0.0.1", 0, ops=Health(service)
+        Receiver(service.inbox.enqueue, secret="ops", metrics=service.metrics),
+        "127.0.0.1",
+        0,
+        ops=Health(service),
     )
     web.start()
     base = f"http://127.0.0.1:{web.port}"
@@ -57,12 +60,19 @@ def test_health_ready_and_metrics(fresh_fhir: FhirServer, tmp_path: Path) -> Non
         status, body = get(f"{base}/metrics")
         text = body.decode()
         assert status == 200
-        assert "charge_adapter_patient_days_processed_total 3" in text
-        assert "charge_adapter_lines_written_total 6" in text
-        assert 'charge_adapter_findings_total{code="kx-spend-unknown"} 3' in text
-        assert 'charge_adapter_inbox_rows{status="done"} 3' in text
-        assert "charge_adapter_processing_seconds_count 3" in text
-        assert "charge_adapter_dead_letters 0" in text
+        assert "charge_adapter_patient_days_processed_total 3.0" in text
+        assert "charge_adapter_lines_written_total 6.0" in text
+        assert 'charge_adapter_findings_total{code="kx-spend-unknown"} 3.0' in text
+        assert 'charge_adapter_inbox_rows{status="done"} 3.0' in text
+        assert "charge_adapter_processing_seconds_count 3.0" in text
+        assert "charge_adapter_dead_letters 0.0" in text
+        # the documented counters are emitted, typed and described (prometheus_client)
+        assert 'charge_adapter_notifications_received_total{kind="event"} 3.0' in text
+        assert 'charge_adapter_webhook_requests_total{status="200"} 3.0' in text
+        assert "charge_adapter_inbox_oldest_pending_seconds 0.0" in text
+        assert "# TYPE charge_adapter_dead_letters gauge" in text
+        assert "# TYPE charge_adapter_retries_total counter" in text
+        assert "# HELP charge_adapter_patient_days_processed_total" in text
         # the EMR goes away: still ready (deliveries are queued while it is down), at once
         dead = FhirClient(f"http://127.0.0.1:{free_port()}/fhir")
         health = Health(Service(dead, dead, load_rulebook(), Options(), store))

@@ -211,3 +211,38 @@ def test_the_ledger_holds_each_procedure_on_the_days_it_is_on_now(store: SqlStor
     assert not store.processed("Procedure/zz", "1")
     entry = store.ledger_get("p1:2026-03-02")
     assert entry is not None and entry.inputs == {"Procedure/a": "1"}
+
+
+def test_a_renewed_lease_is_not_taken_and_a_lost_one_says_so(store: SqlStore, clock: Clock) -> None:
+    store.enqueue({"n": 1}, source="poll", dedupe="r1")
+    (item,) = store.claim("w1", lease=30)
+    clock.now += 20
+    assert store.renew(item.id, "w1", 30)  # now held until +50
+    clock.now += 20
+    assert store.claim("w2") == []  # the first lease would have run out: renewed, not taken
+    clock.now += 31
+    (again,) = store.claim("w2", lease=30)
+    assert again.id == item.id
+    assert not store.renew(item.id, "w1", 30)  # w1's lease is gone: it is told so
+
+
+def test_retention_prunes_done_rows_and_runs_only(store: SqlStore, clock: Clock) -> None:
+    """Done rows and runs older than the cut-off go; pending rows, dead letters and the ledger
+    stay (found in review: nothing was ever pruned)."""
+    for n in range(4):
+        store.enqueue({"n": n}, source="poll", dedupe=f"p{n}")
+    old_done, old_dead, _, _ = store.claim("w", limit=4)
+    store.complete(old_done.id)
+    for _ in range(3):
+        store.fail(old_dead.id, "boom")
+        clock.now += 1000
+        store.claim("w", limit=4)
+    store.ledger_put("p-1:2025-01-06", {"Procedure/a": "1"}, "h", {}, worker="w", changed=True)
+    assert store.oldest_pending() is not None
+    clock.now += 40 * 86400
+    store.enqueue({"n": 9}, source="poll", dedupe="fresh")
+    assert store.prune(clock.now - 30 * 86400) == 2  # the old done row and the old run
+    counts = store.counts()
+    assert counts.get("done") is None and counts.get("dead") == 1
+    assert counts.get("pending", 0) + counts.get("processing", 0) == 3
+    assert store.ledger_get("p-1:2025-01-06") is not None
