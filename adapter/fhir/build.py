@@ -20,7 +20,7 @@ from typing import Any, Literal
 from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, PatientDay, Severity
 from adapter.fhir import codes
 from adapter.fhir.parse import DayFacts
-from adapter.fhir.refs import bare_id, parse_datetime
+from adapter.fhir.refs import bare_id, parse_datetime, token_query
 
 Resource = dict[str, Any]
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.BASE)
@@ -47,7 +47,7 @@ def _entry(resource: Resource, system: str, value: str, mode: str, day: PatientD
     kind = resource["resourceType"]
     if kind != "Provenance":
         resource = {"resourceType": kind, "meta": {"tag": [day_tag(day)]}} | resource
-    query = f"_tag={system}|{value}" if kind == "Provenance" else f"identifier={system}|{value}"
+    query = token_query("_tag" if kind == "Provenance" else "identifier", system, value)
     if mode == "update":
         request = {"method": "PUT", "url": f"{kind}?{query}"}
     else:

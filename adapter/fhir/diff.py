@@ -27,7 +27,7 @@ from typing import Any
 from adapter.domain import PatientDay
 from adapter.fhir import codes
 from adapter.fhir.build import day_tag
-from adapter.fhir.refs import key_of, ref_key, reference_of, version_of
+from adapter.fhir.refs import key_of, ref_key, reference_of, token_query, version_of
 
 Resource = dict[str, Any]
 Search = tuple[str, list[tuple[str, str]]]  # resource type, search parameters
@@ -299,7 +299,7 @@ def _correction(
             }
         ],
     }
-    query = f"identifier={codes.ID_COMMUNICATION}|{value}"
+    query = token_query("identifier", codes.ID_COMMUNICATION, value)
     full_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{codes.ID_COMMUNICATION}|{value}')}"
     return {
         "fullUrl": full_url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, tzinfo
 from typing import Any
+from urllib.parse import quote
 
 Resource = dict[str, Any]
 
@@ -121,6 +122,21 @@ def version_of(resource: Any) -> str | None:
     if isinstance(version, bool) or not isinstance(version, str | int):
         return None
     return str(version) if str(version) else None
+
+
+# -- queries ----------------------------------------------------------------------------------
+def token_query(param: str, system: str, value: str) -> str:
+    """``param=system|value`` as a search query string: the token's own separators escaped
+    the FHIR way (``\\``, ``|``, ``,``, ``$`` in a part become ``\\\\``, ``\\|``, ``\\,``, ``\\$``)
+    and the whole percent-encoded, so ``+ & # % space`` and non-ASCII reach the server as
+    written (a ``+`` sent bare is read as a space, and the identifier never matches)."""
+
+    def escape(part: str) -> str:
+        for ch in ("\\", "|", ",", "$"):
+            part = part.replace(ch, "\\" + ch)
+        return part
+
+    return f"{param}={quote(f'{escape(system)}|{escape(value)}', safe='/:|')}"
 
 
 # -- shapes -------------------------------------------------------------------------------------
