@@ -282,7 +282,7 @@ def test_version_is_stable_for_identical_files(rulebook: Rulebook, copy: Path) -
 @pytest.mark.parametrize(
     "name",
     ["rulebook.toml", "codes.toml", "payers.toml", "ncci_ptp.toml", "limits.toml",
-     "documentation.toml", "modifiers.toml"],
+     "documentation.toml", "modifiers.toml", "code_systems.toml"],
 )  # fmt: skip
 def test_version_changes_when_a_file_changes(rulebook: Rulebook, copy: Path, name: str) -> None:
     append(copy, name, "# a comment changes the bytes, so the version\n")
@@ -475,6 +475,28 @@ CORRUPTIONS = {
         "modifiers.toml",
         "[line]",
         "order lacks 59 (payer profile tricare)",
+    ),
+    "an alias claimed by two code systems": (
+        lambda d: edit(
+            d,
+            "code_systems.toml",
+            '"urn:oid:2.16.840.1.113883.6.90"',
+            '"urn:oid:2.16.840.1.113883.6.12"',
+        ),
+        "code_systems.toml",
+        "[[system]] #3",
+        "urn:oid:2.16.840.1.113883.6.12 is already an alias of http://www.ama-assn.org/go/cpt",
+    ),
+    "a code system the parser reads moved": (
+        lambda d: edit(
+            d,
+            "code_systems.toml",
+            'canonical = "http://snomed.info/sct"',
+            'canonical = "https://snomed.info/sct/x"',
+        ),
+        "code_systems.toml",
+        "[[system]] #5",
+        "the canonical URI of SNOMED-CT is http://snomed.info/sct",
     ),
     "KX without its groups": (
         lambda d: edit(

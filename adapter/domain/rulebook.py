@@ -196,6 +196,13 @@ class IntakeRules:
     default_coverage_payer: str
     therapy_prefixes: tuple[str, ...]
     concept_map: Mapping[tuple[str, str], ConceptTarget]
+    systems: Mapping[str, str]  # alias key (lower case, no final /) -> canonical system URI
+
+    def canonical(self, system: object) -> str | None:
+        """A coding's system as its canonical URI (unknown systems as written)."""
+        if not isinstance(system, str):
+            return None
+        return self.systems.get(system.strip().rstrip("/").lower(), system)
 
     def in_scope(self, code: str) -> bool:
         return code.startswith(self.therapy_prefixes)

@@ -31,7 +31,8 @@ def role_discipline(role: Resource, rulebook: Rulebook) -> Role | None:
     """The discipline a role (or a qualification shaped like one) means, if the table knows it."""
     for concept in concepts(role.get("code")) + concepts(role.get("specialty")):
         for c in codings(concept):
-            entry = rulebook.intake.roles.get((str(c.get("system")), str(c.get("code"))))
+            system = rulebook.intake.canonical(c.get("system"))
+            entry = rulebook.intake.roles.get((str(system), str(c.get("code"))))
             if entry is not None:
                 return entry.discipline, entry.assistant
     return None

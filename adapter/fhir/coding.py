@@ -46,13 +46,17 @@ def resolve_code(procedure: Resource, rulebook: Rulebook) -> ResolvedCode | None
     """CPT/HCPCS coding first, then a ConceptMap translation, then a text match (suggestion)."""
     concept = procedure.get("code")
     found = codings(concept)
+    canonical = rulebook.intake.canonical
     for c in found:
-        if c.get("system") in (codes.CPT, codes.HCPCS) and isinstance(c.get("code"), str):
+        if canonical(c.get("system")) in (codes.CPT, codes.HCPCS) and isinstance(
+            c.get("code"), str
+        ):
             return ResolvedCode(
                 code=c["code"].strip().upper(), source=CodeSource.CPT, rule_ref=None
             )
     for c in found:
-        target = rulebook.intake.concept_map.get((str(c.get("system")), str(c.get("code"))))
+        key = (str(canonical(c.get("system"))), str(c.get("code")))
+        target = rulebook.intake.concept_map.get(key)
         if target is not None:
             return ResolvedCode(
                 code=target.code, source=CodeSource.CONCEPT_MAP, rule_ref=target.source.ref
@@ -69,21 +73,28 @@ def is_therapy(code: ResolvedCode | None, rulebook: Rulebook) -> bool:
     return code is not None and (code.code in rulebook.codes or rulebook.intake.in_scope(code.code))
 
 
-def has_diagnosis(resource: Resource, *fields: str) -> bool:
-    """Whether any of ``fields`` documents a diagnosis (an ICD-10-CM ``reasonCode``, or any
-    entry of a reference list such as ``reasonReference`` or ``diagnosis``)."""
+def has_diagnosis(resource: Resource, rulebook: Rulebook, *fields: str) -> bool:
+    """Whether any of ``fields`` documents a diagnosis (an ICD-10-CM ``reasonCode``, however its
+    system is spelled, or any entry of a reference list such as ``reasonReference`` or
+    ``diagnosis``)."""
+    canonical = rulebook.intake.canonical
     for name in fields:
         value = resource.get(name)
         if name == "reasonCode":
-            if any(c.get("system") == codes.ICD10CM for rc in concepts(value) for c in codings(rc)):
+            if any(
+                canonical(c.get("system")) == codes.ICD10CM
+                for rc in concepts(value)
+                for c in codings(rc)
+            ):
                 return True
         elif isinstance(value, list) and value:
             return True
     return False
 
 
-def icd_codings(resource: Resource) -> list[Resource]:
-    """ICD-10-CM codings on a resource's reasonCode."""
+def icd_codings(resource: Resource, rulebook: Rulebook) -> list[Resource]:
+    """ICD-10-CM codings on a resource's reasonCode, with the canonical system."""
+    canonical = rulebook.intake.canonical
     return [
         {
             "system": codes.ICD10CM,
@@ -92,5 +103,5 @@ def icd_codings(resource: Resource) -> list[Resource]:
         }
         for rc in concepts(resource.get("reasonCode"))
         for c in codings(rc)
-        if c.get("system") == codes.ICD10CM and isinstance(c.get("code"), str)
+        if canonical(c.get("system")) == codes.ICD10CM and isinstance(c.get("code"), str)
     ]

@@ -9,7 +9,7 @@ from datetime import tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from adapter.domain import KxSpend
+from adapter.domain import KxSpend, Rulebook
 from adapter.fhir import codes
 from adapter.fhir.coding import codings
 from adapter.fhir.dates import in_period
@@ -34,9 +34,11 @@ def active_coverage(
     return min(active, key=order) if active else None
 
 
-def coverage_type(coverage: Resource) -> CoverageType:
-    """The coverage's first Source of Payment Typology coding, and whether any carries a code."""
-    sopt = [c for c in codings(coverage.get("type")) if c.get("system") == codes.SOPT]
+def coverage_type(coverage: Resource, rulebook: Rulebook) -> CoverageType:
+    """The coverage's first Source of Payment Typology coding (however its system is spelled),
+    and whether any carries a code."""
+    canonical = rulebook.intake.canonical
+    sopt = [c for c in codings(coverage.get("type")) if canonical(c.get("system")) == codes.SOPT]
     first = sopt[0].get("code") if sopt else None
     return CoverageType(
         system=codes.SOPT,

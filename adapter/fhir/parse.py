@@ -112,7 +112,7 @@ def service_day(
     encounters, provider = parser.encounters()
     coverage = active_coverage(lookup.coverages_of(patient), service_date, zone)
     choice = choose_payer(
-        coverage_type(coverage) if coverage is not None else None,
+        coverage_type(coverage, rulebook) if coverage is not None else None,
         override=payer_override,
         default=default_payer,
         intake=rulebook.intake,
@@ -202,7 +202,7 @@ class _DayParser:
         if enc_key and enc_key not in self.encounter_keys:
             self.encounter_keys.append(enc_key)
         site = next(iter(texts(next(iter(concepts(proc.get("bodySite"))), None))), None)
-        self.diagnoses += [c for c in icd_codings(proc) if c not in self.diagnoses]
+        self.diagnoses += [c for c in icd_codings(proc, self.rulebook) if c not in self.diagnoses]
         self.interventions.append(
             Intervention(
                 id=key,
@@ -215,7 +215,7 @@ class _DayParser:
                 performers=tuple(dict.fromkeys(people)),
                 encounter_id=enc_key,
                 group=_is_group(proc),
-                diagnosis=has_diagnosis(proc, "reasonCode", "reasonReference"),
+                diagnosis=has_diagnosis(proc, self.rulebook, "reasonCode", "reasonReference"),
                 note=_note(proc),
                 body_site=site.lower() if site else None,
                 time_error=start_err or end_err,
@@ -282,12 +282,14 @@ class _DayParser:
             cond = reference_of(dx.get("condition")) if isinstance(dx, dict) else None
             if cond and {"reference": cond} not in self.diagnoses:
                 self.diagnoses.append({"reference": self.lookup.key_of(cond)})
-        self.diagnoses += [c for c in icd_codings(enc) if c not in self.diagnoses]
+        self.diagnoses += [c for c in icd_codings(enc, self.rulebook) if c not in self.diagnoses]
         return EncounterContext(
             id=enc_key,
             start=e_start,
             end=e_end,
-            diagnosis=has_diagnosis(enc, "diagnosis", "reasonCode", "reasonReference"),
+            diagnosis=has_diagnosis(
+                enc, self.rulebook, "diagnosis", "reasonCode", "reasonReference"
+            ),
             participants=tuple(participants),
         )
 

@@ -3,11 +3,12 @@ payer, the codes in scope), together with the ConceptMaps, as the rulebook's ``I
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from types import MappingProxyType
 
 from adapter.domain import CoverageRule, IntakeRules, RoleEntry
 from adapter.errors import MappingError
+from adapter.mappings.code_systems import alias_key, load_code_systems
 from adapter.mappings.concept_maps import load_concept_maps
 from adapter.mappings.files import MappingsDir, entries, parse
 from adapter.mappings.rows import CoverageRow, CoverageTypeRow, FhirFile, RoleRow, ScopeRow
@@ -16,12 +17,14 @@ NAME = "fhir.toml"
 
 
 def load_fhir(mappings: MappingsDir, codes: Container[str], payers: Container[str]) -> IntakeRules:
-    """Validate ``fhir.toml`` in the order roles, coverage types, ``[coverage]``, ``[scope]``,
-    then read the ConceptMaps."""
+    """Validate ``code_systems.toml``, then ``fhir.toml`` in the order roles, coverage types,
+    ``[coverage]``, ``[scope]``, then read the ConceptMaps. Every system named is stored by its
+    canonical URI."""
+    systems = load_code_systems(mappings)
     file = mappings.file(NAME)
     doc = parse(FhirFile, mappings.docs[NAME], file, "(file)")
-    roles = _roles(doc, file)
-    coverage_rules = _coverage_rules(doc, file, payers)
+    roles = _roles(doc, file, systems)
+    coverage_rules = _coverage_rules(doc, file, payers, systems)
     cov = parse(CoverageRow, doc.coverage, file, "[coverage]")
     if cov.default_payer not in payers:
         raise MappingError(file, "[coverage]", f"payer {cov.default_payer} is unknown")
@@ -32,17 +35,27 @@ def load_fhir(mappings: MappingsDir, codes: Container[str], payers: Container[st
         coverage_rules=coverage_rules,
         default_coverage_payer=cov.default_payer,
         therapy_prefixes=tuple(scope.cpt_prefixes),
-        concept_map=concept_map,
+        concept_map=MappingProxyType(
+            {(_canon(systems, s), c): t for (s, c), t in concept_map.items()}
+        ),
+        systems=systems,
     )
 
 
-def _roles(doc: FhirFile, file: str) -> dict[tuple[str, str], RoleEntry]:
-    """The ``[[role]]`` entries by (system, code), one per role code."""
+def _canon(systems: Mapping[str, str], system: str) -> str:
+    return systems.get(alias_key(system), system)
+
+
+def _roles(
+    doc: FhirFile, file: str, systems: Mapping[str, str]
+) -> dict[tuple[str, str], RoleEntry]:
+    """The ``[[role]]`` entries by (canonical system, code), one per role code."""
     roles = {}
     role_rows = entries(doc.role, RoleRow, file, "role", lambda e: f"{e.system}|{e.code}")
     for _label, r in role_rows:
-        roles[(r.system, r.code)] = RoleEntry(
-            system=r.system,
+        system = _canon(systems, r.system)
+        roles[(system, r.code)] = RoleEntry(
+            system=system,
             code=r.code,
             discipline=r.discipline,
             assistant=r.assistant,
@@ -51,7 +64,9 @@ def _roles(doc: FhirFile, file: str) -> dict[tuple[str, str], RoleEntry]:
     return roles
 
 
-def _coverage_rules(doc: FhirFile, file: str, payers: Container[str]) -> tuple[CoverageRule, ...]:
+def _coverage_rules(
+    doc: FhirFile, file: str, payers: Container[str], systems: Mapping[str, str]
+) -> tuple[CoverageRule, ...]:
     """The ``[[coverage_type]]`` entries in file order, each naming a payer of ``payers.toml``."""
     coverage_rules = []
     coverage_rows = entries(
@@ -66,7 +81,7 @@ def _coverage_rules(doc: FhirFile, file: str, payers: Container[str]) -> tuple[C
             raise MappingError(file, label, f"payer {ct.payer} is not in payers.toml")
         coverage_rules.append(
             CoverageRule(
-                system=ct.system,
+                system=_canon(systems, ct.system),
                 prefix=ct.prefix,
                 exact=ct.exact,
                 payer=ct.payer,

@@ -21,7 +21,7 @@ from adapter.errors import MappingError
 
 MANIFEST = "rulebook.toml"
 FILES = (MANIFEST, "codes.toml", "payers.toml", "ncci_ptp.toml", "limits.toml",
-         "documentation.toml", "modifiers.toml", "fhir.toml")  # fmt: skip
+         "documentation.toml", "modifiers.toml", "code_systems.toml", "fhir.toml")  # fmt: skip
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -257,6 +257,22 @@ class ModifiersFile(BaseModel):
     line: dict[str, Any]
 
 
+# -- code_systems.toml -------------------------------------------------------------------------
+
+
+class CodeSystemRow(EntryRow):
+    """A ``[[system]]``: a code system's canonical URI and its other spellings."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9-]*$")]
+    canonical: Annotated[str, Field(pattern=r"^(https?://|urn:oid:)\S+$")]
+    aliases: list[Annotated[str, Field(pattern=r"^(https?://|urn:oid:)\S+$")]] = []
+
+
+class CodeSystemsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    system: list[dict[str, Any]]
+
+
 # -- fhir.toml --------------------------------------------------------------------------------
 
 

@@ -352,3 +352,50 @@ def test_a_malformed_documented_minutes_extension_is_an_input_problem(
     _, (d,), summary = full(bundle(*context(), p), rulebook)
     assert any("documented-minutes" in x.reason for x in summary.problems)
     assert "time-missing" in codes(d)  # read as no duration at all: held as before
+
+
+# -- code systems however they are spelled (issue: charges silently lost on spelling) ------------
+def _respell(resources: list[dict[str, Any]], old: str, new: str) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(json.dumps(r).replace(f'"{old}"', f'"{new}"')) for r in resources]
+
+
+@pytest.mark.parametrize(
+    "system",
+    ["urn:oid:2.16.840.1.113883.6.12", "https://www.ama-assn.org/go/cpt",
+     "HTTP://WWW.AMA-ASSN.ORG/go/cpt/"],
+)  # fmt: skip
+def test_cpt_spelled_as_an_oid_or_with_https_is_billed(rulebook: Rulebook, system: str) -> None:
+    p = procedure("a", None, at("09:00"), at("09:30"), coding=[{"system": system, "code": "97110"}])
+    (d,) = decide(rulebook, *context(), p)
+    assert lines(d) == ["97110 x2 GP"]
+
+
+def test_hcpcs_with_the_url_of_the_specs_own_example_is_billed(rulebook: Rulebook) -> None:
+    """A G0283 line vanished when HCPCS came as …/Alpha-Numeric-HCPCS.html (the R4 example)."""
+    url = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets/Alpha-Numeric-HCPCS.html"
+    estim = procedure(
+        "e", None, at("09:30"), at("09:45"), coding=[{"system": url, "code": "G0283"}]
+    )
+    (d,) = decide(rulebook, *context(), procedure("a", "97110", at("09:00"), at("09:30")), estim)
+    assert lines(d) == ["97110 x2 GP", "G0283 x1 GP"]
+
+
+def test_icd10cm_as_an_oid_is_a_diagnosis_and_reaches_the_claim(rulebook: Rulebook) -> None:
+    p = procedure("a", "97110", at("09:00"), at("09:30"))
+    p["reasonCode"] = [{"coding": [{"system": "urn:oid:2.16.840.1.113883.6.90", "code": "M17.11"}]}]
+    out, (d,) = evaluate_bundle(bundle(*context(), p), rulebook)
+    assert "no-diagnosis" not in codes(d)
+    (claim,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Claim"]
+    coding = claim["diagnosis"][0]["diagnosisCodeableConcept"]["coding"][0]
+    assert coding == {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.11"}
+
+
+def test_role_and_coverage_codings_by_oid(rulebook: Rulebook) -> None:
+    ctx = _respell(context(sopt="2"), "http://nucc.org/provider-taxonomy",
+                   "urn:oid:2.16.840.1.113883.6.101")  # fmt: skip
+    ctx = _respell(ctx, "https://nahdo.org/sopt", "urn:oid:2.16.840.1.113883.3.221.5")
+    (d,) = decide(rulebook, *ctx, procedure("a", "97110", at("09:00"), at("09:30")))
+    assert d.payer == "medicaid" and lines(d) == ["97110 x2 GP"]
+    assert "no-discipline" not in codes(d) and "coverage-type-unknown" not in codes(d)
