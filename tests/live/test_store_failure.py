@@ -47,28 +47,25 @@ def test_workers_survive_the_database_going_away(
     enqueue_all(service, ids[: days // 2])
     service.start(2, idle_sleep=0.05)
     killed = 0
-    stop = threading.Event()
 
-    def saboteur() -> None:
+    def outage(rounds: int) -> None:
+        """Every session of the test database terminated, ``rounds`` times, 0.5 s apart."""
         nonlocal killed
-        while not stop.wait(0.4):
+        for _ in range(rounds):
             killed += terminate_backends(pg_dsn)
+            time.sleep(0.5)
 
-    chaos = threading.Thread(target=saboteur, daemon=True)
-    chaos.start()
-    try:
-        time.sleep(1.5)
-        for pid in ids[days // 2 :]:  # the intake meets the same outage: retried until stored
-            for _ in range(50):
-                try:
-                    enqueue_all(service, [pid])
-                    break
-                except Exception:
-                    time.sleep(0.05)
-        time.sleep(1.5)
-    finally:
-        stop.set()
-        chaos.join()
+    chaos = threading.Thread(target=outage, args=(6,), daemon=True)
+    chaos.start()  # while the first half is being synced
+    chaos.join()
+    for pid in ids[days // 2 :]:  # the intake after the outage: stored once it answers again
+        for _ in range(100):
+            try:
+                enqueue_all(service, [pid])
+                break
+            except Exception:
+                time.sleep(0.1)
+    outage(2)  # and once more while the second half is being synced
     assert killed > 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
