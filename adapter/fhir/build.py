@@ -20,7 +20,7 @@ from typing import Any, Literal
 from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, PatientDay, Severity
 from adapter.fhir import codes
 from adapter.fhir.parse import DayFacts
-from adapter.fhir.refs import bare_id, parse_datetime, token_query
+from adapter.fhir.refs import bare_id, fhir_datetime, parse_datetime, token_query
 
 Resource = dict[str, Any]
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.BASE)
@@ -69,16 +69,9 @@ def _span(line: ChargeLine, facts: DayFacts) -> Resource:
     starts = [s for i in line.intervention_ids if (s := facts.spans.get(i, (None, None))[0])]
     ends = [e for i in line.intervention_ids if (e := facts.spans.get(i, (None, None))[1])]
     if len(starts) == len(ends) == len(line.intervention_ids):
-        return {
-            "occurrencePeriod": {
-                "start": min(
-                    starts, key=lambda v: parse_datetime(v)[0] or datetime.max.replace(tzinfo=UTC)
-                ),
-                "end": max(
-                    ends, key=lambda v: parse_datetime(v)[0] or datetime.min.replace(tzinfo=UTC)
-                ),
-            }
-        }
+        start = min(starts, key=lambda v: parse_datetime(v)[0] or datetime.max.replace(tzinfo=UTC))
+        end = max(ends, key=lambda v: parse_datetime(v)[0] or datetime.min.replace(tzinfo=UTC))
+        return {"occurrencePeriod": {"start": fhir_datetime(start), "end": fhir_datetime(end)}}
     return {"occurrenceDateTime": facts.day.service_date.isoformat()}
 
 

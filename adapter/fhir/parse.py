@@ -37,7 +37,15 @@ from adapter.fhir.coding import (
 )
 from adapter.fhir.coverage import active_coverage, coverage_type, kx_spend
 from adapter.fhir.dates import in_period
-from adapter.fhir.refs import Resource, as_dict, as_list, meta_of, parse_datetime, reference_of
+from adapter.fhir.refs import (
+    Resource,
+    as_dict,
+    as_list,
+    latest,
+    meta_of,
+    parse_datetime,
+    reference_of,
+)
 from adapter.rules.payer import choose_payer
 
 
@@ -146,7 +154,7 @@ def service_day(
         performers=parser.performers,
         intervention_encounter=parser.iv_encounter,
         spans=parser.spans,
-        recorded=max(parser.recorded) if parser.recorded else f"{service_date}T00:00:00Z",
+        recorded=latest(parser.recorded) or f"{service_date}T00:00:00Z",
     )
     return ParsedDay(
         day=day, facts=facts, problems=tuple(parser.problems), not_therapy=tuple(parser.not_therapy)

@@ -98,6 +98,23 @@ def parse_datetime(value: Any, zone: tzinfo | None = None) -> tuple[datetime | N
     return (parsed.astimezone(zone) if zone is not None else parsed), None
 
 
+_NO_SECONDS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(Z|[+-]\d{2}:\d{2})$")
+
+
+def fhir_datetime(value: str) -> str:
+    """A date-time as valid FHIR: seconds added where the EMR left them out
+    (``2026-03-11T09:00-05:00`` -> ``2026-03-11T09:00:00-05:00``), otherwise as written."""
+    m = _NO_SECONDS.match(value)
+    return f"{m.group(1)}:00{m.group(2)}" if m else value
+
+
+def latest(values: list[str]) -> str | None:
+    """The latest of some date-times, compared as instants (not as text: offsets differ), as
+    valid FHIR; None when none can be read."""
+    readable = [(moment, v) for v in values if (moment := instant(v)) is not None]
+    return fhir_datetime(max(readable, key=lambda mv: mv[0])[1]) if readable else None
+
+
 def instant(value: Any) -> datetime | None:
     """A server instant (``meta.lastUpdated``, ``response.lastModified``, a stored watermark)
     as an aware UTC datetime; None when it is not one. The lenient reader for bookkeeping."""

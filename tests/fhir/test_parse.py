@@ -399,3 +399,30 @@ def test_role_and_coverage_codings_by_oid(rulebook: Rulebook) -> None:
     (d,) = decide(rulebook, *ctx, procedure("a", "97110", at("09:00"), at("09:30")))
     assert d.payer == "medicaid" and lines(d) == ["97110 x2 GP"]
     assert "no-discipline" not in codes(d) and "coverage-type-unknown" not in codes(d)
+
+
+def test_times_without_seconds_are_written_as_valid_fhir(rulebook: Rulebook) -> None:
+    """EMR exports often write 2026-03-11T09:00-05:00 (no seconds: not a valid FHIR dateTime);
+    what the adapter writes has them (was: copied as they came, rejected by validators)."""
+    from adapter.fhir.validate import validation_errors
+
+    p = procedure("a", "97110", "2026-03-02T09:00-05:00", "2026-03-02T09:30-05:00")
+    out, (d,) = evaluate_bundle(bundle(*context(), p), rulebook)
+    assert lines(d) == ["97110 x2 GP"]
+    (item,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "ChargeItem"]
+    assert item["occurrencePeriod"] == {
+        "start": "2026-03-02T09:00:00-05:00",
+        "end": "2026-03-02T09:30:00-05:00",
+    }
+    (prov,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    assert prov["recorded"] == "2026-03-02T09:30:00-05:00"
+    assert validation_errors(out) == []
+
+
+def test_provenance_recorded_is_the_latest_instant_not_the_latest_text(rulebook: Rulebook) -> None:
+    """With mixed offsets, 13:00Z is later than 09:30-05:00 (= 14:30Z) as text, not in time."""
+    a = procedure("a", "97110", at("09:00"), at("09:30"))  # ends 14:30Z
+    b = procedure("b", "97112", "2026-03-02T12:40:00Z", "2026-03-02T13:00:00Z")  # ends 13:00Z
+    out, _ = evaluate_bundle(bundle(*context(), a, b), rulebook)
+    (prov,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    assert prov["recorded"] == at("09:30")
