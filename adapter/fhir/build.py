@@ -75,6 +75,29 @@ def _span(line: ChargeLine, facts: DayFacts) -> Resource:
     return {"occurrenceDateTime": facts.day.service_date.isoformat()}
 
 
+def _line_diagnoses(line: ChargeLine, facts: DayFacts) -> list[int]:
+    """The diagnoses of a line, in order: its own procedures' reasons first, then their
+    encounters' (indices into the day's list, each once)."""
+    own = [i for iv in line.intervention_ids for i in facts.intervention_diagnoses.get(iv, ())]
+    encounters = [facts.intervention_encounter.get(iv) for iv in line.intervention_ids]
+    theirs = [i for e in encounters if e for i in facts.encounter_diagnoses.get(e, ())]
+    return list(dict.fromkeys([*own, *theirs]))
+
+
+def _pointers(line: ChargeLine, facts: DayFacts) -> list[int]:
+    """A Claim item's diagnosis pointers: the line's diagnoses, at most four (an 837P line)."""
+    return _line_diagnoses(line, facts)[:4]
+
+
+def _line_icd(line: ChargeLine, facts: DayFacts) -> list[dict[str, Any]]:
+    """The ICD-10-CM codings among a line's diagnoses, for ChargeItem.reason."""
+    return [
+        dict(facts.diagnoses[i])
+        for i in _line_diagnoses(line, facts)
+        if "system" in facts.diagnoses[i]
+    ]
+
+
 def _performers(ids: Sequence[str], facts: DayFacts) -> list[str]:
     return list(dict.fromkeys(p for i in ids for p in facts.performers.get(i, ())))
 
@@ -89,7 +112,6 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
     version_ext = {"url": codes.EXT_RULEBOOK, "valueString": decision.rulebook_version}
     entries: list[Resource] = []
     charge_urls: list[str] = []
-    icd = [dict(d) for d in facts.diagnoses if "system" in d]
 
     for line in decision.lines:
         value = _line_value(day.key, line)
@@ -118,7 +140,11 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
             **_span(line, facts),
             **({"performer": [{"actor": _ref(p)} for p in performers]} if performers else {}),
             "quantity": {"value": line.units},
-            **({"reason": [{"coding": [c]} for c in icd]} if icd else {}),
+            **(
+                {"reason": [{"coding": [c]} for c in icd]}
+                if (icd := _line_icd(line, facts))
+                else {}
+            ),
             "service": [_ref(i) for i in line.intervention_ids],
             "note": [{"text": "; ".join(line.reasons)}],
         }
@@ -162,7 +188,7 @@ def _claim(
             url,
             facts,
             team=team,
-            diagnosis_sequence=[d["sequence"] for d in diagnoses][:4],
+            diagnosis_sequence=[i + 1 for i in _pointers(line, facts)],
         )
         for n, (line, url) in enumerate(zip(decision.lines, charge_urls, strict=True), start=1)
     ]

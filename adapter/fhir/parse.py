@@ -83,7 +83,10 @@ class DayFacts:
     coverage: str | None
     provider: str | None
     encounters: tuple[str, ...]
-    diagnoses: tuple[Mapping[str, Any], ...]
+    diagnoses: tuple[Mapping[str, Any], ...]  # the day's: ICD-10-CM codings, Condition refs
+    #: the diagnoses (indices into ``diagnoses``) each intervention, and each encounter, names
+    intervention_diagnoses: Mapping[str, tuple[int, ...]]
+    encounter_diagnoses: Mapping[str, tuple[int, ...]]
     performers: Mapping[str, tuple[str, ...]]  # intervention id -> clinician ids
     intervention_encounter: Mapping[str, str | None]
     spans: Mapping[str, tuple[str | None, str | None]]  # intervention id -> raw start/end
@@ -151,6 +154,8 @@ def service_day(
         provider=provider,
         encounters=tuple(parser.encounter_keys),
         diagnoses=tuple(parser.diagnoses),
+        intervention_diagnoses={k: tuple(v) for k, v in parser.iv_dx.items()},
+        encounter_diagnoses={k: tuple(v) for k, v in parser.enc_dx.items()},
         performers=parser.performers,
         intervention_encounter=parser.iv_encounter,
         spans=parser.spans,
@@ -178,6 +183,8 @@ class _DayParser:
     actor_keys: dict[str, set[str]] = field(default_factory=dict)  # clinician id -> keys
     encounter_keys: list[str] = field(default_factory=list)
     diagnoses: list[Mapping[str, Any]] = field(default_factory=list)
+    iv_dx: dict[str, list[int]] = field(default_factory=dict)
+    enc_dx: dict[str, list[int]] = field(default_factory=dict)
     not_therapy: list[str] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
     clinicians: Clinicians = field(init=False)
@@ -210,7 +217,11 @@ class _DayParser:
         if enc_key and enc_key not in self.encounter_keys:
             self.encounter_keys.append(enc_key)
         site = next(iter(texts(next(iter(concepts(proc.get("bodySite"))), None))), None)
-        self.diagnoses += [c for c in icd_codings(proc, self.rulebook) if c not in self.diagnoses]
+        self.iv_dx[key] = [self._diagnosis(c) for c in icd_codings(proc, self.rulebook)]
+        for ref in as_list(proc.get("reasonReference")):
+            cond = reference_of(ref)
+            if cond and self.lookup.key_of(cond).startswith("Condition/"):
+                self.iv_dx[key].append(self._diagnosis({"reference": self.lookup.key_of(cond)}))
         self.interventions.append(
             Intervention(
                 id=key,
@@ -237,6 +248,12 @@ class _DayParser:
             self.recorded.append(updated)
         elif end is not None and isinstance(raw_end, str):
             self.recorded.append(raw_end)
+
+    def _diagnosis(self, entry: Mapping[str, Any]) -> int:
+        """The index of a diagnosis in the day's list (added once)."""
+        if entry not in self.diagnoses:
+            self.diagnoses.append(entry)
+        return self.diagnoses.index(entry)
 
     def _performers(self, proc: Resource, key: str) -> list[Clinician]:
         people: list[Clinician] = []
@@ -286,11 +303,12 @@ class _DayParser:
             ref = reference_of(part.get("individual")) if isinstance(part, dict) else None
             if ref:
                 participants.append(self.clinicians.resolve(ref, enc_key)[0])
+        named = self.enc_dx.setdefault(enc_key, [])
         for dx in as_list(enc.get("diagnosis")):
             cond = reference_of(dx.get("condition")) if isinstance(dx, dict) else None
-            if cond and {"reference": cond} not in self.diagnoses:
-                self.diagnoses.append({"reference": self.lookup.key_of(cond)})
-        self.diagnoses += [c for c in icd_codings(enc, self.rulebook) if c not in self.diagnoses]
+            if cond:
+                named.append(self._diagnosis({"reference": self.lookup.key_of(cond)}))
+        named += [self._diagnosis(c) for c in icd_codings(enc, self.rulebook)]
         return EncounterContext(
             id=enc_key,
             start=e_start,

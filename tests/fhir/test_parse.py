@@ -426,3 +426,31 @@ def test_provenance_recorded_is_the_latest_instant_not_the_latest_text(rulebook:
     out, _ = evaluate_bundle(bundle(*context(), a, b), rulebook)
     (prov,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Provenance"]
     assert prov["recorded"] == at("09:30")
+
+
+def test_each_claim_item_points_at_its_own_procedures_diagnoses_first(rulebook: Rulebook) -> None:
+    """An OT 97535 for M79.641 beside a PT 97110 for M17.11: each line's diagnosis pointer (and
+    its ChargeItem.reason) names its own procedure's reason first (was: the day's first four
+    for every item, so the OT line pointed first at the PT line's M17.11)."""
+    pt = procedure("a", "97110", at("09:00"), at("09:30"))  # M17.11 (make.procedure's reason)
+    ot = procedure("b", "97535", at("10:00"), at("10:30"), "PractitionerRole/r-ot")
+    ot["reasonCode"] = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                     "code": "M79.641"}]}]  # fmt: skip
+    out, _ = evaluate_bundle(bundle(*context(), pt, ot), rulebook)
+    (claim,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Claim"]
+    dx = {
+        c["sequence"]: c["diagnosisCodeableConcept"]["coding"][0]["code"]
+        for c in claim["diagnosis"]
+    }
+    pointers = {
+        i["productOrService"]["coding"][0]["code"]: [dx[s] for s in i["diagnosisSequence"]]
+        for i in claim["item"]
+    }
+    assert pointers == {"97110": ["M17.11"], "97535": ["M79.641"]}
+    reasons = {
+        e["resource"]["code"]["coding"][0]["code"]: [r["coding"][0]["code"]
+                                                    for r in e["resource"]["reason"]]
+        for e in out["entry"]
+        if e["resource"]["resourceType"] == "ChargeItem"
+    }  # fmt: skip
+    assert reasons == {"97110": ["M17.11"], "97535": ["M79.641"]}
