@@ -181,10 +181,13 @@ class CoverageRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConceptTarget:
-    """A local/SNOMED CT code translated to a CPT code by a ConceptMap in mappings/."""
+    """A local/SNOMED CT code translated to a CPT code by a ConceptMap in mappings/.
+    ``suggested``: a looser equivalence (narrower, wider, related-to): billed only as a
+    suggestion a person confirms."""
 
     code: str
     source: RuleSource
+    suggested: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

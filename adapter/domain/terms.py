@@ -43,6 +43,8 @@ class CodeSource(StrEnum):
     CPT = "cpt"
     CONCEPT_MAP = "concept_map"
     TEXT = "text"
+    SUGGESTED = "suggested"  # a ConceptMap target looser than equivalent: confirmed by a person
+    UNMAPPED = "unmapped"  # therapy documented with a code no mapping translates: never billed
 
 
 class CodeKind(StrEnum):
@@ -74,6 +76,7 @@ class FindingCode(StrEnum):
     """Stable finding codes. Values never change once released; new ones may be added."""
 
     UNKNOWN_CODE = "unknown-code"
+    CODE_UNMAPPED = "code-unmapped"
     CODE_FROM_TEXT = "code-from-text"
     CODE_SUBSTITUTED = "code-substituted"
     CODE_BUNDLED = "code-bundled"

@@ -58,13 +58,21 @@ def resolve_code(procedure: Resource, rulebook: Rulebook) -> ResolvedCode | None
         key = (str(canonical(c.get("system"))), str(c.get("code")))
         target = rulebook.intake.concept_map.get(key)
         if target is not None:
-            return ResolvedCode(
-                code=target.code, source=CodeSource.CONCEPT_MAP, rule_ref=target.source.ref
-            )
+            source = CodeSource.SUGGESTED if target.suggested else CodeSource.CONCEPT_MAP
+            return ResolvedCode(code=target.code, source=source, rule_ref=target.source.ref)
     lowered = [t.lower() for t in texts(concept)]
     for match in sorted(rulebook.text_matches, key=lambda m: (-len(m.phrase), m.phrase)):
         if any(match.phrase in t for t in lowered):
             return ResolvedCode(code=match.code, source=CodeSource.TEXT, rule_ref=match.source.ref)
+    return None
+
+
+def documented_code(procedure: Resource) -> str | None:
+    """The procedure's first coding as ``system|code`` (for a finding about a code no mapping
+    translates); None when it has none."""
+    for c in codings(procedure.get("code")):
+        if isinstance(c.get("code"), str):
+            return f"{c.get('system') or '(no system)'}|{c['code']}"
     return None
 
 

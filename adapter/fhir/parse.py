@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from adapter.domain import (
     BusyPeriod,
     Clinician,
+    CodeSource,
     EncounterContext,
     Intervention,
     PatientDay,
@@ -28,7 +29,9 @@ from adapter.domain import (
 from adapter.fhir import codes
 from adapter.fhir.clinicians import Clinicians
 from adapter.fhir.coding import (
+    ResolvedCode,
     concepts,
+    documented_code,
     has_diagnosis,
     icd_codings,
     is_therapy,
@@ -120,6 +123,7 @@ def service_day(
     parser = _DayParser(lookup, rulebook, patient, service_date, zone)
     for proc in procedures:
         parser.procedure(proc)
+    parser.unmapped()
     encounters, provider = parser.encounters()
     coverage = active_coverage(lookup.coverages_of(patient), service_date, zone)
     choice = choose_payer(
@@ -186,6 +190,7 @@ class _DayParser:
     iv_dx: dict[str, list[int]] = field(default_factory=dict)
     enc_dx: dict[str, list[int]] = field(default_factory=dict)
     not_therapy: list[str] = field(default_factory=list)
+    unresolved: list[tuple[str, Resource]] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
     clinicians: Clinicians = field(init=False)
 
@@ -203,10 +208,42 @@ class _DayParser:
         if not isinstance(key, str):
             self._problem("Procedure", "procedure without an id or a fullUrl: skipped")
             return
-        resolved = resolve_code(proc, self.rulebook)
-        if resolved is None or not is_therapy(resolved, self.rulebook):
+        if isinstance(proc.get("code"), str):
+            self._problem(key, "code is a bare string, not a CodeableConcept: not billed")
             self.not_therapy.append(key)
             return
+        resolved = resolve_code(proc, self.rulebook)
+        if resolved is None:
+            self.unresolved.append((key, proc))  # judged once the day's encounters are known
+            return
+        if not is_therapy(resolved, self.rulebook):
+            self.not_therapy.append(key)
+            return
+        self._intervention(proc, key, resolved)
+
+    def unmapped(self) -> None:
+        """Procedures whose code no mapping translates: therapy (by a therapist, or in an
+        encounter of the day's therapy) becomes an intervention the rules hold with
+        code-unmapped, never silence; anything else is not therapy."""
+        therapy_encounters = set(self.encounter_keys)
+        for key, proc in self.unresolved:
+            enc_ref = reference_of(proc.get("encounter"))
+            in_therapy = bool(enc_ref) and self.lookup.key_of(str(enc_ref)) in therapy_encounters
+            if not in_therapy and not self._by_a_therapist(proc, key):
+                self.not_therapy.append(key)
+                continue
+            code = documented_code(proc) or "(no code)"
+            self._intervention(proc, key, ResolvedCode(code, CodeSource.UNMAPPED, None))
+
+    def _by_a_therapist(self, proc: Resource, key: str) -> bool:
+        for perf in as_list(proc.get("performer")):
+            ref = reference_of(perf.get("actor")) if isinstance(perf, dict) else None
+            if ref and self.clinicians.resolve(ref, key)[0].discipline is not None:
+                return True
+        return False
+
+    def _intervention(self, proc: Resource, key: str, resolved: ResolvedCode) -> None:
+        """The intervention of one procedure, with what the builder needs about it."""
         period = as_dict(proc.get("performedPeriod"))
         raw_start, raw_end = period.get("start"), period.get("end")
         start, start_err = parse_datetime(raw_start, self.zone)

@@ -180,6 +180,8 @@ class Spool:
             return False
         encounter = reference_of(proc.get("encounter"))
         status = proc.get("status") if isinstance(proc.get("status"), str) else None
+        if status is None:  # a required element: only a completed procedure bills, so say why not
+            self.problem(where, f"{key} has no status (completed, entered-in-error, …): not billed")
         dos = service_date_of(proc, self.zone)
         self.db.execute(
             "INSERT INTO procedures VALUES (?, ?, ?, ?, ?, ?)",

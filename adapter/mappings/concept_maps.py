@@ -18,6 +18,9 @@ from adapter.mappings.files import MappingsDir
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
 HCPCS_SYSTEM = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 BILLABLE_EQUIVALENCE = frozenset({"equivalent", "equal"})
+#: looser equivalences: the target is a suggestion a person must confirm (code-from-text)
+SUGGESTED_EQUIVALENCE = frozenset({"wider", "narrower", "relatedto", "inexact", "subsumes",
+                                   "specializes"})  # fmt: skip
 
 
 def load_concept_maps(
@@ -42,8 +45,9 @@ def read_concept_map(path: Path) -> dict[tuple[str, str], ConceptTarget]:
 
     Required: ``resourceType`` ConceptMap, ``status`` active, ``date`` (the day it takes effect);
     per group a ``source`` system and the CPT ``target`` system; per target a code, an
-    ``equivalence`` of equivalent/equal (anything looser cannot bill) and a ``comment`` naming its
-    source.
+    ``equivalence`` of equivalent/equal (billed) or a looser one (narrower, wider, related-to, …:
+    billed only as a suggestion a person confirms; unmatched/disjoint are refused) and a
+    ``comment`` naming its source.
     """
     file = str(path)
     doc = _read_json(path)
@@ -55,6 +59,7 @@ def read_concept_map(path: Path) -> dict[tuple[str, str], ConceptTarget]:
             code, t = _element_target(element, file, f"group #{g} element {element.get('code')}")
             out[(source, code)] = ConceptTarget(
                 code=t["code"],
+                suggested=t["equivalence"] in SUGGESTED_EQUIVALENCE,
                 source=RuleSource(
                     ref=f"conceptmap:{doc.get('id', path.stem)}:{code}",
                     citation=t["comment"],
@@ -106,7 +111,7 @@ def _element_target(element: Any, file: str, where: str) -> tuple[str, dict[str,
     if not code or len(targets) != 1:
         raise MappingError(file, where, "needs a code and exactly one target")
     t: dict[str, Any] = targets[0]
-    if t.get("equivalence") not in BILLABLE_EQUIVALENCE:
+    if t.get("equivalence") not in BILLABLE_EQUIVALENCE | SUGGESTED_EQUIVALENCE:
         raise MappingError(
             file, where, f"equivalence {t.get('equivalence')!r} cannot bill: use equivalent"
         )

@@ -37,6 +37,15 @@ class CodeStep:
 def resolve_code(iv: Intervention, on: date, payer: PayerProfile, rulebook: Rulebook) -> CodeStep:
     """Look the code up in the catalog, apply the payer's substitution, then its bundling."""
     ids = (iv.id,)
+    if iv.code_source is CodeSource.UNMAPPED:
+        unmapped = finding(
+            FindingCode.CODE_UNMAPPED,
+            ERR,
+            f"therapy documented as {iv.code}, which no mapping translates to CPT/HCPCS: add a "
+            "CPT coding or map the code in a ConceptMap; not billed",
+            ids,
+        )
+        return CodeStep(code=iv.code, entry=None, findings=(unmapped,), rule_refs=())
     entry = rulebook.code(iv.code, on)
     if entry is None:
         unknown = finding(
@@ -59,14 +68,19 @@ def resolve_code(iv: Intervention, on: date, payer: PayerProfile, rulebook: Rule
 
 
 def from_text(iv: Intervention) -> list[Finding]:
-    """A code suggested from the procedure's text must be confirmed by a person."""
-    if iv.code_source is not CodeSource.TEXT:
+    """A code suggested from the procedure's text, or by a looser ConceptMap target (a SNOMED CT
+    procedure, say), must be confirmed by a person."""
+    if iv.code_source is CodeSource.TEXT:
+        why = "from the procedure's text"
+    elif iv.code_source is CodeSource.SUGGESTED:
+        why = f"by a mapping that is not one-to-one ({iv.code_ref or 'a ConceptMap'})"
+    else:
         return []
     return [
         finding(
             FindingCode.CODE_FROM_TEXT,
             WARN,
-            f"code {iv.code} was suggested from the procedure's text; a person must confirm it",
+            f"code {iv.code} was suggested {why}; a person must confirm it",
             (iv.id,),
         )
     ]

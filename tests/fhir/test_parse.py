@@ -454,3 +454,53 @@ def test_each_claim_item_points_at_its_own_procedures_diagnoses_first(rulebook: 
         if e["resource"]["resourceType"] == "ChargeItem"
     }  # fmt: skip
     assert reasons == {"97110": ["M17.11"], "97535": ["M79.641"]}
+
+
+# -- SNOMED CT only (Synthea's shape): a suggestion, or a finding; never silence ------------------
+SCT = "http://snomed.info/sct"
+
+
+def test_a_snomed_only_therapy_procedure_is_billed_as_a_suggestion(rulebook: Rulebook) -> None:
+    exercise = {"system": SCT, "code": "229065009", "display": "Exercise therapy"}
+    p = procedure("a", None, at("09:00"), at("09:30"), coding=[exercise])
+    (d,) = decide(rulebook, *context(), p)
+    assert lines(d) == ["97110 x2 GP"]
+    (f,) = [f for f in d.findings if f.code.value == "code-from-text"]
+    assert "snomed-therapy-to-cpt" in f.message and "confirm" in f.message
+    assert "conceptmap:snomed-therapy-to-cpt:229065009" in d.lines[0].rule_refs
+
+
+def test_an_unmappable_therapy_procedure_gets_a_finding_not_silence(rulebook: Rulebook) -> None:
+    """91251008 Physical therapy procedure by a PT names no billable service: code-unmapped
+    (was: counted 'not therapy' with no word)."""
+    p = procedure("a", None, at("09:00"), at("09:30"), coding=[{"system": SCT, "code": "91251008"}])
+    (d,) = decide(rulebook, *context(), p, procedure("b", "97112", at("10:00"), at("10:20")))
+    (f,) = [f for f in d.findings if f.code.value == "code-unmapped"]
+    assert f.severity.value == "error" and f.intervention_ids == ("Procedure/a",)
+    assert "http://snomed.info/sct|91251008" in f.message
+    assert lines(d) == ["97112 x1 GP"]
+
+
+def test_an_unmapped_code_outside_therapy_is_not_a_finding(rulebook: Rulebook) -> None:
+    """A dental procedure by someone without a therapy role, in another encounter: not ours."""
+    cleaning = [{"system": SCT, "code": "34043003"}]
+    dental = procedure("z", None, at("13:00"), at("13:30"), "Practitioner/dentist",
+                       coding=cleaning, encounter="Encounter/e9")  # fmt: skip
+    (d,) = decide(rulebook, *context(), dental, procedure("b", "97112", at("10:00"), at("10:20")))
+    assert "code-unmapped" not in codes(d) and lines(d) == ["97112 x1 GP"]
+
+
+def test_a_bare_string_code_is_an_input_problem(rulebook: Rulebook) -> None:
+    p = procedure("a", "97110", at("09:00"), at("09:30"))
+    p["code"] = "97110"
+    full = __import__("adapter.replay", fromlist=["x"]).evaluate_bundle
+    _, ds, summary = full(bundle(*context(), p), rulebook)
+    assert ds == [] and any("bare string" in x.reason for x in summary.problems)
+
+
+def test_a_procedure_without_a_status_is_an_input_problem(rulebook: Rulebook) -> None:
+    p = procedure("a", "97110", at("09:00"), at("09:30"))
+    del p["status"]
+    full = __import__("adapter.replay", fromlist=["x"]).evaluate_bundle
+    _, ds, summary = full(bundle(*context(), p), rulebook)
+    assert ds == [] and any("has no status" in x.reason for x in summary.problems)
