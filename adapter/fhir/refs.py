@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 Resource = dict[str, Any]
 
@@ -165,3 +165,99 @@ def as_dict(value: Any) -> Resource:
 def as_list(value: Any) -> list[Any]:
     """``value`` when it is a JSON array, else an empty one."""
     return value if isinstance(value, list) else []
+
+
+# -- references real EMRs write: contained, conditional, identifier-only ---------------------------
+#: the resource type an identifier-only Reference means, by the element it is in
+ELEMENT_TYPES = {
+    "subject": "Patient",
+    "beneficiary": "Patient",
+    "patient": "Patient",
+    "actor": "Practitioner",
+    "individual": "Practitioner",
+    "practitioner": "Practitioner",
+    "encounter": "Encounter",
+    "condition": "Condition",
+    "reasonReference": "Condition",
+    "serviceProvider": "Organization",
+    "organization": "Organization",
+}
+PLACEHOLDER = "identifier:"
+
+
+def is_placeholder(key: str | None) -> bool:
+    """Whether a key is an identifier key (a reference by identifier not resolved yet)."""
+    return bool(key) and str(key).startswith(PLACEHOLDER)
+
+
+def placeholder_parts(key: str) -> tuple[str, str, str] | None:
+    """``(type, system, value)`` of an identifier key; None for any other key."""
+    if not is_placeholder(key):
+        return None
+    kind, _, rest = key[len(PLACEHOLDER) :].partition("|")
+    system, _, value = rest.partition("|")
+    return (kind, system, value) if is_type(kind) and value else None
+
+
+def identifier_key(kind: str, system: Any, value: Any) -> str | None:
+    """The key a resource of ``kind`` is found by through one of its identifiers
+    (``identifier:Type|system|value``); None for an identifier without a value."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return f"{PLACEHOLDER}{kind}|{system if isinstance(system, str) else ''}|{value.strip()}"
+
+
+def _conditional(reference: str) -> str | None:
+    """``Type?identifier=system|value`` (a conditional reference) as an identifier key."""
+    kind, sep, query = reference.partition("?")
+    if not sep or not is_type(kind):
+        return None
+    for part in query.split("&"):
+        name, _, raw = part.partition("=")
+        if name == "identifier":
+            system, bar, value = unquote(raw).partition("|")
+            return identifier_key(kind, system if bar else "", value if bar else system)
+    return None
+
+
+def contained_ids(resource: Resource) -> set[str]:
+    """The ids of a resource's contained resources."""
+    return {
+        c["id"]
+        for c in as_list(resource.get("contained"))
+        if isinstance(c, dict) and isinstance(c.get("id"), str) and c["id"]
+    }
+
+
+def normalize_references(
+    resource: Resource, key: str, contained: set[str] | None = None
+) -> Resource:
+    """A resource with the references real EMRs write made resolvable: ``#id`` (a contained
+    resource of the resource spooled as ``key``) becomes ``<key>#id``; a conditional reference
+    (``Type?identifier=s|v``) and an identifier-only Reference become identifier keys
+    (``identifier:Type|s|v``) that the spool resolves to the resource holding that identifier.
+    Anything else is left as written. ``contained``: the container's contained ids, when
+    ``resource`` is itself one of them (siblings refer to each other by ``#id``)."""
+    if contained is None:
+        contained = contained_ids(resource)
+
+    def fix(value: Any, element: str) -> Any:
+        if isinstance(value, list):
+            return [fix(v, element) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: (fix(v, k) if k != "contained" else v) for k, v in value.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str):
+            if ref.startswith("#") and ref[1:] in contained:
+                out["reference"] = f"{key}{ref}"
+            elif "?" in ref and (found := _conditional(ref)):
+                out["reference"] = found
+        elif isinstance(out.get("identifier"), dict):
+            ident = out["identifier"]
+            kind = out.get("type") if is_type(out.get("type")) else ELEMENT_TYPES.get(element)
+            if kind and (found := identifier_key(kind, ident.get("system"), ident.get("value"))):
+                out["reference"] = found
+        return out
+
+    return {k: (fix(v, k) if k != "contained" else v) for k, v in resource.items()}

@@ -19,7 +19,20 @@ from typing import Any
 
 from adapter.fhir.dates import service_date_of
 from adapter.fhir.parse import Problem
-from adapter.fhir.refs import instant, meta_of, patient_key, ref_key, reference_of, version_of
+from adapter.fhir.refs import (
+    PLACEHOLDER,
+    as_list,
+    contained_ids,
+    identifier_key,
+    instant,
+    is_id,
+    meta_of,
+    normalize_references,
+    patient_key,
+    ref_key,
+    reference_of,
+    version_of,
+)
 
 Resource = dict[str, Any]
 
@@ -36,6 +49,8 @@ CREATE INDEX actors_proc ON actors(proc);
 CREATE TABLE links(kind TEXT NOT NULL, owner TEXT NOT NULL, key TEXT NOT NULL);
 CREATE INDEX links_owner ON links(kind, owner);
 CREATE INDEX links_key ON links(key);
+CREATE TABLE identifiers(ident TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(ident, key));
+CREATE INDEX identifiers_key ON identifiers(key);
 """
 #: resource type -> (the element naming its owner, the link kind)
 _LINKS = {
@@ -121,8 +136,20 @@ class Spool:
             if not _newer(row[0], rank):
                 return
             self._forget(key)
+        # contained, conditional and identifier-only references made resolvable (see
+        # normalize_references): the spool answers them like any other
+        resource = normalize_references(resource, key)
         if kind == "Procedure" and not self._index_procedure(resource, key, file, where):
             return
+        self._store(key, kind, resource, rank, file)
+        siblings = contained_ids(resource)
+        for inner in as_list(resource.get("contained")):
+            inner_kind = inner.get("resourceType") if isinstance(inner, dict) else None
+            if inner_kind in _KEPT and inner_kind != "Procedure" and is_id(inner.get("id")):
+                fixed = normalize_references(inner, key, siblings)
+                self._store(f"{key}#{inner['id']}", str(inner_kind), fixed, rank, file)
+
+    def _store(self, key: str, kind: str, resource: Resource, rank: str, file: int) -> None:
         self.db.execute(
             "INSERT INTO resources VALUES (?, ?, ?, ?, ?)",
             (key, kind, json.dumps(resource, separators=(",", ":")), rank, file),
@@ -132,6 +159,17 @@ class Spool:
         # or an older copy: forget it
         self._cache.pop(key, None)
         self._link(kind, resource, key)
+        idents = {
+            found
+            for ident in as_list(resource.get("identifier"))
+            if isinstance(ident, dict)
+            and (found := identifier_key(kind, ident.get("system"), ident.get("value")))
+        }
+        self.db.executemany(
+            "INSERT OR IGNORE INTO identifiers VALUES (?, ?)", [(i, key) for i in idents]
+        )
+        for ident in idents:
+            self._cache.pop(ident, None)
 
     def _key(self, resource: Resource, where: str, full_url: str | None) -> str | None:
         """The spool key of a resource worth keeping (``Type/id``, or its ``urn:uuid``); None
@@ -162,14 +200,17 @@ class Spool:
                 self._roles.pop(self.key_of(owner), None)
 
     def _forget(self, key: str) -> None:
+        inner = f"{key}#%"  # its contained resources go with it
         for sql in (
-            "DELETE FROM resources WHERE key = ?",
-            "DELETE FROM procedures WHERE key = ?",
-            "DELETE FROM actors WHERE proc = ?",
-            "DELETE FROM links WHERE key = ?",
+            "DELETE FROM resources WHERE key = ? OR key LIKE ?",
+            "DELETE FROM procedures WHERE key = ? OR key LIKE ?",
+            "DELETE FROM actors WHERE proc = ? OR proc LIKE ?",
+            "DELETE FROM links WHERE key = ? OR key LIKE ?",
+            "DELETE FROM identifiers WHERE key = ? OR key LIKE ?",
         ):
-            self.db.execute(sql, (key,))
-        self._cache.pop(key, None)
+            self.db.execute(sql, (key, inner))
+        for cached in [k for k in self._cache if k == key or k.startswith(f"{key}#")]:
+            del self._cache[cached]
         if key.startswith("PractitionerRole/"):
             self._roles.clear()  # the old copy may have named another practitioner
 
@@ -208,6 +249,13 @@ class Spool:
                 f"UPDATE {table} SET {column} = (SELECT key FROM aliases WHERE alias = {column}) "
                 f"WHERE {column} IN (SELECT alias FROM aliases)"
             )
+            # a reference by identifier: to the one resource holding it (none or several:
+            # left as it is, and reported where it matters)
+            self.db.execute(
+                f"UPDATE {table} SET {column} = (SELECT MIN(key) FROM identifiers "
+                f"WHERE ident = {column}) WHERE {column} LIKE '{PLACEHOLDER}%' AND "
+                f"(SELECT COUNT(DISTINCT key) FROM identifiers WHERE ident = {column}) = 1"
+            )
         self._drop_non_patients()
         undated = self.db.execute(
             "SELECT key, encounter FROM procedures WHERE dos IS NULL AND status = 'completed'"
@@ -229,7 +277,11 @@ class Spool:
         are on no patient's day: reported and left out."""
         rows = self.db.execute("SELECT key, patient FROM procedures").fetchall()
         for key, subject in rows:
-            if patient_key(subject) != subject:
+            if subject.startswith(PLACEHOLDER):
+                self.problem(key, self._unresolved(subject, "subject") + ": not billed")
+                self.db.execute("DELETE FROM procedures WHERE key = ?", (key,))
+                self.db.execute("DELETE FROM actors WHERE proc = ?", (key,))
+            elif patient_key(subject) != subject:
                 self.problem(key, "subject is not a Patient: not billed")
                 self.db.execute("DELETE FROM procedures WHERE key = ?", (key,))
                 self.db.execute("DELETE FROM actors WHERE proc = ?", (key,))
@@ -277,9 +329,26 @@ class Spool:
         for key in [k for k in self._cache if k.startswith(("Procedure/", "Encounter/", "urn:"))]:
             del self._cache[key]
 
+    def _holders(self, ident: str) -> list[str]:
+        rows = self.db.execute(
+            "SELECT DISTINCT key FROM identifiers WHERE ident = ? ORDER BY key", (ident,)
+        )
+        return [k for (k,) in rows]
+
+    def _unresolved(self, ident: str, what: str) -> str:
+        """Why a reference by identifier did not resolve (for a problem)."""
+        shown = ident[len(PLACEHOLDER) :]
+        holders = self._holders(ident)
+        if holders:
+            return f"{what} identifier {shown} names {len(holders)} resources"
+        return f"{what} identifier {shown} matches no resource in the input"
+
     # Lookup protocol ---------------------------------------------------------------------
     def key_of(self, ref: str) -> str:
         key = ref_key(ref)
+        if key.startswith(PLACEHOLDER):
+            holders = self._holders(key)
+            return holders[0] if len(holders) == 1 else key
         row = self.db.execute("SELECT key FROM aliases WHERE alias = ?", (key,)).fetchone()
         return str(row[0]) if row else key
 
