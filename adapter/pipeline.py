@@ -170,7 +170,7 @@ def _recompute(
     finally:
         spool.close()
     inputs = {str(p["_key"]): version_of(p) or "" for p in procedures}
-    existing = existing_from(earlier) if same_server else existing_for_day(target, day)
+    existing = existing_from(earlier, day) if same_server else existing_for_day(target, day)
     return result, inputs, existing
 
 

@@ -27,7 +27,7 @@ IGNORED_SEARCH_LIMIT = 200
 
 def existing_for_day(target: FhirClient, day: PatientDay) -> dict[str, list[Resource]]:
     """What the adapter wrote for a patient-day before, by resource type (one batch request)."""
-    return existing_from(target.search_batch(existing_searches(day)))
+    return existing_from(target.search_batch(existing_searches(day)), day)
 
 
 def billed_days(target: FhirClient, procedure: str, *, strict: bool) -> set[PatientDay]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.domain import PatientDay
+from adapter.errors import FatalServerError
 from adapter.fhir import codes
 from adapter.fhir.build import day_tag
 from adapter.fhir.refs import key_of, ref_key, reference_of, token_query, version_of
@@ -55,13 +56,47 @@ def existing_searches(day: PatientDay) -> list[Search]:
     return [(k, [("_tag", f"{tag['system']}|{tag['code']}"), ("_count", "200")]) for k in KINDS]
 
 
-def existing_from(answers: Sequence[Sequence[Resource]]) -> dict[str, list[Resource]]:
-    """The answers to ``existing_searches``, by resource type."""
+#: the element naming the patient, by resource type written (Provenance: its tag only)
+_PATIENT_OF = {"ChargeItem": "subject", "Claim": "patient", "Communication": "subject"}
+
+
+class ForeignAnswer(FatalServerError):
+    """The target answered a day's ``_tag`` search with a resource that is not the day's
+    (retrying will not help: the day is a dead letter until the target is fixed)."""
+
+
+def existing_from(
+    answers: Sequence[Sequence[Resource]], day: PatientDay
+) -> dict[str, list[Resource]]:
+    """The answers to ``existing_searches``, by resource type.
+
+    Everything returned must carry the day's tag exactly (system and code) and, but for a
+    Provenance, name the day's patient: what is not wanted is voided, so a target that ignores
+    ``_tag`` (FHIR's lenient default for an unsupported parameter) or matches it loosely would
+    otherwise have one day's sync void every other patient's charges. Raises ``ForeignAnswer``
+    naming the first resource that is not the day's."""
+    tag = day_tag(day)
     out: dict[str, list[Resource]] = {k: [] for k in KINDS}
     for found in answers:
         for r in found:
-            if r.get("resourceType") in out:
-                out[r["resourceType"]].append(r)
+            kind = r.get("resourceType")
+            if kind not in out:
+                continue
+            tags = (r.get("meta") or {}).get("tag") if isinstance(r.get("meta"), dict) else None
+            tagged = any(
+                isinstance(t, dict)
+                and t.get("system") == tag["system"]
+                and t.get("code") == tag["code"]
+                for t in tags or []
+            )
+            element = _PATIENT_OF.get(str(kind))
+            subject = reference_of(r.get(element)) if element else None
+            if not tagged or (element and (not subject or ref_key(subject) != day.patient)):
+                raise ForeignAnswer(
+                    f"the target answered the {day.key} _tag search with {key_of(r)}, which is "
+                    "not that day's: it ignores or loosely matches _tag; nothing is written"
+                )
+            out[str(kind)].append(r)
     return out
 
 

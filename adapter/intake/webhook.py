@@ -179,14 +179,33 @@ class Receiver:
         self.received = 0
         self.rejected = 0
 
+    def precheck(self, method: str, path: str, headers: Headers) -> Reply | None:
+        """The answer to a request refused on its head alone (path, method, secret), before
+        any of its body is read: an unauthenticated sender costs no memory; None when it may
+        go on (``handle`` checks again)."""
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        reply = self._head_refused(method, path, pairs)
+        if reply is not None:
+            self._count(method, path, reply)
+        return reply
+
+    def _head_refused(self, method: str, path: str, pairs: list[tuple[str, str]]) -> Reply | None:
+        if sum(1 for k, _ in pairs if k.lower() == self.secret_header.lower()) > 1:
+            return outcome(401, "security", f"{self.secret_header} sent more than once")
+        route = path.split("?", 1)[0].rstrip("/")
+        return self._refused(method, route, {k.lower(): v for k, v in pairs}, b"")
+
     def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         """One delivery: ``headers`` as a mapping or as (name, value) pairs (a header sent twice
         appears twice)."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        if sum(1 for k, _ in pairs if k.lower() == self.secret_header.lower()) > 1:
-            reply = outcome(401, "security", f"{self.secret_header} sent more than once")
-        else:
-            reply = self._handle(method, path, {k.lower(): v for k, v in pairs}, body)
+        reply = self._head_refused(method, path, pairs) or self._handle(
+            method, path, {k.lower(): v for k, v in pairs}, body
+        )
+        self._count(method, path, reply)
+        return reply
+
+    def _count(self, method: str, path: str, reply: Reply) -> None:
         if self.metrics is not None:
             self.metrics.inc("webhook_requests", status=str(reply.status))
         if reply.status >= 400:
@@ -195,13 +214,11 @@ class Receiver:
             log.info("webhook rejected %s %s: %d", method, route, reply.status)
         else:
             self.received += 1
-        return reply
 
     def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         route = path.split("?", 1)[0].rstrip("/")
-        refused = self._refused(method, route, headers, body)
-        if refused is not None:
-            return refused
+        if len(body) > self.max_body:
+            return outcome(413, "too-costly", f"body over {self.max_body} bytes")
         if not body.strip():
             if route == self.path:
                 self.enqueue(Notification(catch_up=True, kind="ping"))
@@ -225,8 +242,8 @@ class Receiver:
     def _refused(
         self, method: str, route: str, headers: dict[str, str], body: bytes
     ) -> Reply | None:
-        """The answer to a request refused before its body is read (path, method, secret,
-        size); None when it may go on."""
+        """The answer to a request refused on its head (path, method, secret) or its size;
+        None when it may go on."""
         if route != self.path and not route.startswith(self.path + "/"):
             return outcome(404, "not-found", "unknown path")
         if method not in ("POST", "PUT"):

@@ -77,23 +77,32 @@ async def read_body(request: Request, limits: Limits) -> bytes:
     return b"".join(chunks)
 
 
+def _closing(response: Response) -> Response:
+    """A response after which the connection is closed (the rest of the body is not read)."""
+    response.headers["connection"] = "close"
+    return response
+
+
 def webhook_endpoint(
     receiver: Receiver, limits: Limits
 ) -> Callable[[Request], Awaitable[Response]]:
     async def deliver(request: Request) -> Response:
         with correlated():
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            headers = list(request.headers.items())
+            refused = receiver.precheck(request.method, path, headers)
+            if refused is not None:  # refused on its head: the body is never read
+                return _closing(fhir_response(refused))
             try:
                 body = await read_body(request, limits)
             except _BodyTooLarge:
-                return fhir_response(
-                    outcome(413, "too-costly", f"body over {limits.max_body} bytes")
+                return _closing(
+                    fhir_response(outcome(413, "too-costly", f"body over {limits.max_body} bytes"))
                 )
             except TimeoutError:
                 return fhir_response(outcome(408, "timeout", "the body was not sent in time"))
             except ClientDisconnect:
                 return Response(status_code=400)
-            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            headers = list(request.headers.items())
             try:
                 reply = await run_in_threadpool(
                     receiver.handle, request.method, path, headers, body

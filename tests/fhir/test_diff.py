@@ -18,10 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.domain import PatientDay
+from adapter.errors import FatalServerError
 from adapter.fhir import codes
+from adapter.fhir.build import day_tag
 from adapter.fhir.diff import (
     KINDS,
     VOIDED_DRAFT,
+    ForeignAnswer,
     WriteResult,
     existing_from,
     existing_searches,
@@ -113,7 +116,7 @@ class Server:
         """Answers to ``existing_searches`` (a batch), read back with ``existing_from``."""
         answers = [self.search(kind, f"_tag={dict(params)['_tag']}") for kind, params in
                    existing_searches(day)]  # fmt: skip
-        return existing_from(answers)
+        return existing_from(answers, day)
 
     def edit(self, key: str, **changes: Any) -> None:
         """Someone else (the billing office) changes a stored resource: a new version."""
@@ -221,7 +224,7 @@ def texts(resource: Resource) -> list[str]:
 
 
 # -- 1. nothing written before ------------------------------------------------------------------
-@pytest.mark.parametrize("existing", [{}, existing_from([]), existing_from([[]] * len(KINDS))])
+@pytest.mark.parametrize("existing", [{}, existing_from([], DAY), existing_from([[]] * len(KINDS), DAY)])
 def test_nothing_written_before_creates_everything_provenance_last(
     existing: dict[str, list[Resource]],
 ) -> None:
@@ -590,20 +593,57 @@ def test_existing_searches_find_the_four_types_by_the_days_tag() -> None:
     assert other[0][1][0] == ("_tag", f"{codes.CS_PATIENT_DAY}|p2:2026-03-03")
 
 
+def _tagged(kind: str, rid: str, day: PatientDay = DAY, **more: Any) -> Resource:
+    patient = {"ChargeItem": "subject", "Claim": "patient", "Communication": "subject"}
+    return {
+        "resourceType": kind,
+        "id": rid,
+        "meta": {"tag": [day_tag(day)]},
+        **({patient[kind]: {"reference": day.patient}} if kind in patient else {}),
+        **more,
+    }
+
+
 def test_existing_from_groups_answers_by_type_and_ignores_others() -> None:
-    item = {"resourceType": "ChargeItem", "id": "1"}
-    claim = {"resourceType": "Claim", "id": "2"}
-    note = {"resourceType": "Communication", "id": "3"}
+    item, claim = _tagged("ChargeItem", "1"), _tagged("Claim", "2")
+    note, prov = _tagged("Communication", "3"), _tagged("Provenance", "4")
     outcome = {"resourceType": "OperationOutcome", "issue": []}
     patient = {"resourceType": "Patient", "id": "p1"}
-    grouped = existing_from([[item, patient], [claim], [outcome, note, {"id": "x"}], []])
+    grouped = existing_from([[item, patient], [claim], [outcome, note, {"id": "x"}], [prov]], DAY)
     assert grouped == {
         "ChargeItem": [item],
         "Claim": [claim],
         "Communication": [note],
-        "Provenance": [],
+        "Provenance": [prov],
     }
-    assert existing_from([]) == {kind: [] for kind in KINDS}
+    assert existing_from([], DAY) == {kind: [] for kind in KINDS}
+
+
+OTHER_DAY = PatientDay.of("Patient/p2", DAY.service_date.isoformat())
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        # a target that ignores _tag answers with everybody's
+        _tagged("ChargeItem", "9", OTHER_DAY),
+        _tagged("Claim", "9", OTHER_DAY),
+        # untagged, or tagged with the code in another case (a case-insensitive token match)
+        {k: v for k, v in _tagged("ChargeItem", "9").items() if k != "meta"},
+        _tagged("Provenance", "9") | {"meta": {"tag": [day_tag(DAY) | {"code": DAY.key.upper()}]}},
+        _tagged("Communication", "9") | {"meta": {"tag": [{"code": DAY.key}]}},
+        # the day's tag on another patient's resource
+        _tagged("ChargeItem", "9", subject={"reference": "Patient/p2"}),
+        _tagged("Claim", "9") | {"patient": {"display": "no reference"}},
+    ],
+)
+def test_existing_from_refuses_what_is_not_the_days(foreign: Resource) -> None:
+    """A resource not tagged for the day, or of another patient, in the answers: the day is
+    refused (ForeignAnswer, a FatalServerError: a dead letter), never planned, since whatever is
+    not wanted would be voided."""
+    with pytest.raises(ForeignAnswer, match="not that day's"):
+        existing_from([[_tagged("ChargeItem", "1"), foreign]], DAY)
+    assert issubclass(ForeignAnswer, FatalServerError)
 
 
 # -- 8. properties ------------------------------------------------------------------------------

@@ -235,3 +235,65 @@ def test_slow_and_idle_clients_cannot_hold_the_door(stack: Stack) -> None:
             sock.close()
     assert closed == 51
     assert time.monotonic() - started < 10
+
+
+def _head_only(port: int, head: bytes) -> tuple[bytes, float]:
+    """Send a request head and none of its body; what the server answers, and how fast."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(5)
+    started = time.monotonic()
+    try:
+        sock.sendall(head)
+        answer = sock.recv(4096)
+        return answer, time.monotonic() - started
+    finally:
+        sock.close()
+
+
+def test_unauthenticated_requests_are_refused_before_their_body(stack: Stack) -> None:
+    """A request without the secret is answered 401 on its head and the connection closed: its
+    declared body is never waited for nor buffered (was: the whole body was read first, so
+    outsiders could hold hundreds of 5 MB uploads in memory)."""
+    for head in (
+        b"POST /notify HTTP/1.1\r\nHost: x\r\nContent-Length: 150000\r\n\r\n",
+        b"PUT /notify/Procedure/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"X-Adapter-Secret: wrong\r\n\r\n",
+    ):
+        answer, seconds = _head_only(stack.web.port, head)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:80]
+        assert b"connection: close" in answer.lower()
+        assert seconds < 2.0  # not the body timeout
+    # with the secret, the body is waited for as before
+    sock = socket.create_connection(("127.0.0.1", stack.web.port))
+    sock.settimeout(0.5)
+    sock.sendall(b"POST /notify HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                 b"X-Adapter-Secret: " + SECRET.encode() + b"\r\n\r\n")  # fmt: skip
+    with pytest.raises(TimeoutError):
+        sock.recv(4096)
+    sock.close()
+
+
+def test_a_body_in_tiny_chunks_is_cut_off(stack: Stack) -> None:
+    """Tens of thousands of 1-byte chunks (each costs parsing on the event loop, stalling every
+    other request) end the connection; a ping beside them is answered at once."""
+    sock = socket.create_connection(("127.0.0.1", stack.web.port))
+    sock.sendall(b"POST /notify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                 b"X-Adapter-Secret: " + SECRET.encode() + b"\r\n\r\n")  # fmt: skip
+    closed = False
+    try:
+        for _ in range(200):
+            sock.sendall(b"1\r\nx\r\n" * 1000)
+    except OSError:
+        closed = True
+    sock.settimeout(5)
+    try:
+        closed = closed or sock.recv(4096) == b""
+    except TimeoutError:
+        pass  # still open, waiting for more chunks
+    except OSError:
+        closed = True
+    sock.close()
+    assert closed
+    started = time.monotonic()
+    assert stack.send("POST", "/notify", b"") == 204
+    assert time.monotonic() - started < 2.0
