@@ -107,7 +107,7 @@ class Service:
         """The patient-days a payload touches, each with the changes that led to it."""
         days: dict[PatientDay, list[Change]] = {}
         unknown: list[QueuedEvent] = []
-        for ev in payload.events:
+        for ev in dict.fromkeys(payload.events):  # a focus repeated: its days searched once
             change = Change.of(ev)
             if self._processed(change):
                 self.counters.stale += 1
@@ -237,6 +237,11 @@ class Service:
     def _work_item(self, item: InboxItem) -> None:
         """Process one row under a lease renewed while it runs; any failure of its own is
         recorded on the row (retried with backoff, then a dead letter)."""
+        # a row claimed with others may have waited past its lease while they ran: another
+        # worker may hold it now, and it is not processed twice
+        if not self.store.renew(item.id, self.worker, self.lease):
+            log.info("inbox item %d: lease lost before it was started; left to its holder", item.id)
+            return
         with _Renewal(self.store, item.id, self.worker, self.lease):
             try:
                 self.process(InboxPayload.from_json(item.payload))

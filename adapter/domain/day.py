@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from adapter.domain.terms import CodeSource, CoverageStatus, Discipline, KxGroup
 
-_PATIENT = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")  # a Patient reference, FHIR's id rule
+_PATIENT = re.compile(r"Patient/(?!\.+\Z)[A-Za-z0-9\-.]{1,64}")  # FHIR's id rule (fullmatch)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -28,7 +28,7 @@ class PatientDay:
     service_date: date
 
     def __post_init__(self) -> None:
-        if not _PATIENT.match(self.patient):
+        if not _PATIENT.fullmatch(self.patient):
             raise ValueError(f"a patient-day is a Patient's, not {self.patient!r}")
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -205,8 +206,7 @@ class FhirClient:
             if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
                 outcome = body
                 detail = "; ".join(
-                    str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code"))
-                    for i in body.get("issue", [])
+                    _issue_summary(i) for i in body.get("issue", []) if isinstance(i, dict)
                 )
         except ValueError:
             pass
@@ -276,9 +276,13 @@ class FhirClient:
             response = entry.get("response") if isinstance(entry, dict) else None
             status = str((response or {}).get("status", "200")).split(" ", 1)[0]
             bundle = entry.get("resource") if isinstance(entry, dict) else None
-            if not status.isdigit() or int(status) >= 400 or not isinstance(bundle, dict):
+            if (
+                not (status.isascii() and status.isdigit())
+                or int(status) >= 400
+                or not isinstance(bundle, dict)
+            ):
                 outcome = bundle if isinstance(bundle, dict) else (response or {}).get("outcome")
-                code = int(status) if status.isdigit() else 502
+                code = int(status) if status.isascii() and status.isdigit() else 502
                 message = f"batch search {kind} answered {status}"
                 if code in TEMPORARY:
                     raise TemporaryServerError(message, status=code, outcome=outcome)
@@ -349,14 +353,32 @@ def _path(kind: str, rid: str | None = None) -> str:
     return f"{kind}/{rid}"
 
 
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.\-\[\]()]{1,100}$")
+
+
+def _issue_summary(issue: Mapping[str, Any]) -> str:
+    """An OperationOutcome issue as its code and the elements it names (``expression``), never
+    its free text: ``diagnostics`` and ``details.text`` can quote patient data or a header, and
+    this message reaches logs and the store. The whole outcome stays on the exception."""
+    code = issue.get("code") if isinstance(issue.get("code"), str) else "issue"
+    where = [
+        e for e in issue.get("expression") or [] if isinstance(e, str) and _SAFE_TOKEN.match(e)
+    ]
+    return f"{code} at {', '.join(where[:5])}" if where else str(code)
+
+
 def under_base(url: str, base: str) -> bool:
     """Whether ``url`` is the FHIR base or below it: same scheme, host and port, and a path that,
     decoded and with dot segments resolved, starts with the base's path."""
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        return False  # urlsplit drops tabs and newlines before they can be seen
     target, root = urlsplit(url), urlsplit(base)
     if (target.scheme.lower(), target.netloc.lower()) != (root.scheme.lower(), root.netloc.lower()):
         return False
     path = unquote(target.path)
-    if "\\" in path or any(ord(c) < 32 for c in path):
+    # ';' path parameters ('..;/' is '..' to Tomcat and Jetty) and anything still encoded
+    # after one decoding ('%252e') are never followed
+    if "\\" in path or ";" in path or "%" in path:
         return False
     resolved = posixpath.normpath("/" + path.lstrip("/")) if path else "/"
     base_path = posixpath.normpath("/" + root.path.strip("/")) if root.path.strip("/") else "/"

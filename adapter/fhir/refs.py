@@ -17,8 +17,8 @@ Resource = dict[str, Any]
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 #: a resource type name (CamelCase letters)
 RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-_ABSOLUTE = re.compile(r"^https?://.+?/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
-_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?$")
+_ABSOLUTE = re.compile(r"^https?://.+?/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?\Z")
+_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.+)?\Z")
 #: a FHIR dateTime with a time must carry an offset
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -36,13 +36,16 @@ def ref_key(reference: str) -> str:
 
 
 def is_id(value: Any) -> bool:
-    """Whether ``value`` is a valid FHIR id."""
-    return isinstance(value, str) and FHIR_ID.match(value) is not None
+    """Whether ``value`` is a valid FHIR id (and not ``.`` or ``..``, which the rule's letters
+    allow but which are path segments in a URL)."""
+    return (
+        isinstance(value, str) and FHIR_ID.fullmatch(value) is not None and value.strip(".") != ""
+    )
 
 
 def is_type(value: Any) -> bool:
     """Whether ``value`` is shaped like a resource type name."""
-    return isinstance(value, str) and RESOURCE_TYPE.match(value) is not None
+    return isinstance(value, str) and RESOURCE_TYPE.fullmatch(value) is not None
 
 
 def split_key(key: Any) -> tuple[str, str] | None:
@@ -51,7 +54,7 @@ def split_key(key: Any) -> tuple[str, str] | None:
     if not isinstance(key, str):
         return None
     kind, sep, rid = key.partition("/")
-    if not sep or not RESOURCE_TYPE.match(kind) or not FHIR_ID.match(rid):
+    if not sep or RESOURCE_TYPE.fullmatch(kind) is None or not is_id(rid):
         return None
     return kind, rid
 

@@ -80,7 +80,12 @@ def _newer(old: str, new: str) -> bool:
     if old_stamp and new_stamp and old_stamp != new_stamp:
         return bool(new_stamp > old_stamp)
     if old_version is not None and new_version is not None and old_version != new_version:
-        if old_version.isdigit() and new_version.isdigit():
+        if (
+            old_version.isascii()
+            and old_version.isdigit()
+            and new_version.isascii()
+            and new_version.isdigit()
+        ):
             return int(new_version) > int(old_version)
         return bool(new_version > old_version)
     return True

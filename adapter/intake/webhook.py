@@ -292,32 +292,40 @@ class Receiver:
             return Reply(200)
         if kind not in ("event-notification", "query-event"):
             return outcome(400, "invalid", f"notification type {kind!r} is not handled")
-        full = {
-            f"{r.get('resourceType')}/{r.get('id')}": r
-            for e in _items(bundle.get("entry"))[1:]
-            if isinstance(r := e.get("resource"), dict)
-        }
-        out: list[ChangeEvent] = []
-        for e in events:
-            focus = e.get("focus")
-            if not isinstance(focus, str):
-                continue  # empty content: nothing but the fact; catch up below
-            key = ref_key(focus)
-            parts = split_key(key)
-            if parts is None:
-                return outcome(400, "invalid", "a notification focus is not a Type/id reference")
-            kind_, rid = parts
-            if kind_ not in HANDLED:
-                continue
-            resource = full.get(key)
-            if resource is not None and _is_own(resource):
-                continue
-            event = event_of(resource, "backport") if resource is not None else None
-            out.append(event or ChangeEvent(kind_, rid, source="backport"))
+        out = _focus_events(bundle, events)
+        if out is None:
+            return outcome(400, "invalid", "a notification focus is not a Type/id reference")
         catch_up = gap or any(not isinstance(e.get("focus"), str) for e in events) or not events
         self.enqueue(Notification(events=tuple(out), catch_up=catch_up,
                                   subscription=sub))  # fmt: skip
         return Reply(200)
+
+
+def _focus_events(bundle: Resource, events: list[Resource]) -> list[ChangeEvent] | None:
+    """The changes a notification's events name, each once (the same focus listed many times
+    costs one search); None when a focus is not a ``Type/id`` reference."""
+    full = {
+        f"{r.get('resourceType')}/{r.get('id')}": r
+        for e in _items(bundle.get("entry"))[1:]
+        if isinstance(r := e.get("resource"), dict)
+    }
+    out: dict[tuple[str, str | None], ChangeEvent] = {}
+    for e in events:
+        focus = e.get("focus")
+        if not isinstance(focus, str):
+            continue  # empty content: nothing but the fact; the caller catches up
+        key = ref_key(focus)
+        parts = split_key(key)
+        if parts is None:
+            return None
+        kind, rid = parts
+        resource = full.get(key)
+        if kind not in HANDLED or (resource is not None and _is_own(resource)):
+            continue
+        event = event_of(resource, "backport") if resource is not None else None
+        event = event or ChangeEvent(kind, rid, source="backport")
+        out.setdefault((event.key, event.version), event)
+    return list(out.values())
 
 
 def _depth(value: Any) -> int:

@@ -32,7 +32,7 @@ Clock = Callable[[], float]
 
 def _at_least(seen: str, version: str) -> bool:
     """``seen`` is ``version`` or later (numerically when both are numbers)."""
-    if seen.isdigit() and version.isdigit():
+    if seen.isascii() and seen.isdigit() and version.isascii() and version.isdigit():
         return int(seen) >= int(version)
     return seen == version
 
@@ -141,8 +141,17 @@ class SqlStore:
         return bool(rows)
 
     def claim(self, worker: str, *, limit: int = 10, lease: float = 60.0) -> list[InboxItem]:
-        """Due rows (pending, or processing with an expired lease), now leased to ``worker``."""
-        return [self._item(r) for r in self._claim_sql(worker, limit, lease, self.clock())]
+        """Due rows (pending, or processing with an expired lease), now leased to ``worker``.
+
+        A row whose lease ran out on its last attempt with no outcome recorded (the worker
+        died on it, or could not record its failure) is a dead letter, not retried forever."""
+        now = self.clock()
+        self._run(
+            "UPDATE inbox SET status = 'dead', last_error = ?, lease_until = NULL "
+            "WHERE status = 'processing' AND lease_until < ? AND attempts >= ?",
+            (f"no outcome recorded after {self.max_attempts} attempts", now, self.max_attempts),
+        )
+        return [self._item(r) for r in self._claim_sql(worker, limit, lease, now)]
 
     def renew(self, item_id: int, worker: str, lease: float) -> bool:
         """Extend the lease of a row this worker is processing; False when it is no longer
@@ -161,7 +170,10 @@ class SqlStore:
         )
 
     def fail(self, item_id: int, error: str) -> str:
-        """Record a failure: retried with backoff, or a dead letter after the last attempt."""
+        """Record a failure: retried with backoff, or a dead letter after the last attempt.
+        ``error`` is kept as printable text (a NUL from a server's message would make
+        PostgreSQL refuse the update, and the row would never get an outcome)."""
+        error = "".join(c if c.isprintable() else "?" for c in error[:2000])
         rows = self._run("SELECT attempts FROM inbox WHERE id = ?", (item_id,))
         attempts = int(rows[0][0]) if rows else self.max_attempts
         if attempts >= self.max_attempts:

@@ -64,7 +64,12 @@ async def read_body(request: Request, limits: Limits) -> bytes:
     """The request body, at most ``limits.max_body`` bytes whatever the framing (a declared
     length is refused at once; a chunked body is counted as it arrives)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limits.max_body:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > limits.max_body
+    ):
         raise _BodyTooLarge
     size = 0
     chunks: list[bytes] = []
@@ -90,6 +95,10 @@ def webhook_endpoint(
         with correlated():
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             headers = list(request.headers.items())
+            names = {k for k, _ in headers}
+            if "content-length" in names and "transfer-encoding" in names:
+                # two framings (a request-smuggling shape): refused, the connection closed
+                return _closing(fhir_response(outcome(400, "invalid", "two body framings")))
             refused = receiver.precheck(request.method, path, headers)
             if refused is not None:  # refused on its head: the body is never read
                 return _closing(fhir_response(refused))

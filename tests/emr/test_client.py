@@ -200,3 +200,19 @@ def test_search_batch_falls_back_to_one_by_one_where_batches_are_refused(
     with pytest.raises(FatalServerError) as err:
         client.search_batch(searches)
     assert err.value.status == 403 and client.batch_supported
+
+
+def test_server_messages_stay_out_of_errors_and_logs(
+    fhir: FhirServer, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An OperationOutcome's free text (which can quote patient data or a header) is not in the
+    error message nor the retry log: its issue code is; the whole outcome stays on the error
+    (found in attack review: diagnostics went verbatim into the JSON log and the store)."""
+    client = FhirClient(proxy.base, retry=RetryPolicy(attempts=2, sleep=Sleeps()))
+    proxy.plan.extend(["503", "503"])
+    with caplog.at_level("WARNING"), pytest.raises(TemporaryServerError) as err:
+        client.read("Patient", "whatever")
+    assert "injected" not in str(err.value) and "transient" in str(err.value)
+    assert err.value.outcome is not None  # the injected outcome, diagnostics and all
+    assert err.value.outcome["issue"][0]["diagnostics"] == "injected"
+    assert caplog.records and not any("injected" in r.getMessage() for r in caplog.records)

@@ -224,7 +224,9 @@ def texts(resource: Resource) -> list[str]:
 
 
 # -- 1. nothing written before ------------------------------------------------------------------
-@pytest.mark.parametrize("existing", [{}, existing_from([], DAY), existing_from([[]] * len(KINDS), DAY)])
+@pytest.mark.parametrize(
+    "existing", [{}, existing_from([], DAY), existing_from([[]] * len(KINDS), DAY)]
+)
 def test_nothing_written_before_creates_everything_provenance_last(
     existing: dict[str, list[Resource]],
 ) -> None:

@@ -254,3 +254,13 @@ def test_event_numbers_out_of_range_are_refused_and_a_restart_is_noticed(
     assert not got[-1].catch_up
     rx.handle("POST", "/notify", OK, backport("event-notification", 4, "Procedure/f"))
     assert got[-1].catch_up  # the gap at 3 is seen again
+
+
+def test_a_focus_listed_many_times_is_queued_once(rx: Receiver, got: list[Notification]) -> None:
+    """Found in attack review: 1,000 copies of one id-only focus in a notification cost 1,000
+    searches and reads on the EMR. Each change is queued once (per version)."""
+    doc = json.loads(backport("event-notification", 1, "Procedure/p2"))
+    event = doc["entry"][0]["resource"]["parameter"][-1]
+    doc["entry"][0]["resource"]["parameter"] += [event] * 60  # within the test limit
+    assert rx.handle("POST", "/notify", OK, body(doc)).status == 200
+    assert [e.key for e in got[-1].events] == ["Procedure/p2"]

@@ -297,3 +297,24 @@ def test_a_body_in_tiny_chunks_is_cut_off(stack: Stack) -> None:
     started = time.monotonic()
     assert stack.send("POST", "/notify", b"") == 204
     assert time.monotonic() - started < 2.0
+
+
+def test_a_request_with_two_framings_is_refused_and_closed(stack: Stack) -> None:
+    """Content-Length and Transfer-Encoding together (a request-smuggling shape behind a proxy
+    that frames by length): 400, and nothing after it on the connection is read as a request
+    (found in attack review: the rest was answered as a second request)."""
+    sock = socket.create_connection(("127.0.0.1", stack.web.port))
+    sock.settimeout(5)
+    secret = b"X-Adapter-Secret: " + SECRET.encode() + b"\r\n"
+    smuggled = b"POST /notify HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    head = b"POST /notify HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n"
+    sock.sendall(head + b"Transfer-Encoding: chunked\r\n" + secret + b"\r\n0\r\n\r\n" + smuggled)
+    answers = b""
+    try:
+        while chunk := sock.recv(4096):
+            answers += chunk
+    except TimeoutError:
+        pass
+    sock.close()
+    assert answers.startswith(b"HTTP/1.1 400")
+    assert answers.count(b"HTTP/1.1 ") == 1

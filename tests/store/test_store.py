@@ -229,14 +229,16 @@ def test_a_renewed_lease_is_not_taken_and_a_lost_one_says_so(store: SqlStore, cl
 def test_retention_prunes_done_rows_and_runs_only(store: SqlStore, clock: Clock) -> None:
     """Done rows and runs older than the cut-off go; pending rows, dead letters and the ledger
     stay (found in review: nothing was ever pruned)."""
-    for n in range(4):
+    for n in range(2):
         store.enqueue({"n": n}, source="poll", dedupe=f"p{n}")
-    old_done, old_dead, _, _ = store.claim("w", limit=4)
+    old_done, old_dead = store.claim("w", limit=4)
     store.complete(old_done.id)
     for _ in range(3):
         store.fail(old_dead.id, "boom")
         clock.now += 1000
         store.claim("w", limit=4)
+    for n in range(2, 4):
+        store.enqueue({"n": n}, source="poll", dedupe=f"p{n}")
     store.ledger_put("p-1:2025-01-06", {"Procedure/a": "1"}, "h", {}, worker="w", changed=True)
     assert store.oldest_pending() is not None
     clock.now += 40 * 86400
@@ -246,3 +248,32 @@ def test_retention_prunes_done_rows_and_runs_only(store: SqlStore, clock: Clock)
     assert counts.get("done") is None and counts.get("dead") == 1
     assert counts.get("pending", 0) + counts.get("processing", 0) == 3
     assert store.ledger_get("p-1:2025-01-06") is not None
+
+
+def test_a_row_abandoned_on_its_last_attempt_is_a_dead_letter(
+    store: SqlStore, clock: Clock
+) -> None:
+    """A row whose lease runs out on every attempt with no outcome recorded (its worker died on
+    it, or could not record the failure) becomes a dead letter after the last attempt (found
+    in attack review: it was claimed again forever)."""
+    store.enqueue({"n": 1}, source="poll", dedupe="poison")
+    claims = 0
+    for _ in range(store.max_attempts + 3):
+        claims += len(store.claim("w", limit=1, lease=10))
+        clock.now += 11  # the lease runs out: no complete(), no fail()
+    store.claim("w", limit=1)
+    assert claims == store.max_attempts
+    assert store.counts().get("dead") == 1
+    (dead,) = store.dead_letters()
+    assert "no outcome recorded" in (dead.last_error or "")
+
+
+def test_failure_text_with_a_nul_is_recorded(store: SqlStore, clock: Clock) -> None:
+    """A server's message with a NUL or control characters is kept as printable text (found in
+    attack review: PostgreSQL refused the update and the row never got an outcome)."""
+    store.enqueue({"n": 1}, source="poll", dedupe="nul")
+    (item,) = store.claim("w", limit=1)
+    assert store.fail(item.id, "FatalServerError: bad\x00thing\r\nX: y") == "retry"
+    clock.now += 10_000
+    (again,) = store.claim("w", limit=1)
+    assert again.last_error == "FatalServerError: bad?thing??X: y"
