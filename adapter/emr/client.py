@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from urllib.request import getproxies
 
 import requests
+import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from adapter.emr.auth import Auth, NoAuth
@@ -90,8 +91,14 @@ class FhirClient:
         verify: bool | str = True,
         session: requests.Session | None = None,
         budget: RequestBudget | None = None,
+        deadline: float = 300.0,
+        max_response_bytes: int = 200_000_000,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # a whole answer within ``deadline`` seconds and ``max_response_bytes`` bytes: the read
+        # timeout alone lets a server that drips a byte at a time hold a worker forever
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
         self.budget = budget  # shared by every worker using this client
         self.auth: Auth = auth or NoAuth()
         self.timeout = timeout
@@ -185,8 +192,9 @@ class FhirClient:
                 with self.budget.slot() if self.budget else nullcontext():
                     resp = self.session.request(
                         method, url, params=params, json=json_body, headers=hdrs,
-                        timeout=self.timeout,
+                        timeout=self.timeout, stream=True,
                     )  # fmt: skip
+                    self._read_whole(resp, method, path)
             except requests.Timeout:
                 raise TemporaryServerError(f"{method} {path}: timed out") from None
             except requests.ConnectionError:
@@ -197,6 +205,28 @@ class FhirClient:
             if resp.status_code < 400:
                 return resp
             raise self._error(method, path, resp)
+
+    def _read_whole(self, resp: requests.Response, method: str, path: str) -> None:
+        """Read a streamed answer whole, within the deadline and the size limit."""
+        started, size, parts = time.monotonic(), 0, []
+        try:
+            # read1: whatever one socket read brings, so the deadline is checked as bytes drip
+            while part := resp.raw.read1(65536, decode_content=True):
+                size += len(part)
+                if size > self.max_response_bytes:
+                    raise FatalServerError(
+                        f"{method} {path}: answer over {self.max_response_bytes} bytes"
+                    )
+                if time.monotonic() - started > self.deadline:
+                    raise TemporaryServerError(f"{method} {path}: answer not whole in time")
+                parts.append(part)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise TemporaryServerError(f"{method} {path}: timed out") from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise TemporaryServerError(f"{method} {path}: connection failed") from None
+        finally:
+            resp.close()
+        resp._content = b"".join(parts)  # what .json() and .content read
 
     def _error(self, method: str, path: str, resp: requests.Response) -> FhirServerError:
         outcome: dict[str, Any] | None = None

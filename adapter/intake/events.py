@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, tzinfo
@@ -67,10 +69,11 @@ class Notification:
         be told apart from a later one (a catch-up, or an event without a version)."""
         if self.catch_up or not self.events or any(e.version is None for e in self.events):
             return None
-        keys = ",".join(
-            sorted(f"{e.key}@{e.version}{'/deleted' if e.deleted else ''}" for e in self.events)
-        )
-        return f"{self.events[0].source}:{keys}"
+        # a hash of the exact parts: a crafted versionId ('1,Procedure/B@2') cannot make one
+        # delivery's key equal another's
+        parts = sorted([e.kind, e.id, e.version, e.deleted] for e in self.events)
+        digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+        return f"{self.events[0].source}:{digest}"
 
 
 @dataclass(frozen=True, slots=True)

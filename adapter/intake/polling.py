@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapter.emr.client import FhirClient, TruncatedAnswer
@@ -26,6 +26,8 @@ from adapter.fhir.refs import instant, is_id, meta_of, ref_key, version_of
 from adapter.intake.events import ChangeEvent, event_of
 
 log = logging.getLogger(__name__)
+#: how far ahead of our clock the EMR's may run before a stamp is taken to be wrong
+MAX_SKEW = timedelta(minutes=5)
 KINDS = ("Procedure", "Encounter")
 
 
@@ -82,13 +84,19 @@ def stamp(moment: datetime) -> str:
 class _Advance:
     """The newest instant a read has seen, and the tokens seen at exactly that instant."""
 
-    def __init__(self, start: Mark) -> None:
+    def __init__(self, start: Mark, ceiling: datetime | None = None) -> None:
         self.start = start
         self.newest = instant(start.since)
         self.at_newest: set[str] = set(start.seen)
+        # the mark never passes our clock (plus skew): one resource stamped in the future
+        # would otherwise move it there and every later change would go unseen
+        self.ceiling = ceiling or datetime.now(UTC) + MAX_SKEW
 
     def saw(self, token: str, when: Any) -> None:
         updated = instant(when)
+        if updated is not None and updated > self.ceiling:
+            log.warning("%s is stamped in the future: the poll mark does not follow it", token)
+            return
         if updated is not None and (self.newest is None or updated > self.newest):
             self.newest, self.at_newest = updated, {token}
         elif updated is not None and updated == self.newest:

@@ -64,3 +64,18 @@ def test_a_delivery_naming_20000_procedures_becomes_40_bounded_items(tmp_path: P
     rx.handle("POST", "/notify", {"X-Adapter-Secret": SECRET}, fan_out(1_000))
     assert sum(store.counts().values()) == sum(before.values()) + 2
     store.close()
+
+
+def test_a_crafted_version_cannot_take_another_deliverys_dedupe_key() -> None:
+    """Found in attack review: keys were 'id@version' joined by ',', so A with versionId
+    '1,Procedure/B@2' had the key of the delivery of A@1 and B@2, which was then dropped."""
+    from adapter.intake.events import ChangeEvent, Notification
+
+    crafted = Notification(events=(ChangeEvent("Procedure", "A", None, "1,Procedure/B@2", "x"),))
+    genuine = Notification(
+        events=(ChangeEvent("Procedure", "A", None, "1", "x"),
+                ChangeEvent("Procedure", "B", None, "2", "x"))
+    )  # fmt: skip
+    assert crafted.dedupe() != genuine.dedupe()
+    same = Notification(events=tuple(reversed(genuine.events)))
+    assert same.dedupe() == genuine.dedupe()  # the same delivery, in another order
