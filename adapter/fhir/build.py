@@ -55,8 +55,11 @@ def _entry(resource: Resource, system: str, value: str, mode: str, day: PatientD
     return {"fullUrl": full_url, "resource": resource, "request": request}
 
 
-def _ref(key: str) -> Resource:
-    return {"reference": key}
+def _ref(key: str, facts: DayFacts | None = None) -> Resource:
+    """A Reference to ``key``: literal, or (a contained resource of an input, one known only
+    by identifier) the logical Reference the parser made for it."""
+    written = facts.references.get(key) if facts is not None else None
+    return dict(written) if written is not None else {"reference": key}
 
 
 def _line_value(day_key: str, line: ChargeLine) -> str:
@@ -136,9 +139,11 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
             "status": "billable",
             "code": {"coding": [{"system": codes.code_system(line.code), "code": line.code}]},
             "subject": _ref(facts.day.patient),
-            **({"context": _ref(encounter)} if encounter else {}),
+            **({"context": _ref(encounter, facts)} if encounter else {}),
             **_span(line, facts),
-            **({"performer": [{"actor": _ref(p)} for p in performers]} if performers else {}),
+            **(
+                {"performer": [{"actor": _ref(p, facts)} for p in performers]} if performers else {}
+            ),
             "quantity": {"value": line.units},
             **(
                 {"reason": [{"coding": [c]} for c in icd]}
@@ -206,10 +211,16 @@ def _claim(
         "use": "claim",
         "patient": _ref(facts.day.patient),
         "created": facts.day.service_date.isoformat(),
-        "provider": _ref(facts.provider) if facts.provider else {"display": "unknown provider"},
+        "provider": _ref(facts.provider, facts)
+        if facts.provider
+        else {"display": "unknown provider"},
         "priority": {"coding": [{"system": codes.PROCESS_PRIORITY, "code": "normal"}]},
         **(
-            {"careTeam": [{"sequence": n, "provider": _ref(p)} for n, p in enumerate(team, 1)]}
+            {
+                "careTeam": [
+                    {"sequence": n, "provider": _ref(p, facts)} for n, p in enumerate(team, 1)
+                ]
+            }
             if team
             else {}
         ),
@@ -246,7 +257,7 @@ def _claim_item(
         **({"modifier": modifiers} if modifiers else {}),
         "servicedDate": facts.day.service_date.isoformat(),
         "quantity": {"value": line.units},
-        **({"encounter": [_ref(encounter)]} if encounter else {}),
+        **({"encounter": [_ref(encounter, facts)]} if encounter else {}),
     }
 
 
@@ -292,11 +303,11 @@ def _communications(decision: Decision, facts: DayFacts, options: BuildOptions) 
             "priority": "urgent" if errors else "routine",
             "subject": _ref(facts.day.patient),
             **(
-                {"about": [_ref(r) for r in [*about_ids, *encounters]]}
+                {"about": [_ref(r, facts) for r in [*about_ids, *encounters]]}
                 if about_ids or encounters
                 else {}
             ),
-            **({"recipient": [_ref(r) for r in recipients]} if recipients else {}),
+            **({"recipient": [_ref(r, facts) for r in recipients]} if recipients else {}),
             "reasonCode": [
                 {"coding": [{"system": codes.CS_FINDING, "code": c.value}]} for c in codes_seen
             ],

@@ -44,10 +44,13 @@ from adapter.fhir.refs import (
     Resource,
     as_dict,
     as_list,
+    is_literal,
     latest,
     meta_of,
     parse_datetime,
     reference_of,
+    split_key,
+    written_reference,
 )
 from adapter.rules.payer import choose_payer
 
@@ -94,6 +97,9 @@ class DayFacts:
     intervention_encounter: Mapping[str, str | None]
     spans: Mapping[str, tuple[str | None, str | None]]  # intervention id -> raw start/end
     recorded: str  # deterministic 'recorded' instant for Provenance
+    #: how to write the keys above that are no literal reference (a contained resource of an
+    #: input, one known only by identifier): a logical Reference (identifier, display)
+    references: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +170,20 @@ def service_day(
         intervention_encounter=parser.iv_encounter,
         spans=parser.spans,
         recorded=latest(parser.recorded) or f"{service_date}T00:00:00Z",
+        references=_written_references(parser, provider, lookup),
     )
     return ParsedDay(
         day=day, facts=facts, problems=tuple(parser.problems), not_therapy=tuple(parser.not_therapy)
     )
+
+
+def _written_references(
+    parser: _DayParser, provider: str | None, lookup: Lookup
+) -> dict[str, Mapping[str, Any]]:
+    """The logical References for the day's keys that cannot be written as they are."""
+    keys = {p for ids in parser.performers.values() for p in ids}
+    keys |= {*parser.encounter_keys, *([provider] if provider else [])}
+    return {k: written_reference(k, lookup.get(k)) for k in sorted(keys) if not is_literal(k)}
 
 
 @dataclass
@@ -256,9 +272,7 @@ class _DayParser:
         site = next(iter(texts(next(iter(concepts(proc.get("bodySite"))), None))), None)
         self.iv_dx[key] = [self._diagnosis(c) for c in icd_codings(proc, self.rulebook)]
         for ref in as_list(proc.get("reasonReference")):
-            cond = reference_of(ref)
-            if cond and self.lookup.key_of(cond).startswith("Condition/"):
-                self.iv_dx[key].append(self._diagnosis({"reference": self.lookup.key_of(cond)}))
+            self.iv_dx[key] += self._conditions(reference_of(ref))
         self.interventions.append(
             Intervention(
                 id=key,
@@ -285,6 +299,22 @@ class _DayParser:
             self.recorded.append(updated)
         elif end is not None and isinstance(raw_end, str):
             self.recorded.append(raw_end)
+
+    def _conditions(self, ref: str | None) -> list[int]:
+        """The diagnoses a Condition reference stands for: the reference itself when it can be
+        written (``Condition/id``); for a contained Condition, or one found by identifier, its
+        ICD-10-CM codes (a ``#`` reference would dangle in the Claim)."""
+        key = self.lookup.key_of(ref) if ref else None
+        if key is None:
+            return []
+        parts = split_key(key)
+        if parts is not None:
+            return [self._diagnosis({"reference": key})] if parts[0] == "Condition" else []
+        cond = self.lookup.get(key)
+        if cond is None or cond.get("resourceType") != "Condition":
+            return []
+        coded = icd_codings({"reasonCode": [cond.get("code")]}, self.rulebook)
+        return [self._diagnosis(c) for c in coded]
 
     def _diagnosis(self, entry: Mapping[str, Any]) -> int:
         """The index of a diagnosis in the day's list (added once)."""
@@ -342,9 +372,9 @@ class _DayParser:
                 participants.append(self.clinicians.resolve(ref, enc_key)[0])
         named = self.enc_dx.setdefault(enc_key, [])
         for dx in as_list(enc.get("diagnosis")):
-            cond = reference_of(dx.get("condition")) if isinstance(dx, dict) else None
-            if cond:
-                named.append(self._diagnosis({"reference": self.lookup.key_of(cond)}))
+            named += self._conditions(
+                reference_of(dx.get("condition")) if isinstance(dx, dict) else None
+            )
         named += [self._diagnosis(c) for c in icd_codings(enc, self.rulebook)]
         return EncounterContext(
             id=enc_key,

@@ -264,3 +264,51 @@ def normalize_references(
         return out
 
     return {k: (fix(v, k) if k != "contained" else v) for k, v in resource.items()}
+
+
+def is_literal(key: str) -> bool:
+    """Whether a key can be written as a literal reference (``Type/id`` or ``urn:uuid:``):
+    not a contained resource of another (``Type/id#x``) nor an unresolved identifier key."""
+    return split_key(key) is not None or key.startswith("urn:uuid:")
+
+
+def _display_name(resource: Resource) -> str | None:
+    name = resource.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()  # Organization.name
+    for n in as_list(name):
+        if not isinstance(n, dict):
+            continue
+        if isinstance(n.get("text"), str) and n["text"].strip():
+            return str(n["text"]).strip()
+        given = [g for g in as_list(n.get("given")) if isinstance(g, str)]
+        family = n.get("family")
+        if text := " ".join([*given, family if isinstance(family, str) else ""]).strip():
+            return text
+    return None
+
+
+def written_reference(key: str, resource: Resource | None) -> Resource:
+    """How a resource the output names but cannot point at is written: a contained resource
+    of an input (``Procedure/p1#ptc``; a ``#`` reference would dangle in our own resource,
+    against ref-1) or one known only by identifier. A logical Reference: its type, its first
+    identifier with a value, and its name as display."""
+    parts = placeholder_parts(key)
+    kind = resource.get("resourceType") if resource else (parts[0] if parts else None)
+    out: Resource = {"type": kind} if is_type(kind) else {}
+    ident = next(
+        (
+            {"system": i["system"], "value": i["value"]} if isinstance(i.get("system"), str)
+            else {"value": i["value"]}
+            for i in as_list(resource.get("identifier") if resource else None)
+            if isinstance(i, dict) and isinstance(i.get("value"), str) and i["value"].strip()
+        ),
+        None,
+    )  # fmt: skip
+    if ident is None and parts is not None:
+        ident = {"system": parts[1], "value": parts[2]} if parts[1] else {"value": parts[2]}
+    if ident is not None:
+        out["identifier"] = ident
+    display = _display_name(resource) if resource else None
+    out["display"] = display or (f"{kind} (contained, no identifier)" if not ident else None)
+    return {k: v for k, v in out.items() if v is not None}
