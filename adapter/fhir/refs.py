@@ -151,12 +151,19 @@ def token_query(param: str, system: str, value: str) -> str:
     and the whole percent-encoded, so ``+ & # % space`` and non-ASCII reach the server as
     written (a ``+`` sent bare is read as a space, and the identifier never matches)."""
 
+    return f"{param}={quote(token_value(system, value), safe='/:|')}"
+
+
+def token_value(system: str, value: str) -> str:
+    """``system|value`` as a token search value, FHIR's separators escaped in each part (not
+    percent-encoded: for a client that encodes parameter values itself)."""
+
     def escape(part: str) -> str:
         for ch in ("\\", "|", ",", "$"):
             part = part.replace(ch, "\\" + ch)
         return part
 
-    return f"{param}={quote(f'{escape(system)}|{escape(value)}', safe='/:|')}"
+    return f"{escape(system)}|{escape(value)}"
 
 
 # -- shapes -------------------------------------------------------------------------------------

@@ -18,7 +18,17 @@ from adapter.domain import PatientDay
 from adapter.emr.client import FhirClient, Params
 from adapter.errors import FatalServerError, InputError
 from adapter.fhir.dates import service_date_of
-from adapter.fhir.refs import is_id, key_of, patient_key, ref_key, reference_of, split_key
+from adapter.fhir.refs import (
+    is_id,
+    is_placeholder,
+    key_of,
+    patient_key,
+    placeholder_parts,
+    ref_key,
+    reference_of,
+    split_key,
+    token_value,
+)
 from adapter.intake.events import ChangeEvent
 from adapter.intake.spool import Spool
 
@@ -228,11 +238,15 @@ class _Gathering:
         """The searches the day still needs, given what has been fetched and asked so far."""
         self.spool.clear_cache()
         procs, encounters = self._day_procedures()
-        refs, actors = _references(procs)
+        refs, actors = _references(procs, self._resolve)
         for enc_key in sorted(k for k in refs if k.startswith("Encounter/")):
             for part in (self.spool.get(enc_key) or {}).get("participant") or []:
-                if isinstance(part, dict) and (i := _key(part.get("individual"))):
+                if isinstance(part, dict) and (i := self._resolve(part.get("individual"))):
                     actors.add(i)
+        # references by identifier (conditional, or Reference.identifier only) the spool cannot
+        # resolve yet: a search by identifier on the EMR (answered next round)
+        by_identifier = {k for k in refs | actors if is_placeholder(k)}
+        refs -= by_identifier
         actors = {a for a in actors if a.startswith(("Practitioner/", "PractitionerRole/"))}
         practitioners = self._practitioners(actors)
         refs |= actors | practitioners
@@ -240,6 +254,7 @@ class _Gathering:
         actors |= practitioners | self._roles_of(practitioners)
         return [
             *self._reads(refs),
+            *self._identifier_searches(by_identifier),
             *self._once("roles", practitioners, lambda c: [("practitioner", c), ("_count", "200")],
                         "PractitionerRole"),
             # undated procedures of the day's encounters (a date search cannot find them)
@@ -280,6 +295,26 @@ class _Gathering:
             if service_date_of(r, self.zone) is None and _key(r.get("encounter")) in encounters
         ]
         return procs, encounters
+
+    def _resolve(self, element: Any) -> str | None:
+        """The key of a Reference element as the spool resolves it (a contained resource, an
+        identifier it holds); None for one that is neither ``Type/id`` nor by identifier."""
+        ref = reference_of(element)
+        key = self.spool.key_of(ref) if ref else None
+        return key if key and (split_key(key) is not None or is_placeholder(key)) else None
+
+    def _identifier_searches(self, keys: set[str]) -> list[Search]:
+        """``Type?identifier=system|value`` for each identifier key not searched yet."""
+        out: list[Search] = []
+        for key in sorted(keys):
+            parts = placeholder_parts(key)
+            if parts is None or f"ident:{key}" in self.asked:
+                continue
+            self.asked.add(f"ident:{key}")
+            kind, system, value = parts
+            token = token_value(system, value) if system else value
+            out.append((kind, [("identifier", token), ("_count", "2")]))
+        return out
 
     def _practitioners(self, actors: set[str]) -> set[str]:
         """The practitioners among ``actors`` and behind their roles."""
@@ -323,16 +358,20 @@ class _Gathering:
         return [(kind, params(",".join(chunk))) for chunk in _chunks(new)]
 
 
-def _references(procs: Sequence[Resource]) -> tuple[set[str], set[str]]:
-    """The encounters and the performers the procedures name (well-formed ``Type/id`` keys
-    only: a malformed reference is never searched for)."""
+def _references(
+    procs: Sequence[Resource], resolve: Callable[[Any], str | None]
+) -> tuple[set[str], set[str]]:
+    """The encounters and the performers the procedures name (well-formed ``Type/id`` keys and
+    identifier keys only: a malformed reference is never searched for)."""
     refs: set[str] = set()
     actors: set[str] = set()
     for p in procs:
-        if (e := _key(p.get("encounter"))) and e.startswith("Encounter/"):
+        if (e := resolve(p.get("encounter"))) and (
+            e.startswith("Encounter/") or e.startswith("identifier:Encounter|")
+        ):
             refs.add(e)
         for perf in p.get("performer") or []:
-            if isinstance(perf, dict) and (a := _key(perf.get("actor"))):
+            if isinstance(perf, dict) and (a := resolve(perf.get("actor"))):
                 actors.add(a)
     return refs, actors
 
