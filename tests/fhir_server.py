@@ -67,7 +67,37 @@ class FhirServer:
             if e.get("search", {}).get("mode", "match") == "match"
         ]
 
+    def written(self) -> list[dict[str, Any]] | None:
+        """Every ChargeItem, Claim, Communication and Provenance the server holds (what the
+        adapter wrote, and the edits tests make as a billing office would); None when the
+        server does not answer unauthenticated reads (a SMART-protected one)."""
+        found: list[dict[str, Any]] = []
+        for kind in ("ChargeItem", "Claim", "Communication", "Provenance"):
+            path: str | None = f"{kind}?_count=500"
+            while path:
+                status, page = self.request("GET", path)
+                if status != 200 or not isinstance(page, dict):
+                    return None
+                found += [e["resource"] for e in page.get("entry", []) if "resource" in e]
+                nxt = [ln["url"] for ln in page.get("link", []) if ln.get("relation") == "next"]
+                path = nxt[0][len(self.base) :] if nxt and nxt[0].startswith(self.base) else None
+        return found
+
     def stop(self) -> None:
+        """Stop the server, after checking every resource written to it with the independent
+        validators (tests/conformance.py): a live test's output is held to the same standard
+        as replay's, and a resource that fails is an error of the test that wrote it."""
+        errors: dict[str, list[str]] = {}
+        if self.process.poll() is None and os.environ.get("ADAPTER_SKIP_LIVE_CONFORMANCE") != "1":
+            from tests.conformance import conformance_errors
+
+            for resource in self.written() or []:
+                if problems := conformance_errors(resource):
+                    errors[f"{resource.get('resourceType')}/{resource.get('id')}"] = problems[:5]
+        self._stop()
+        assert not errors, f"resources on the test server fail validation: {errors}"
+
+    def _stop(self) -> None:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
@@ -105,5 +135,5 @@ def start(workdir: Path, extra_settings: str = "") -> FhirServer:
                     return server
         except OSError:
             time.sleep(0.2)
-    server.stop()
+    server._stop()
     raise RuntimeError(f"FHIR test server did not start: {log.read_text()[-2000:]}")
