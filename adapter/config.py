@@ -11,6 +11,10 @@ or ``token_file = "/run/secrets/token"`` in the TOML. Every key is optional for 
                                             # (default: each time's own offset; set it when the
                                             # EMR sends UTC instants such as 23:30Z)
     billing_recipient = "Organization/billing"   # where billing-office findings go
+    billing_provider = "Organization/clinic"     # Claim.provider (default: the encounter's
+                                                 # serviceProvider, else the therapist)
+    place_of_service = "11"                 # CMS POS for Claim items (home visits: 12 anyway)
+    modifier_extension = "https://…"        # ChargeItem modifier extension URL (default: ours)
     mappings = "/etc/charge-adapter/mappings"    # rules directory (default: the shipped one)
     emr_base_url = "https://emr.example.org/fhir"     # where procedures are read
     write_base_url = "https://billing.example.org/fhir"  # where charges go (default: the EMR)
@@ -50,6 +54,7 @@ import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -63,6 +68,7 @@ from adapter.emr.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendAu
 from adapter.emr.budget import RequestBudget
 from adapter.emr.client import FhirClient
 from adapter.errors import ConfigError
+from adapter.fhir.build import BuildOptions
 
 Reference = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")]
 
@@ -223,6 +229,13 @@ class Settings(BaseSettings):
 
     default_payer: str = "medicare"
     billing_recipient: Reference | None = None
+    #: the billing provider on every Claim (default: the encounter's serviceProvider)
+    billing_provider: Reference | None = None
+    #: CMS place of service for Claim items when the encounter does not say (11 office, 22
+    #: on-campus outpatient hospital, 19 off-campus); default: not written
+    place_of_service: Annotated[str, Field(pattern=r"^[0-9]{2}$")] | None = None
+    #: the URL of the ChargeItem modifier extension (default: the adapter's own)
+    modifier_extension: Annotated[str, Field(pattern=r"^https?://[!-~]+$")] | None = None
     timezone: str | None = None  # IANA zone of the site; dates of service are dates there
     mappings: Path | None = None
     emr_base_url: str | None = None
@@ -249,6 +262,18 @@ class Settings(BaseSettings):
 
     def _verify(self) -> bool | str:
         return str(self.ca_bundle) if self.ca_bundle else True
+
+    def build_options(self, agent: str) -> BuildOptions:
+        """How the output resources are written, from these settings."""
+        options = BuildOptions(
+            agent=agent,
+            billing_recipient=self.billing_recipient,
+            billing_provider=self.billing_provider,
+            place_of_service=self.place_of_service,
+        )
+        if self.modifier_extension:
+            return replace(options, modifier_extension=self.modifier_extension)
+        return options
 
     def zone(self) -> tzinfo | None:
         """The ``timezone`` setting as a zone (None when unset)."""

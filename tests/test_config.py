@@ -126,3 +126,23 @@ def test_a_receiver_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="needs a secret"):
         Receiver(lambda n: None, secret="")
     assert Receiver(lambda n: None, allow_unauthenticated=True).secret is None
+
+
+def test_claim_settings_reach_the_output(tmp_path: Path) -> None:
+    from adapter.config import load_settings
+
+    toml = tmp_path / "a.toml"
+    toml.write_text(
+        'billing_provider = "Organization/clinic"\nplace_of_service = "11"\n'
+        'modifier_extension = "https://fhir.example.org/StructureDefinition/mod"\n'
+    )
+    options = load_settings(toml).build_options("agent")
+    assert options.billing_provider == "Organization/clinic"
+    assert options.place_of_service == "11"
+    assert options.modifier_extension == "https://fhir.example.org/StructureDefinition/mod"
+    for bad in ('place_of_service = "office"', 'billing_provider = "clinic"',
+                'modifier_extension = "ftp://x"'):  # fmt: skip
+        toml.write_text(bad + "\n")
+        with pytest.raises(ConfigError) as e:
+            load_settings(toml)
+        assert bad.split(" ")[0] in str(e.value)

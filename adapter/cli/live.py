@@ -16,7 +16,6 @@ from adapter.domain import Rulebook
 from adapter.emr import subscriptions
 from adapter.emr.client import check_capabilities
 from adapter.errors import AdapterError, ConfigError
-from adapter.fhir.build import BuildOptions
 from adapter.intake.events import Notification
 from adapter.intake.webhook import Receiver
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
@@ -42,10 +41,7 @@ def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
         default_payer=settings.default_payer,
         evaluated_at=None,
         zone=settings.zone(),
-        build=BuildOptions(
-            agent=f"therapy-charge-adapter {__version__}",
-            billing_recipient=settings.billing_recipient,
-        ),
+        build=settings.build_options(f"therapy-charge-adapter {__version__}"),
     )
     return settings, rulebook, options
 

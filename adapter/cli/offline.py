@@ -13,7 +13,6 @@ from adapter import replay as replay_mod
 from adapter.config import Settings, load_settings, zone_of
 from adapter.domain import Rulebook
 from adapter.errors import ConfigError
-from adapter.fhir.build import BuildOptions
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.pipeline import Options
 
@@ -32,10 +31,7 @@ def setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
         default_payer=settings.default_payer,
         evaluated_at=datetime.now(UTC),
         zone=zone,
-        build=BuildOptions(
-            agent=f"therapy-charge-adapter {__version__}",
-            billing_recipient=settings.billing_recipient,
-        ),
+        build=settings.build_options(f"therapy-charge-adapter {__version__}"),
     )
     return rulebook, options
 

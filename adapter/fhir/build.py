@@ -35,6 +35,14 @@ class BuildOptions:
     #: "create": conditional create (POST + ifNoneExist): posting the same bundle again is a no-op.
     #: "update": conditional update (PUT Type?identifier=...): later corrections replace content.
     write_mode: Literal["create", "update"] = "create"
+    #: the billing provider on every Claim (e.g. "Organization/clinic"); None: the encounter's
+    #: serviceProvider, else the treating therapist
+    billing_provider: str | None = None
+    #: the CMS place of service for Claim items when the encounter does not say (e.g. "11",
+    #: office; "22", on-campus outpatient hospital); None: not written
+    place_of_service: str | None = None
+    #: the URL of the ChargeItem modifier extension (a target that expects its own)
+    modifier_extension: str = codes.EXT_MODIFIER
 
 
 def day_tag(day: PatientDay) -> Resource:
@@ -125,7 +133,7 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
             "extension": [
                 *(
                     {
-                        "url": codes.EXT_MODIFIER,
+                        "url": options.modifier_extension,
                         "valueCoding": {"system": codes.modifier_system(m), "code": m},
                     }
                     for m in line.modifiers
@@ -182,10 +190,14 @@ def _claim(
     )
     diagnoses: list[Resource] = []
     for n, d in enumerate(facts.diagnoses, start=1):
+        kind = {"type": [_concept(codes.DIAGNOSIS_TYPE, "principal" if n == 1 else "clinical")]}
         if "system" in d:
-            diagnoses.append({"sequence": n, "diagnosisCodeableConcept": {"coding": [dict(d)]}})
+            diagnoses.append({"sequence": n, "diagnosisCodeableConcept": {"coding": [dict(d)]},
+                              **kind})  # fmt: skip
         else:
-            diagnoses.append({"sequence": n, "diagnosisReference": _ref(str(d["reference"]))})
+            diagnoses.append({"sequence": n, "diagnosisReference": _ref(str(d["reference"])),
+                              **kind})  # fmt: skip
+    place = facts.place_of_service or options.place_of_service
     items = [
         _claim_item(
             n,
@@ -194,6 +206,7 @@ def _claim(
             facts,
             team=team,
             diagnosis_sequence=[i + 1 for i in _pointers(line, facts)],
+            place=place,
         )
         for n, (line, url) in enumerate(zip(decision.lines, charge_urls, strict=True), start=1)
     ]
@@ -210,15 +223,20 @@ def _claim(
         "type": {"coding": [{"system": codes.CLAIM_TYPE, "code": "professional"}]},
         "use": "claim",
         "patient": _ref(facts.day.patient),
-        "created": facts.day.service_date.isoformat(),
-        "provider": _ref(facts.provider, facts)
-        if facts.provider
-        else {"display": "unknown provider"},
+        "created": facts.created or facts.day.service_date.isoformat(),
+        "provider": _provider(facts, options),
         "priority": {"coding": [{"system": codes.PROCESS_PRIORITY, "code": "normal"}]},
         **(
             {
                 "careTeam": [
-                    {"sequence": n, "provider": _ref(p, facts)} for n, p in enumerate(team, 1)
+                    {
+                        "sequence": n,
+                        "provider": _ref(p, facts),
+                        "role": _concept(
+                            codes.CARE_TEAM_ROLE, "assist" if p in facts.assistants else "primary"
+                        ),
+                    }
+                    for n, p in enumerate(team, 1)
                 ]
             }
             if team
@@ -231,6 +249,18 @@ def _claim(
     return _entry(claim, codes.ID_CLAIM, facts.day.key, options.write_mode, facts.day)
 
 
+def _concept(system: str, code: str) -> Resource:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def _provider(facts: DayFacts, options: BuildOptions) -> Resource:
+    """The billing provider: the site's, else the encounter's serviceProvider, else the
+    treating therapist."""
+    if options.billing_provider:
+        return _ref(options.billing_provider)
+    return _ref(facts.provider, facts) if facts.provider else {"display": "unknown provider"}
+
+
 def _claim_item(
     n: int,
     line: ChargeLine,
@@ -239,6 +269,7 @@ def _claim_item(
     *,
     team: list[str],
     diagnosis_sequence: list[int],
+    place: str | None,
 ) -> Resource:
     """Claim item ``n`` for one line (at most four diagnosis pointers, as an 837P line)."""
     people = _performers(line.intervention_ids, facts)
@@ -256,6 +287,7 @@ def _claim_item(
         },
         **({"modifier": modifiers} if modifiers else {}),
         "servicedDate": facts.day.service_date.isoformat(),
+        **({"locationCodeableConcept": _concept(codes.PLACE_OF_SERVICE, place)} if place else {}),
         "quantity": {"value": line.units},
         **({"encounter": [_ref(encounter, facts)]} if encounter else {}),
     }
@@ -344,14 +376,25 @@ def _provenance(
         "agent": [
             {
                 "type": {"coding": [{"system": codes.PROVENANCE_AGENT_TYPE, "code": "assembler"}]},
-                "who": {"display": options.agent},
+                # the adapter itself, a Device known by identifier
+                "who": {
+                    "type": "Device",
+                    "identifier": {"system": codes.ID_DEVICE, "value": "therapy-charge-adapter"},
+                    "display": options.agent,
+                },
             }
         ],
-        **(
-            {"entity": [{"role": "source", "what": _ref(i)} for i in dict.fromkeys(sources)]}
-            if sources
-            else {}
-        ),
+        "entity": [
+            *({"role": "source", "what": _ref(i)} for i in dict.fromkeys(sources)),
+            {
+                # the rules every number was computed by
+                "role": "derivation",
+                "what": {
+                    "identifier": {"system": codes.ID_RULEBOOK, "value": decision.rulebook_version},
+                    "display": f"rulebook {decision.rulebook_version}",
+                },
+            },
+        ],
     }
     return _entry(resource, codes.CS_PATIENT_DAY, facts.day.key, options.write_mode, facts.day)
 

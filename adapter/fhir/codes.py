@@ -15,6 +15,12 @@ PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
 COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-category"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PROVENANCE_AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+CARE_TEAM_ROLE = "http://terminology.hl7.org/CodeSystem/claimcareteamrole"
+DIAGNOSIS_TYPE = "http://terminology.hl7.org/CodeSystem/ex-diagnosistype"
+#: CMS place-of-service codes (the 837P's CLM05-1 / SV105)
+PLACE_OF_SERVICE = (
+    "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
+)
 
 BASE = "https://therapy-charge-adapter.org/fhir"
 ID_CHARGE_ITEM = f"{BASE}/identifier/charge-item"
@@ -22,6 +28,8 @@ ID_CLAIM = f"{BASE}/identifier/claim"
 ID_COMMUNICATION = f"{BASE}/identifier/communication"
 CS_FINDING = f"{BASE}/CodeSystem/finding"
 CS_PATIENT_DAY = f"{BASE}/CodeSystem/patient-day"
+ID_DEVICE = f"{BASE}/identifier/device"  # the adapter itself, as Provenance's agent
+ID_RULEBOOK = f"{BASE}/identifier/rulebook"  # a rulebook version, as Provenance's entity
 EXT_MODIFIER = f"{BASE}/StructureDefinition/charge-modifier"
 EXT_RULEBOOK = f"{BASE}/StructureDefinition/rulebook-version"
 EXT_METHOD = f"{BASE}/StructureDefinition/unit-method"

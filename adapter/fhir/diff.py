@@ -123,8 +123,11 @@ def _identity(resource: Resource) -> str:
 
 
 def _content(resource: Resource, *also: str) -> str:
-    """What a resource says, without its server-side parts (id, meta, narrative) and ``also``."""
-    trimmed = {k: v for k, v in resource.items() if k not in ("id", "meta", "text", *also)}
+    """What a resource says, without its server-side parts (id, meta, narrative), a Claim's
+    ``created`` (the day it was evaluated: a re-evaluation that bills the same is no change)
+    and ``also``."""
+    ignored = ("id", "meta", "text", "created", *also)
+    trimmed = {k: v for k, v in resource.items() if k not in ignored}
     return json.dumps(trimmed, sort_keys=True)
 
 

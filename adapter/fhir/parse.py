@@ -100,6 +100,10 @@ class DayFacts:
     #: how to write the keys above that are no literal reference (a contained resource of an
     #: input, one known only by identifier): a logical Reference (identifier, display)
     references: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    assistants: frozenset[str] = frozenset()  # clinician ids of assistants (PTA, COTA, SLPA)
+    #: the CMS place of service the day's encounters say (class HH: 12, home), else None
+    place_of_service: str | None = None
+    created: str = ""  # Claim.created: the latest input instant's date, not before service
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +175,23 @@ def service_day(
         spans=parser.spans,
         recorded=latest(parser.recorded) or f"{service_date}T00:00:00Z",
         references=_written_references(parser, provider, lookup),
+        assistants=frozenset(
+            p.id for iv in parser.interventions for p in iv.performers if p.assistant
+        ),
+        place_of_service="12" if "HH" in parser.encounter_classes else None,
+        created=_created(latest(parser.recorded), service_date),
     )
     return ParsedDay(
         day=day, facts=facts, problems=tuple(parser.problems), not_therapy=tuple(parser.not_therapy)
     )
+
+
+def _created(recorded: str | None, service_date: str) -> str:
+    """The date a Claim is created: the date of the day's latest input instant (when the
+    documentation was complete), never before the date of service. Derived from the input, not
+    the clock, so a replay of the same input writes the same bytes on any day."""
+    day = recorded[:10] if recorded else ""
+    return max(day, service_date)
 
 
 def _written_references(
@@ -207,6 +224,7 @@ class _DayParser:
     enc_dx: dict[str, list[int]] = field(default_factory=dict)
     not_therapy: list[str] = field(default_factory=list)
     unresolved: list[tuple[str, Resource]] = field(default_factory=list)
+    encounter_classes: set[str] = field(default_factory=set)
     recorded: list[str] = field(default_factory=list)
     clinicians: Clinicians = field(init=False)
 
@@ -362,6 +380,9 @@ class _DayParser:
         return found, provider
 
     def _encounter(self, enc_key: str, enc: Resource) -> EncounterContext:
+        klass = as_dict(enc.get("class")).get("code")
+        if isinstance(klass, str):
+            self.encounter_classes.add(klass)
         period = as_dict(enc.get("period"))
         e_start, _ = parse_datetime(period.get("start"), self.zone)
         e_end, _ = parse_datetime(period.get("end"), self.zone)

@@ -126,9 +126,18 @@ def test_provenance_explains_and_targets_everything_written(rulebook: Rulebook) 
     written = [e["fullUrl"] for e in out["entry"] if e["resource"]["resourceType"] != "Provenance"]
     assert [t["reference"] for t in prov["target"]] == written
     assert "CMS total-time" in prov["text"]["div"]
-    assert {e["what"]["reference"] for e in prov["entity"]} == {
+    sources = [e for e in prov["entity"] if e["role"] == "source"]
+    assert {e["what"]["reference"] for e in sources} == {
         "Procedure/a", "Procedure/b", "Procedure/c"
     }  # fmt: skip
+    # the rulebook the numbers came from, and the adapter itself as a Device agent
+    (rules,) = [e for e in prov["entity"] if e["role"] == "derivation"]
+    assert rules["what"]["identifier"] == {"system": codes.ID_RULEBOOK,
+                                           "value": d.rulebook_version}  # fmt: skip
+    (agent,) = prov["agent"]
+    assert (
+        agent["who"]["type"] == "Device" and agent["who"]["identifier"]["system"] == codes.ID_DEVICE
+    )
     assert prov["policy"] == [f"urn:therapy-charge-adapter:rulebook:{d.rulebook_version}"]
 
 
@@ -152,3 +161,56 @@ def test_nothing_written_for_a_day_without_findings_or_lines(rulebook: Rulebook)
         rulebook,
     )
     assert out["entry"] == [] and ds == []
+
+
+def test_claim_says_who_did_what_where_and_which_diagnosis_leads(rulebook: Rulebook) -> None:
+    """careTeam roles (the PTA's line is an assistant's), principal diagnosis first, place of
+    service from the site when the encounter does not say, and a site billing provider."""
+    from adapter.fhir.build import BuildOptions
+    from adapter.pipeline import Options
+    from adapter.replay import evaluate_bundle as full
+
+    site = BuildOptions(billing_provider="Organization/clinic", place_of_service="22")
+    out, _, _ = full(day_bundle(), rulebook, Options(build=site))
+    (claim,) = by_type(out, "Claim")
+    roles = {t["provider"]["reference"]: t["role"]["coding"][0]["code"] for t in claim["careTeam"]}
+    assert roles["Practitioner/pta"] == "assist"
+    assert roles["Practitioner/pt"] == "primary"
+    assert claim["provider"] == {"reference": "Organization/clinic"}
+    assert {i["locationCodeableConcept"]["coding"][0]["code"] for i in claim["item"]} == {"22"}
+    for d in claim.get("diagnosis", []):
+        want = "principal" if d["sequence"] == 1 else "clinical"
+        assert d["type"][0]["coding"][0] == {"system": codes.DIAGNOSIS_TYPE, "code": want}
+    assert claim["created"] >= "2026-03-02"
+
+
+def test_a_home_visit_is_place_of_service_12(rulebook: Rulebook) -> None:
+    resources = day_bundle()
+    for e in resources["entry"]:
+        if e["resource"]["resourceType"] == "Encounter":
+            e["resource"]["class"] = {"code": "HH"}
+    out, _ = evaluate_bundle(resources, rulebook)
+    (claim,) = by_type(out, "Claim")
+    assert {i["locationCodeableConcept"]["coding"][0]["code"] for i in claim["item"]} == {"12"}
+    out, _ = evaluate_bundle(day_bundle(), rulebook)  # ambulatory, no site setting: not written
+    (claim,) = by_type(out, "Claim")
+    assert all("locationCodeableConcept" not in i for i in claim["item"])
+
+
+def test_claim_created_comes_from_the_input_not_the_clock(rulebook: Rulebook) -> None:
+    from datetime import UTC, datetime
+
+    one, _ = evaluate_bundle(day_bundle(), rulebook, evaluated_at=datetime(2026, 3, 3, tzinfo=UTC))
+    two, _ = evaluate_bundle(day_bundle(), rulebook, evaluated_at=datetime(2027, 1, 1, tzinfo=UTC))
+    assert by_type(one, "Claim") == by_type(two, "Claim")
+
+
+def test_a_site_modifier_extension_url(rulebook: Rulebook) -> None:
+    from adapter.fhir.build import BuildOptions
+    from adapter.pipeline import Options
+    from adapter.replay import evaluate_bundle as full
+
+    url = "https://fhir.example.org/StructureDefinition/charge-modifier"
+    out, _, _ = full(day_bundle(), rulebook, Options(build=BuildOptions(modifier_extension=url)))
+    urls = {x["url"] for c in by_type(out, "ChargeItem") for x in c.get("extension", [])}
+    assert url in urls and codes.EXT_MODIFIER not in urls
