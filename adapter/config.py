@@ -54,7 +54,6 @@ import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
-from dataclasses import replace
 from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -68,7 +67,6 @@ from adapter.emr.auth import Auth, BasicAuth, BearerAuth, NoAuth, SmartBackendAu
 from adapter.emr.budget import RequestBudget
 from adapter.emr.client import FhirClient
 from adapter.errors import ConfigError
-from adapter.fhir.build import BuildOptions
 
 Reference = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")]
 
@@ -262,18 +260,6 @@ class Settings(BaseSettings):
 
     def _verify(self) -> bool | str:
         return str(self.ca_bundle) if self.ca_bundle else True
-
-    def build_options(self, agent: str) -> BuildOptions:
-        """How the output resources are written, from these settings."""
-        options = BuildOptions(
-            agent=agent,
-            billing_recipient=self.billing_recipient,
-            billing_provider=self.billing_provider,
-            place_of_service=self.place_of_service,
-        )
-        if self.modifier_extension:
-            return replace(options, modifier_extension=self.modifier_extension)
-        return options
 
     def zone(self) -> tzinfo | None:
         """The ``timezone`` setting as a zone (None when unset)."""

@@ -136,7 +136,9 @@ def test_claim_settings_reach_the_output(tmp_path: Path) -> None:
         'billing_provider = "Organization/clinic"\nplace_of_service = "11"\n'
         'modifier_extension = "https://fhir.example.org/StructureDefinition/mod"\n'
     )
-    options = load_settings(toml).build_options("agent")
+    from adapter.cli.offline import build_options
+
+    options = build_options(load_settings(toml))
     assert options.billing_provider == "Organization/clinic"
     assert options.place_of_service == "11"
     assert options.modifier_extension == "https://fhir.example.org/StructureDefinition/mod"

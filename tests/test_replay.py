@@ -140,6 +140,19 @@ def test_replaying_twice_gives_identical_bytes(tmp_path: Path) -> None:
     assert a == (tmp_path / "o2" / "day.transaction.json").read_bytes()
 
 
+def test_as_of_pins_the_clock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_bundle(tmp_path / "day.json", *DAY)
+    pinned = ["--as-of", "2026-04-01T12:00:00-05:00", "--json"]
+    assert main(["replay", str(src), "--out", str(tmp_path / "o"), *pinned]) == 0
+    out = json.loads((tmp_path / "o" / "day.transaction.json").read_text())
+    (claim,) = [e["resource"] for e in out["entry"] if e["resource"]["resourceType"] == "Claim"]
+    assert claim["created"] == "2026-04-01"
+    capsys.readouterr()
+    for bad in ("yesterday", "2026-04-01T12:00:00"):
+        assert main(["replay", str(src), "--out", str(tmp_path / "x"), "--as-of", bad]) == 2
+        assert "--as-of" in capsys.readouterr().err
+
+
 def test_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = write_bundle(tmp_path / "day.json", *DAY)
     assert main(["explain", str(src), "--encounter", "e1"]) == 0

@@ -140,6 +140,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="the site's IANA time zone: dates of service are dates there (default: config "
         "timezone, else each time's own offset)",
     )
+    p.add_argument(
+        "--as-of",
+        metavar="INSTANT",
+        help="evaluate as at this moment (ISO 8601 with offset, e.g. 2026-04-01T12:00:00Z): "
+        "Claim.created and what counts as not yet ended (default: now); pin it for outputs "
+        "that compare byte for byte across days",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

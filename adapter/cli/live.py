@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from adapter import __version__
+from adapter.cli.offline import build_options
 from adapter.config import Settings, load_settings
 from adapter.domain import Rulebook
 from adapter.emr import subscriptions
@@ -41,7 +41,7 @@ def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
         default_payer=settings.default_payer,
         evaluated_at=None,
         zone=settings.zone(),
-        build=settings.build_options(f"therapy-charge-adapter {__version__}"),
+        build=build_options(settings),
     )
     return settings, rulebook, options
 

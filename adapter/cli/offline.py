@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from adapter import replay as replay_mod
 from adapter.config import Settings, load_settings, zone_of
 from adapter.domain import Rulebook
 from adapter.errors import ConfigError
+from adapter.fhir.build import BuildOptions
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.pipeline import Options
 
@@ -29,11 +31,37 @@ def setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
     options = Options(
         payer_override=args.payer,
         default_payer=settings.default_payer,
-        evaluated_at=datetime.now(UTC),
+        evaluated_at=_as_of(args.as_of),
         zone=zone,
-        build=settings.build_options(f"therapy-charge-adapter {__version__}"),
+        build=build_options(settings),
     )
     return rulebook, options
+
+
+def build_options(settings: Settings) -> BuildOptions:
+    """How the output resources are written, from the settings."""
+    options = BuildOptions(
+        agent=f"therapy-charge-adapter {__version__}",
+        billing_recipient=settings.billing_recipient,
+        billing_provider=settings.billing_provider,
+        place_of_service=settings.place_of_service,
+    )
+    if settings.modifier_extension:
+        return replace(options, modifier_extension=settings.modifier_extension)
+    return options
+
+
+def _as_of(text: str | None) -> datetime:
+    """The ``--as-of`` instant (now when not given); an instant without an offset is refused."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--as-of {text!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"--as-of {text!r} has no offset (add Z or ±hh:mm)")
+    return moment
 
 
 def progress(message: str) -> None:

@@ -103,7 +103,7 @@ class DayFacts:
     assistants: frozenset[str] = frozenset()  # clinician ids of assistants (PTA, COTA, SLPA)
     #: the CMS place of service the day's encounters say (class HH: 12, home), else None
     place_of_service: str | None = None
-    created: str = ""  # Claim.created: the latest input instant's date, not before service
+    created: str = ""  # Claim.created: the evaluation's date (the shell's clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,18 +179,23 @@ def service_day(
             p.id for iv in parser.interventions for p in iv.performers if p.assistant
         ),
         place_of_service="12" if "HH" in parser.encounter_classes else None,
-        created=_created(latest(parser.recorded), service_date),
+        created=_created(evaluated_at, zone, latest(parser.recorded), service_date),
     )
     return ParsedDay(
         day=day, facts=facts, problems=tuple(parser.problems), not_therapy=tuple(parser.not_therapy)
     )
 
 
-def _created(recorded: str | None, service_date: str) -> str:
-    """The date a Claim is created: the date of the day's latest input instant (when the
-    documentation was complete), never before the date of service. Derived from the input, not
-    the clock, so a replay of the same input writes the same bytes on any day."""
-    day = recorded[:10] if recorded else ""
+def _created(
+    evaluated_at: datetime | None, zone: tzinfo | None, recorded: str | None, service_date: str
+) -> str:
+    """The date a Claim is created: the evaluation's (the shell's clock, in the site's zone),
+    else (no clock given) the date of the day's latest input instant; never before the date of
+    service."""
+    if evaluated_at is not None:
+        day = (evaluated_at.astimezone(zone) if zone else evaluated_at).date().isoformat()
+    else:
+        day = recorded[:10] if recorded else ""
     return max(day, service_date)
 
 

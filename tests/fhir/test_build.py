@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,6 +18,9 @@ from .make import GOOD, NAME, at, bundle, context, procedure
 @pytest.fixture(scope="module")
 def rulebook() -> Rulebook:
     return load_rulebook()
+
+
+CHICAGO = ZoneInfo("America/Chicago")
 
 
 def day_bundle(**kw: Any) -> dict[str, Any]:
@@ -197,12 +201,24 @@ def test_a_home_visit_is_place_of_service_12(rulebook: Rulebook) -> None:
     assert all("locationCodeableConcept" not in i for i in claim["item"])
 
 
-def test_claim_created_comes_from_the_input_not_the_clock(rulebook: Rulebook) -> None:
+def test_claim_created_is_the_shells_clock_in_the_site_zone(rulebook: Rulebook) -> None:
     from datetime import UTC, datetime
+
+    from adapter.pipeline import Options
+    from adapter.replay import evaluate_bundle as full
 
     one, _ = evaluate_bundle(day_bundle(), rulebook, evaluated_at=datetime(2026, 3, 3, tzinfo=UTC))
     two, _ = evaluate_bundle(day_bundle(), rulebook, evaluated_at=datetime(2027, 1, 1, tzinfo=UTC))
-    assert by_type(one, "Claim") == by_type(two, "Claim")
+    (a,), (b,) = by_type(one, "Claim"), by_type(two, "Claim")
+    assert (a.pop("created"), b.pop("created")) == ("2026-03-03", "2027-01-01")
+    assert a == b  # nothing else depends on the clock
+    # 03:00Z on 4 March is still 3 March in Chicago
+    late = datetime(2026, 3, 4, 3, 0, tzinfo=UTC)
+    out, _, _ = full(day_bundle(), rulebook, Options(evaluated_at=late, zone=CHICAGO))
+    assert by_type(out, "Claim")[0]["created"] == "2026-03-03"
+    # no clock (the library's default): the date of the latest input instant, not before service
+    out, _ = evaluate_bundle(day_bundle(), rulebook)
+    assert by_type(out, "Claim")[0]["created"] == "2026-03-02"
 
 
 def test_a_site_modifier_extension_url(rulebook: Rulebook) -> None:
