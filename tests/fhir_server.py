@@ -85,14 +85,17 @@ class FhirServer:
 
     def stop(self) -> None:
         """Stop the server, after checking every resource written to it with the independent
-        validators (tests/conformance.py): a live test's output is held to the same standard
-        as replay's, and a resource that fails is an error of the test that wrote it."""
+        validators (tests/conformance.py) and the shipped profiles (tests/profiles.py): a live
+        test's output is held to the same standard as replay's, and a resource that fails is an
+        error of the test that wrote it."""
         errors: dict[str, list[str]] = {}
         if self.process.poll() is None and os.environ.get("ADAPTER_SKIP_LIVE_CONFORMANCE") != "1":
             from tests.conformance import conformance_errors
+            from tests.profiles import profile_errors, written_by_adapter
 
             for resource in self.written() or []:
-                if problems := conformance_errors(resource):
+                ours = profile_errors(resource) if written_by_adapter(resource) else []
+                if problems := conformance_errors(resource) + ours:
                     errors[f"{resource.get('resourceType')}/{resource.get('id')}"] = problems[:5]
         self._stop()
         assert not errors, f"resources on the test server fail validation: {errors}"

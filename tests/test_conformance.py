@@ -1,7 +1,7 @@
 """Every resource the adapter emits passes an independent validator: the official FHIR R4 JSON
 schema and the R4 FHIRPath invariants (``tests/conformance.py``, definitions from a registry
-package). First the validator itself is shown to catch what it must; then the fixture
-library's output, every resource in it, is checked."""
+package), and the shipped profiles (``tests/profiles.py``). First the validator itself is shown
+to catch what it must; then the fixture library's output, every resource in it, is checked."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
 from adapter.replay import replay
 from tests.conformance import conformance_errors
+from tests.profiles import profile_errors
 from tests.test_fixtures import FIXTURES, NOW
 
 Resource = dict[str, Any]
@@ -71,7 +72,7 @@ def validate_outputs(out: Path) -> dict[str, list[str]]:
     failures: dict[str, list[str]] = {}
     for f in sorted(out.rglob("*.json")):
         doc = json.loads(f.read_text())
-        if errors := conformance_errors(doc):
+        if errors := conformance_errors(doc) + profile_errors(doc):
             failures[str(f.relative_to(out))] = errors[:10]
     return failures
 
