@@ -120,6 +120,7 @@ class FhirClient:
         self.max_pages = 1000  # of one paged answer
         self.batch_retry_after = 600.0
         self._batch_refused_at = 0.0
+        self._identifier_modifier: bool | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -261,6 +262,26 @@ class FhirClient:
     def search(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every resource of every page (matches and includes), following ``next`` links."""
         yield from self._pages(self.request("GET", _path(kind), params=params).json())
+
+    def supports_subject_identifier(self) -> bool:
+        """Whether the server honours ``Procedure?subject:identifier=`` (FHIR's ``:identifier``
+        modifier on a reference parameter), asked once: a search for an identifier no
+        procedure has must find nothing. A server that refuses the modifier (400) or ignores
+        it (answers with procedures) does not; the probe's answer is the only one taken as
+        no."""
+        if self._identifier_modifier is None:
+            probe = [("subject:identifier", "urn:therapy-charge-adapter:probe|none"),
+                     ("_count", "1")]  # fmt: skip
+            try:
+                found = next(iter(self.search("Procedure", probe)), None)
+                self._identifier_modifier = found is None
+            except FatalServerError as err:
+                log.info("the server refuses subject:identifier (%s)", err.status)
+                self._identifier_modifier = False
+            if not self._identifier_modifier:
+                log.warning("the server does not search by subject:identifier: procedures "
+                            "whose subject is known only by identifier are not found")  # fmt: skip
+        return self._identifier_modifier
 
     def search_batch(self, searches: Sequence[tuple[str, Params]]) -> list[list[Resource]]:
         """Several searches in one ``batch`` request: each search's resources (matches and

@@ -19,9 +19,11 @@ from adapter.emr.client import FhirClient, Params
 from adapter.errors import FatalServerError, InputError
 from adapter.fhir.dates import service_date_of
 from adapter.fhir.refs import (
+    identifier_key,
     is_id,
     is_placeholder,
     key_of,
+    normalize_references,
     patient_key,
     placeholder_parts,
     ref_key,
@@ -46,17 +48,51 @@ def procedure_day(emr: FhirClient, proc: Resource, zone: tzinfo | None) -> Patie
 
 
 def _procedure_day(
-    proc: Resource, zone: tzinfo | None, encounter_start: Callable[[str], str | None]
+    proc: Resource,
+    zone: tzinfo | None,
+    encounter_start: Callable[[str], str | None],
+    patient_of: Callable[[str], str | None] = lambda key: None,
 ) -> PatientDay | None:
     """A procedure's patient-day: its own date, or (no time documented) its encounter's, as
     the spool places it. Only a Patient's: a procedure on a Group, a Device or a malformed
-    subject is on no patient's day (its id may be a real patient's)."""
-    patient = patient_key(reference_of(proc.get("subject")))
+    subject is on no patient's day (its id may be a real patient's). A subject known only by
+    identifier is the one Patient ``patient_of`` finds holding it."""
+    subject = reference_of(normalize_references(proc, key_of(proc)).get("subject"))
+    if subject and is_placeholder(subject):
+        found = patient_of(subject)
+        subject = found if found else None
+    patient = patient_key(subject)
     dos = service_date_of(proc, zone)
     if dos is None and (enc := reference_of(proc.get("encounter"))):
         start = encounter_start(ref_key(enc))
         dos = service_date_of({"performedDateTime": start}, zone) if start else None
     return PatientDay.of(patient, dos) if patient and dos else None
+
+
+@dataclass
+class _PatientsByIdentifier:
+    """The one Patient holding an identifier, searched on the EMR once each (None: no Patient
+    or several hold it; the procedure is then on no patient's day, and a warning says so)."""
+
+    emr: FhirClient
+    found: dict[str, str | None] = field(default_factory=dict)
+
+    def __call__(self, key: str) -> str | None:
+        parts = placeholder_parts(key)
+        if parts is None or parts[0] != "Patient":
+            return None
+        if key not in self.found:
+            _, system, value = parts
+            token = token_value(system, value) if system else value
+            ids = [
+                str(p.get("id"))
+                for p in self.emr.search("Patient", [("identifier", token), ("_count", "2")])
+                if p.get("resourceType") == "Patient" and is_id(p.get("id"))
+            ]
+            self.found[key] = f"Patient/{ids[0]}" if len(set(ids)) == 1 else None
+            if self.found[key] is None:
+                log.warning("a subject identifier matches %d patients: not placed", len(ids))
+        return self.found[key]
 
 
 @dataclass
@@ -99,13 +135,14 @@ def days_of(
     can add the days they were billed on before).
     """
     encounter_start = _EncounterStarts(emr)
+    patient_of = _PatientsByIdentifier(emr)
     days: set[PatientDay] = set()
     for ev in events:
         if ev.kind == "Procedure":
             resource = ev.resource if ev.resource is not None else _read_procedure(emr, ev.id)
             if resource is None:
                 continue
-            if day := _procedure_day(resource, zone, encounter_start):
+            if day := _procedure_day(resource, zone, encounter_start, patient_of):
                 days.add(day)
             else:
                 log.warning("Procedure/%s has no Patient subject or no date: not placed", ev.id)
@@ -116,7 +153,7 @@ def days_of(
                 continue
             if procedures is not None:
                 procedures.add(f"Procedure/{proc.get('id')}")
-            if day := _procedure_day(proc, zone, encounter_start):
+            if day := _procedure_day(proc, zone, encounter_start, patient_of):
                 days.add(day)
     return days
 
@@ -157,6 +194,7 @@ def gather_day(
     """
     gathering = _Gathering(Spool(":memory:", zone=zone), day, zone)
     try:
+        gathering.by_subject_identifier = emr.supports_subject_identifier()
         first = gathering.first_searches()
         answers = emr.search_batch([*first, *also])
         for found in answers[: len(first)]:
@@ -191,6 +229,9 @@ class _Gathering:
     zone: tzinfo | None
     seen: set[str] = field(default_factory=set)  # Type/id of every resource fetched
     asked: set[str] = field(default_factory=set)  # references read, roles, days searched
+    #: whether the EMR finds procedures by ``subject:identifier`` (those whose subject is known
+    #: only by one of the patient's identifiers)
+    by_subject_identifier: bool = False
 
     @property
     def dos(self) -> str:
@@ -229,6 +270,8 @@ class _Gathering:
             ),
             ("Coverage", [("beneficiary", patient), ("_count", "50")]),
             ("CarePlan", [("subject", patient), ("_count", "50")]),
+            # the patient: its identifiers find procedures that name it only by one
+            ("Patient", [("_id", patient.partition("/")[2])]),
             # the patient's encounters around the date: a procedure with no time is on its
             # encounter's day, and a date search cannot find it
             ("Encounter", [("subject", patient), *self.window, ("_count", "50")]),
@@ -255,6 +298,7 @@ class _Gathering:
         return [
             *self._reads(refs),
             *self._identifier_searches(by_identifier),
+            *self._subject_identifier_searches(),
             *self._once("roles", practitioners, lambda c: [("practitioner", c), ("_count", "200")],
                         "PractitionerRole"),
             # undated procedures of the day's encounters (a date search cannot find them)
@@ -262,6 +306,31 @@ class _Gathering:
             *self._once("day", actors,
                         lambda c: [("performer", c), *self.window, ("_count", "200")]),
         ]  # fmt: skip
+
+    def _subject_identifier_searches(self) -> list[Search]:
+        """The patient's procedures around the date that name it by one of its identifiers
+        (``subject:identifier``), once per identifier, where the EMR supports the modifier."""
+        patient = self.spool.get(self.day.patient) if self.by_subject_identifier else None
+        out: list[Search] = []
+        for ident in (patient or {}).get("identifier") or []:
+            if not isinstance(ident, dict):
+                continue
+            key = identifier_key("Patient", ident.get("system"), ident.get("value"))
+            parts = placeholder_parts(key) if key else None
+            if parts is None or f"subject-ident:{key}" in self.asked:
+                continue
+            self.asked.add(f"subject-ident:{key}")
+            _, system, value = parts
+            token = token_value(system, value) if system else value
+            params = [
+                ("subject:identifier", token),
+                *self.window,
+                ("_include", "Procedure:performer"),
+                ("_include", "Procedure:encounter"),
+                ("_count", "200"),
+            ]
+            out.append(("Procedure", params))
+        return out
 
     def _day_procedures(self) -> tuple[list[Resource], set[str]]:
         """The patient's procedures on the day (dated, and undated ones of the day's
@@ -272,6 +341,7 @@ class _Gathering:
             r
             for r in self.spool.resources("Procedure")
             if ref_key(reference_of(r.get("subject")) or "") == patient
+            or self._resolve(r.get("subject")) == patient
         ]
         procs = [r for r in mine if service_date_of(r, self.zone) == self.dos]
         encounters = {

@@ -81,3 +81,40 @@ def test_live_resolution_matches_replay(server: FhirServer, rulebook: Rulebook) 
     assert actors["97112"] == {"reference": "Practitioner/pt"}
     assert actors["97535"] == {"reference": "Practitioner/ot"}
     assert actors["97110"]["identifier"] == {"system": NPI, "value": "1999999984"}
+
+
+MRN = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"
+
+
+def test_a_procedure_naming_its_patient_only_by_identifier_is_billed_live(
+    server: FhirServer, rulebook: Rulebook
+) -> None:
+    """A subject known only by identifier (``{"identifier": MRN}``, no ``reference``): the
+    change is placed on the one Patient holding that identifier, and the day's gathering finds
+    the procedure with ``subject:identifier`` — billed as replay bills it (was: "no Patient
+    subject", not placed, nothing billed and only a log line)."""
+    from adapter.intake.events import ChangeEvent
+    from adapter.intake.gather import days_of
+
+    resources = copy.deepcopy(context(patient="refs-p2"))
+    for r in resources:
+        if r["resourceType"] == "Patient":
+            r["identifier"] = [{"system": MRN, "value": "E+1 0/2"}]  # reserved characters too
+    logical = procedure("l", "97110", at("10:30"), at("11:00"), patient="Patient/refs-p2")
+    logical["subject"] = {"identifier": {"system": MRN, "value": "E+1 0/2"}, "type": "Patient"}
+    literal = procedure("m", "97112", at("09:00"), at("09:25"), patient="Patient/refs-p2")
+    server.put_all(*resources, logical, literal)
+    emr = FhirClient(server.base)
+    assert emr.supports_subject_identifier()
+    day = PatientDay.of("Patient/refs-p2", "2026-03-02")
+    assert days_of(emr, [ChangeEvent("Procedure", "l")]) == {day}
+    _, (offline,), _ = evaluate_bundle(bundle(*resources, logical, literal), rulebook, Options())
+    result = sync_day(emr, emr, rulebook, day=day, options=Options())
+    assert result.decision is not None
+    lines = sorted((ln.code, ln.units, ln.modifiers) for ln in result.decision.lines)
+    assert lines == sorted((ln.code, ln.units, ln.modifiers) for ln in offline.lines)
+    assert {ln.code for ln in result.decision.lines} == {"97110", "97112"}
+    # an identifier no Patient (or several) holds places nothing
+    logical["subject"]["identifier"]["value"] = "nobody"
+    server.put_all(logical)
+    assert days_of(emr, [ChangeEvent("Procedure", "l")]) == set()
