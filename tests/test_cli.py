@@ -28,9 +28,9 @@ def test_check_mappings_shipped(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert lines[0] == f"mappings OK: {DEFAULT_MAPPINGS_DIR}"
     assert load_rulebook().version in out
-    assert "rulebook version  2026.4+" in out
+    assert "rulebook version  2026.5+" in out
     assert "payer profiles    commercial, medicaid, medicare, tricare" in out
-    assert "NCCI PTP edits    23 (0 from CMS files)" in out
+    assert "NCCI PTP edits    29 (0 from CMS files)" in out
     assert "MUE values        0" in out
 
 
@@ -50,7 +50,7 @@ def test_check_mappings_with_cms_files(copy: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert f"mappings OK: {copy}" in out
     assert load_rulebook(copy).version in out
-    assert "NCCI PTP edits    30 (7 from CMS files)" in out
+    assert "NCCI PTP edits    36 (7 from CMS files)" in out
     assert "MUE values        8" in out
 
 

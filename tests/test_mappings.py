@@ -42,7 +42,7 @@ CURATED_PAIRS = [
     *((ev, "97140") for ev in PT_EVALUATIONS),
     *((code, reeval) for code in THERAPY for reeval in ("97164", "97168")),
     *(("97150", code) for code in ("97110", "97112", "97116")),
-    *((dc, "97140") for dc in ("98940", "98941", "98942")),
+    *((dc, code) for dc in ("98940", "98941", "98942") for code in ("97112", "97124", "97140")),
 ]
 
 
@@ -78,7 +78,7 @@ def append(directory: Path, name: str, text: str) -> None:
 
 def test_shipped_mappings_load(rulebook: Rulebook) -> None:
     assert isinstance(rulebook, Rulebook)
-    assert re.fullmatch(r"2026\.4\+[0-9a-f]{12}", rulebook.version)
+    assert re.fullmatch(r"2026\.5\+[0-9a-f]{12}", rulebook.version)
 
 
 @pytest.mark.parametrize("code", [*TIMED, *UNTIMED, "98940", "98941", "98942"])
@@ -148,6 +148,8 @@ def _all_sources(rb: Rulebook) -> Iterator[tuple[str, RuleSource]]:
             yield f"payer {pid} substitution {s.from_code}", s.source
         for code, prov in p.bundled.items():
             yield f"payer {pid} bundled {code}", prov
+        for code, prov in p.unbundled.items():
+            yield f"payer {pid} unbundled {code}", prov
     for pair, edits in rb.ptp.items():
         for e in edits:
             yield f"pair {pair}", e.source
@@ -226,6 +228,36 @@ def test_commercial_profile(rulebook: Rulebook) -> None:
     assert commercial.substitutions == ()
 
 
+def test_97010_bundled_for_every_profile_by_default(rulebook: Rulebook) -> None:
+    # domain.md §1: bundled for every payer profile unless a profile unbundles it
+    for pid, p in rulebook.payers.items():
+        assert "97010" in p.bundled, pid
+        assert p.bundled["97010"].in_effect(ON), pid
+        assert p.unbundled == {}, pid
+    # Medicare keeps its own entry (the manual's text, HIGH); the others the file's default
+    assert rulebook.payers["medicare"].bundled["97010"].ref == "payer:medicare:bundled:97010"
+    assert rulebook.payers["medicare"].bundled["97010"].confidence == "HIGH"
+    for pid in ("medicaid", "tricare", "commercial"):
+        assert rulebook.payers[pid].bundled["97010"].ref == "bundled:97010"
+        assert rulebook.payers[pid].bundled["97010"].confidence == "MED"
+
+
+UNBUNDLE_97010 = (
+    '[[payer.unbundled]]\ncode = "97010"\nsource = "test contract: hot packs paid separately"\n'
+    'confidence = "LOW"\neffective_from = 2026-01-01\n'
+)
+
+
+def test_a_profile_unbundles_a_default_bundled_code(copy: Path) -> None:
+    append(copy, "payers.toml", UNBUNDLE_97010)  # the last [[payer]] is commercial
+    rb = load_rulebook(copy)
+    commercial = rb.payers["commercial"]
+    assert set(commercial.unbundled) == {"97010"}
+    assert commercial.unbundled["97010"].ref == "payer:commercial:unbundled:97010"
+    assert commercial.unbundled["97010"].confidence == "LOW"
+    assert rb.payers["tricare"].unbundled == {}
+
+
 @pytest.mark.parametrize(("column1", "column2"), CURATED_PAIRS)
 def test_curated_ncci_pairs(rulebook: Rulebook, column1: str, column2: str) -> None:
     edit_ = rulebook.ptp_edit(column1, column2, ON)
@@ -236,7 +268,7 @@ def test_curated_ncci_pairs(rulebook: Rulebook, column1: str, column2: str) -> N
 
 
 def test_curated_pairs_are_exactly_domain_list(rulebook: Rulebook) -> None:
-    assert len(CURATED_PAIRS) == 23
+    assert len(CURATED_PAIRS) == 29  # domain.md §4, 98940-98942 with 97112, 97124 and 97140
     assert set(rulebook.ptp) == set(CURATED_PAIRS)
 
 
@@ -288,11 +320,11 @@ def test_version_changes_when_a_file_changes(rulebook: Rulebook, copy: Path, nam
     append(copy, name, "# a comment changes the bytes, so the version\n")
     changed = load_rulebook(copy).version
     assert changed != rulebook.version
-    assert changed.startswith("2026.4+")
+    assert changed.startswith("2026.5+")
 
 
 def test_version_names_the_manifest_version(copy: Path) -> None:
-    edit(copy, "rulebook.toml", 'version = "2026.4"', 'version = "2027.1-site"')
+    edit(copy, "rulebook.toml", 'version = "2026.5"', 'version = "2027.1-site"')
     assert load_rulebook(copy).version.startswith("2027.1-site+")
 
 
@@ -442,6 +474,42 @@ CORRUPTIONS = {
         "[[payer]] #1 (medicare)",
         "code G9999 is not in codes.toml",
     ),
+    "default bundled code unknown": (
+        lambda d: edit(
+            d, "payers.toml", '[[bundled]]\ncode = "97010"', '[[bundled]]\ncode = "97019"'
+        ),
+        "payers.toml",
+        "[[bundled]] #1 (97019)",
+        "code 97019 is not in codes.toml",
+    ),
+    "default bundled code twice": (
+        lambda d: edit(
+            d,
+            "payers.toml",
+            "[[bundled]]\n",
+            '[[bundled]]\ncode = "97010"\nsource = "twice"\nconfidence = "LOW"\n'
+            "effective_from = 2017-01-01\n\n[[bundled]]\n",
+        ),
+        "payers.toml",
+        "[[bundled]] #2 (97010)",
+        "duplicate of [[bundled]] #1 (97010)",
+    ),
+    "unbundling a code that is not bundled by default": (
+        lambda d: append(d, "payers.toml", UNBUNDLE_97010.replace("97010", "97110")),
+        "payers.toml",
+        "[[payer]] #4 (commercial)",
+        "97110 is not bundled by default ([[bundled]]): nothing to unbundle",
+    ),
+    "bundling and unbundling one code": (
+        lambda d: append(
+            d,
+            "payers.toml",
+            UNBUNDLE_97010 + "\n" + UNBUNDLE_97010.replace("payer.unbundled", "payer.bundled"),
+        ),
+        "payers.toml",
+        "[[payer]] #4 (commercial)",
+        "97010 is both bundled and unbundled",
+    ),
     "malformed code": (
         lambda d: edit(d, "codes.toml", 'code = "97110"', 'code = "9711"'),
         "codes.toml",
@@ -525,7 +593,7 @@ CORRUPTIONS = {
         "max_per_line",
     ),
     "bad manifest version": (
-        lambda d: edit(d, "rulebook.toml", 'version = "2026.4"', 'version = "2026 4"'),
+        lambda d: edit(d, "rulebook.toml", 'version = "2026.5"', 'version = "2026 5"'),
         "rulebook.toml",
         "(manifest)",
         "version",

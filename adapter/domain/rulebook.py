@@ -79,7 +79,8 @@ class PayerProfile:
     kx_groups: Mapping[Discipline, KxGroup]  # the KX group each discipline's spend counts in
     minutes_without_times: Severity
     substitutions: tuple[Substitution, ...]
-    bundled: Mapping[str, RuleSource]
+    bundled: Mapping[str, RuleSource]  # the file's defaults and the payer's own: documented only
+    unbundled: Mapping[str, RuleSource]  # default-bundled codes this payer pays (opt-out)
     source: RuleSource
 
     def kx_threshold(self, year: int) -> KxThreshold | None:

@@ -1,24 +1,31 @@
-"""``payers.toml``: one profile per payer (``[[payer]]``), with its substitutions, bundled codes
-and KX thresholds."""
+"""``payers.toml``: the codes bundled for every profile by default (``[[bundled]]``) and one
+profile per payer (``[[payer]]``), with its substitutions, bundled and unbundled codes and KX
+thresholds."""
 
 from __future__ import annotations
 
 from collections.abc import Container, Mapping
 from types import MappingProxyType
 
-from adapter.domain import KxThreshold, PayerProfile, Severity, Substitution
+from adapter.domain import KxThreshold, PayerProfile, RuleSource, Severity, Substitution
+from adapter.errors import MappingError
 from adapter.mappings.codes import require_code
 from adapter.mappings.files import MappingsDir, entries, parse
-from adapter.mappings.rows import PayerRow, PayersFile
+from adapter.mappings.rows import BundledRow, PayerRow, PayersFile
 
 NAME = "payers.toml"
 
 
 def load_payers(mappings: MappingsDir, codes: Container[str]) -> Mapping[str, PayerProfile]:
-    """Validate ``payers.toml``: the payers by id, in file order. Every payer is validated before
-    the codes any of them names are checked, payer by payer."""
+    """Validate ``payers.toml``: the payers by id, in file order. The default bundled codes are
+    validated first, then every payer before the codes any of them names are checked, payer by
+    payer. A payer may unbundle only a code bundled by default."""
     file = mappings.file(NAME)
     doc = parse(PayersFile, mappings.docs[NAME], file, "(file)")
+    defaults: dict[str, RuleSource] = {}
+    for label, row in entries(doc.bundled, BundledRow, file, "bundled", lambda e: e.code):
+        require_code(codes, row.code, file, label)
+        defaults[row.code] = row.rule_source(f"bundled:{row.code}")
     payers: dict[str, PayerProfile] = {}
     for label, p in entries(doc.payer, PayerRow, file, "payer", lambda e: e.id):
         for s in p.substitution:
@@ -26,12 +33,22 @@ def load_payers(mappings: MappingsDir, codes: Container[str]) -> Mapping[str, Pa
             require_code(codes, s.to, file, label)
         for b in p.bundled:
             require_code(codes, b.code, file, label)
-        payers[p.id] = _profile(p)
+        for u in p.unbundled:
+            if u.code not in defaults:
+                raise MappingError(
+                    file,
+                    label,
+                    f"{u.code} is not bundled by default ([[bundled]]): nothing to unbundle",
+                )
+        payers[p.id] = _profile(p, defaults)
     return MappingProxyType(payers)
 
 
-def _profile(p: PayerRow) -> PayerProfile:
-    """The frozen profile of a validated ``[[payer]]``; every rule source is ``payer:<id>...``."""
+def _profile(p: PayerRow, default_bundled: Mapping[str, RuleSource]) -> PayerProfile:
+    """The frozen profile of a validated ``[[payer]]``; every rule source of its own is
+    ``payer:<id>...``. Its bundled codes are the defaults (``bundled:<code>``) with the payer's
+    own entries in place of a default for the same code; its unbundled codes opt out of a
+    default from their own dates."""
     return PayerProfile(
         id=p.id,
         name=p.name,
@@ -63,7 +80,13 @@ def _profile(p: PayerRow) -> PayerProfile:
             for s in p.substitution
         ),
         bundled=MappingProxyType(
-            {b.code: b.rule_source(f"payer:{p.id}:bundled:{b.code}") for b in p.bundled}
+            {
+                **default_bundled,
+                **{b.code: b.rule_source(f"payer:{p.id}:bundled:{b.code}") for b in p.bundled},
+            }
+        ),
+        unbundled=MappingProxyType(
+            {u.code: u.rule_source(f"payer:{p.id}:unbundled:{u.code}") for u in p.unbundled}
         ),
         source=p.rule_source(f"payer:{p.id}"),
     )

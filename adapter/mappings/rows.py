@@ -111,7 +111,8 @@ class _Substitution(EntryRow):
 
 
 class _Bundled(EntryRow):
-    """A ``[[payer.bundled]]``: a code the payer never pays separately."""
+    """A ``[[payer.bundled]]``: a code the payer never pays separately; or a
+    ``[[payer.unbundled]]``: a code bundled by default (``[[bundled]]``) that the payer pays."""
 
     code: Code
 
@@ -141,6 +142,7 @@ class PayerRow(EntryRow):
     minutes_without_times: Literal["error", "warning"] = "error"
     substitution: list[_Substitution] = []
     bundled: list[_Bundled] = []
+    unbundled: list[_Bundled] = []
     kx_threshold: list[_KxThreshold] = []
 
     @model_validator(mode="after")
@@ -160,11 +162,21 @@ class PayerRow(EntryRow):
         years = [t.year for t in self.kx_threshold]
         if len(years) != len(set(years)):
             raise ValueError("kx_threshold lists a year twice")
+        both = sorted({b.code for b in self.bundled} & {u.code for u in self.unbundled})
+        if both:
+            raise ValueError(f"{', '.join(both)} is both bundled and unbundled")
         return self
+
+
+class BundledRow(EntryRow):
+    """A top-level ``[[bundled]]``: a code bundled for every payer profile by default."""
+
+    code: Code
 
 
 class PayersFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    bundled: list[dict[str, Any]] = []
     payer: list[dict[str, Any]]
 
 

@@ -61,6 +61,7 @@ def resolve_code(iv: Intervention, on: date, payer: PayerProfile, rulebook: Rule
     code, entry, sub_findings, sub_refs = substitute(iv.code, entry, on, payer, rulebook, ids=ids)
     out += sub_findings
     refs += sub_refs
+    refs += unbundled_refs(code, on, payer)
     bundled = bundling(code, on, payer, ids)
     if bundled is not None:
         return CodeStep(code=code, entry=None, findings=(*out, bundled), rule_refs=tuple(refs))
@@ -118,9 +119,11 @@ def substitute(
 
 
 def bundling(code: str, on: date, payer: PayerProfile, ids: tuple[str, ...]) -> Finding | None:
-    """A code the payer bundles is never paid separately: documented only (e.g. 97010)."""
+    """A code the payer bundles is never paid separately: documented only. 97010 is bundled for
+    every payer profile by default (domain.md §1, MED; for Medicare MCPM Pub. 100-04 Ch. 5 §20.2,
+    HIGH) unless the profile unbundles it on that date."""
     bundled = payer.bundled.get(code)
-    if bundled is None or not bundled.in_effect(on):
+    if bundled is None or not bundled.in_effect(on) or unbundled_refs(code, on, payer):
         return None
     return finding(
         FindingCode.CODE_BUNDLED,
@@ -129,6 +132,13 @@ def bundling(code: str, on: date, payer: PayerProfile, ids: tuple[str, ...]) -> 
         ids,
         code,
     )
+
+
+def unbundled_refs(code: str, on: date, payer: PayerProfile) -> list[str]:
+    """The payer's opt-out from a default bundling in effect for the code, if any: the line
+    names it, so the explanation says why a code bundled by default bills."""
+    unbundled = payer.unbundled.get(code)
+    return [unbundled.ref] if unbundled is not None and unbundled.in_effect(on) else []
 
 
 def is_evaluation(entry: CodeEntry) -> bool:

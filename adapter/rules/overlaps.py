@@ -15,7 +15,8 @@ def overlaps(services: Iterable[ResolvedService]) -> tuple[list[Finding], set[st
     """Timed services of one patient overlapping in time, and the ids held for it.
 
     Different codes at once: an error on both (the minutes would count twice); both are held.
-    The same code at once (two clinicians, or duplicate documentation): counted once, info.
+    The same code at once counts once (the union of the minutes): by two clinicians treating
+    together, info; by the same clinician (duplicate documentation), a warning to fix the note.
     """
     timed = sorted((s for s in services if s.entry.timed and s.span), key=lambda s: s.id)
     out: list[Finding] = []
@@ -34,8 +35,25 @@ def overlaps(services: Iterable[ResolvedService]) -> tuple[list[Finding], set[st
 
 
 def overlap_finding(a: ResolvedService, b: ResolvedService, mins: float) -> Finding:
-    """Same code and discipline: the minutes count once (info); else an error that holds both."""
+    """Same code and discipline: the minutes count once; else an error that holds both.
+
+    domain.md §5: the same clinician documenting one code twice over overlapping times is a
+    warning asking to fix the note (a clinician on both records). Different clinicians on one
+    code at once (PT and PTA, two PTs) are one patient-minute per minute (§1, MCPM §20.3) and,
+    for CQ/CO, time together is the therapist's (§3): nothing to fix, info.
+    """
     if a.code == b.code and a.discipline is b.discipline:
+        same = sorted(a.performer_ids & b.performer_ids)
+        if same:
+            return finding(
+                FindingCode.SAME_CODE_OVERLAP,
+                WARN,
+                f"{', '.join(same)} documented {a.code} twice over overlapping times "
+                f"({mins:g} min overlap): those minutes count once; fix the note so that each "
+                "minute is documented once",
+                (a.id, b.id),
+                a.code,
+            )
         return finding(
             FindingCode.SAME_CODE_OVERLAP,
             INFO,

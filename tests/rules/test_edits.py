@@ -6,6 +6,8 @@ import dataclasses
 from datetime import date
 from types import MappingProxyType
 
+import pytest
+
 from adapter.domain import FindingCode, MueEdit, PtpEdit, Rulebook, RuleSource, Severity
 from adapter.rules import evaluate
 
@@ -118,6 +120,51 @@ def test_chiropractic_manipulation_with_97140_other_region_gets_xs(rulebook: Rul
     assert sorted(lines(d)) == [("97140", 1, ("GP", "XS")), ("98940", 1, ())]
 
 
+@pytest.mark.parametrize("cmt", ["98940", "98941", "98942"])
+@pytest.mark.parametrize("code", ["97112", "97124"])
+def test_chiropractic_manipulation_with_97112_or_97124_same_region_not_reportable(
+    rulebook: Rulebook, cmt: str, code: str
+) -> None:
+    # domain.md §3 and §4: 98940-98942 pair with 97112, 97124 and 97140 (indicator 1, by region)
+    d = evaluate(
+        day(
+            iv("c", cmt, None, None, DC, body_site="lumbar"),
+            iv("m", code, 30, 15, PT, body_site="Lumbar"),
+        ),
+        rulebook,
+    )
+    assert units_by_code(d) == {cmt: 1}
+    (f,) = [f for f in d.findings if f.code is FindingCode.NCCI_NOT_DISTINCT]
+    assert f.severity is Severity.ERROR and f.intervention_ids == ("m",) and f.line_code == code
+    assert "m" in d.held_intervention_ids
+
+
+@pytest.mark.parametrize("cmt", ["98940", "98941", "98942"])
+@pytest.mark.parametrize("code", ["97112", "97124"])
+def test_chiropractic_manipulation_with_97112_or_97124_other_region_gets_xs(
+    rulebook: Rulebook, cmt: str, code: str
+) -> None:
+    d = evaluate(
+        day(
+            iv("c", cmt, None, None, DC, body_site="lumbar"),
+            iv("m", code, 30, 15, PT, body_site="cervical"),
+        ),
+        rulebook,
+    )
+    assert sorted(lines(d)) == [(code, 1, ("GP", "XS")), (cmt, 1, ())]
+    (m,) = [ln for ln in d.lines if ln.code == code]
+    assert f"ncci:{cmt}/{code}" in m.rule_refs
+    tricare = evaluate(
+        day(
+            iv("c", cmt, None, None, DC, body_site="lumbar"),
+            iv("m", code, 30, 15, PT, body_site="cervical"),
+            payer="tricare",
+        ),
+        rulebook,
+    )
+    assert (code, 1, ("GP", "59")) in lines(tricare)
+
+
 def test_mue_caps_units(rulebook: Rulebook) -> None:
     rb = with_mue(rulebook, "97112", 4)
     d = evaluate(day(iv("a", "97112", 0, 90)), rb)  # 6 units by time
@@ -156,6 +203,48 @@ def test_medicare_97014_reported_as_g0283(rulebook: Rulebook) -> None:
 
 def test_medicare_97010_bundled(rulebook: Rulebook) -> None:
     d = evaluate(day(iv("h", "97010", 0, 10), iv("a", "97110", 10, 15)), rulebook)
+    assert lines(d) == [("97110", 1, ("GP",))]
+    assert finding_codes(d)["code-bundled"] is Severity.INFO
+
+
+@pytest.mark.parametrize("payer", ["medicare", "medicaid", "tricare", "commercial"])
+def test_97010_bundled_for_every_payer_profile_by_default(rulebook: Rulebook, payer: str) -> None:
+    # domain.md §1: 97010 is bundled for every profile by default (most payers follow status B)
+    d = evaluate(day(iv("h", "97010", 0, 10), iv("a", "97110", 10, 15), payer=payer), rulebook)
+    assert lines(d) == [("97110", 1, ("GP",))]
+    (f,) = [f for f in d.findings if f.code is FindingCode.CODE_BUNDLED]
+    assert f.severity is Severity.INFO and f.intervention_ids == ("h",) and f.line_code == "97010"
+    assert "h" not in d.held_intervention_ids  # documented only: nothing to fix
+
+
+def test_a_profile_may_unbundle_97010_explicitly(rulebook: Rulebook) -> None:
+    commercial = rulebook.payers["commercial"]
+    assert "97010" in commercial.bundled
+    opt_out = dataclasses.replace(PROV, ref="payer:pays-hot-packs:unbundled:97010")
+    pays = dataclasses.replace(
+        commercial, id="pays-hot-packs", unbundled=MappingProxyType({"97010": opt_out})
+    )
+    rb = dataclasses.replace(
+        rulebook, payers=MappingProxyType({**rulebook.payers, "pays-hot-packs": pays})
+    )
+    d = evaluate(day(iv("h", "97010", 0, 10), iv("a", "97110", 10, 15), payer="pays-hot-packs"), rb)
+    assert sorted(lines(d)) == [("97010", 1, ("GP",)), ("97110", 1, ("GP",))]
+    assert "code-bundled" not in finding_codes(d)
+    (hot,) = [ln for ln in d.lines if ln.code == "97010"]
+    assert "payer:pays-hot-packs:unbundled:97010" in hot.rule_refs  # says why it bills
+    # an opt-out not yet in effect leaves the default bundling in place
+    later = dataclasses.replace(opt_out, effective_from=date(2027, 1, 1))
+    rb_later = dataclasses.replace(
+        rb,
+        payers=MappingProxyType(
+            {**rb.payers, "pays-hot-packs": dataclasses.replace(
+                pays, unbundled=MappingProxyType({"97010": later})
+            )}
+        ),
+    )  # fmt: skip
+    d = evaluate(
+        day(iv("h", "97010", 0, 10), iv("a", "97110", 10, 15), payer="pays-hot-packs"), rb_later
+    )
     assert lines(d) == [("97110", 1, ("GP",))]
     assert finding_codes(d)["code-bundled"] is Severity.INFO
 

@@ -175,6 +175,34 @@ def test_overlapping_timed_services_are_errors_and_never_count_twice(rulebook: R
     assert units_by_code(d) == {"97140": 1}
 
 
+def test_same_clinician_same_code_twice_over_overlapping_times_is_a_warning(
+    rulebook: Rulebook,
+) -> None:
+    # domain.md §5: the same clinician documenting one code twice over overlapping times is a
+    # warning asking to fix the note; the union of the minutes counts once (0-50: 50 min)
+    d = evaluate(day(iv("a", "97110", 0, 30, PT), iv("b", "97110", 20, 30, PT)), rulebook)
+    assert only(d, FindingCode.SAME_CODE_OVERLAP) == (WARN, ("a", "b"))
+    message = next(f.message for f in d.findings if f.code is FindingCode.SAME_CODE_OVERLAP)
+    assert "10 min" in message and "count once" in message and "fix the note" in message
+    assert lines(d) == [("97110", 3, ("GP",))]  # 50 min, never 60
+    assert d.lines[0].minutes == 50
+    assert not d.held_intervention_ids  # a warning bills
+
+
+def test_same_clinician_on_both_records_of_one_code_is_a_warning(rulebook: Rulebook) -> None:
+    # PT with PTA on one record, PT alone on an overlapping one: PT documented the code twice
+    d = evaluate(day(iv("a", "97110", 0, 30, PT, PTA), iv("b", "97110", 20, 30, PT)), rulebook)
+    assert only(d, FindingCode.SAME_CODE_OVERLAP) == (WARN, ("a", "b"))
+
+
+def test_pt_and_pta_on_one_code_at_once_count_once_as_info(rulebook: Rulebook) -> None:
+    # domain.md §1 and §3: two clinicians treating one patient at once give one patient-minute
+    # per minute, and time together counts as the therapist's: nothing to fix, info only
+    d = evaluate(day(iv("a", "97110", 0, 30, PT), iv("b", "97110", 15, 30, PTA)), rulebook)
+    assert only(d, FindingCode.SAME_CODE_OVERLAP) == (INFO, ("a", "b"))
+    assert sorted(lines(d)) == [("97110", 1, ("GP", "CQ")), ("97110", 2, ("GP",))]
+
+
 def test_same_clinician_with_another_patient_at_once(rulebook: Rulebook) -> None:
     busy = BusyPeriod(
         clinician_id=PT.id, start=T0 + timedelta(minutes=10), end=T0 + timedelta(minutes=40),
