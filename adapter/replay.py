@@ -24,7 +24,7 @@ from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.errors import InputError
 from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
-from adapter.intake.sources import InputFile, Item, document_items, expand, read
+from adapter.intake.sources import Deleted, InputFile, Item, document_items, expand, read
 from adapter.intake.spool import Spool
 from adapter.pipeline import DayResult, Options, process_day
 
@@ -49,6 +49,7 @@ class Summary:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     superseded: int = 0  # older copies of a resource replaced by a newer version
+    deleted: int = 0  # resources a history Bundle's DELETE entry removed
     ignored: int = 0  # resources of types replay does not use
     procedures: Counter[str] = field(default_factory=Counter)  # by status
     not_therapy: int = 0
@@ -99,6 +100,7 @@ class Summary:
             "procedures": dict(sorted(self.procedures.items())),
             "not_therapy": self.not_therapy,
             "superseded_versions": self.superseded,
+            "deleted": self.deleted,
             "ignored_resources": self.ignored,
             "patient_days": self.patient_days,
             "payers": dict(sorted(self.payers.items())),
@@ -179,7 +181,7 @@ def _output_name(name: str) -> str:
 
 
 def _spool_items(
-    items: Iterable[Item | Problem],
+    items: Iterable[Item | Deleted | Problem],
     spool: Spool,
     summary: Summary,
     index: int,
@@ -190,6 +192,9 @@ def _spool_items(
     for n, item in enumerate(items, start=1):
         if isinstance(item, Problem):
             summary.note(item)
+            continue
+        if isinstance(item, Deleted):
+            spool.delete(item.kind, item.id, item.version)
             continue
         spool.add(item.resource, file=index, where=item.where, full_url=item.full_url)
         report.resources += 1
@@ -204,6 +209,7 @@ def _finish(spool: Spool, summary: Summary) -> None:
     summary.problem_count += spool.problem_count - len(spool.problems)
     summary.procedures.update(spool.status_counts())
     summary.superseded += spool.stats.superseded
+    summary.deleted += spool.deleted_count()
     summary.ignored += spool.stats.ignored
 
 

@@ -78,7 +78,9 @@ class Intervention:
     group: bool = False
     diagnosis: bool = False
     note: str = ""
-    body_site: str | None = None
+    #: every documented body site, each as its codings (``system|code``) and its lowercased text
+    #: and displays: two services share a region when they share one of these
+    body_sites: tuple[str, ...] = ()
     time_error: str | None = None  # the documented time could not be read (e.g. no UTC offset)
 
 

@@ -30,6 +30,7 @@ from adapter.fhir import codes
 from adapter.fhir.clinicians import Clinicians
 from adapter.fhir.coding import (
     ResolvedCode,
+    codings,
     concepts,
     documented_code,
     has_diagnosis,
@@ -186,6 +187,20 @@ def service_day(
     )
 
 
+def _body_sites(value: Any) -> tuple[str, ...]:
+    """Every body site of a procedure (a manipulation lists each region), as its codings
+    (``system|code``) and its texts, lowercased."""
+    keys: list[str] = []
+    for concept in concepts(value):
+        keys += [
+            f"{c['system']}|{c['code']}"
+            for c in codings(concept)
+            if isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+        ]
+        keys += [t.strip().lower() for t in texts(concept) if t.strip()]
+    return tuple(dict.fromkeys(keys))
+
+
 def _created(
     evaluated_at: datetime | None, zone: tzinfo | None, recorded: str | None, service_date: str
 ) -> str:
@@ -292,7 +307,7 @@ class _DayParser:
         enc_key = self.lookup.key_of(enc_ref) if enc_ref else None
         if enc_key and enc_key not in self.encounter_keys:
             self.encounter_keys.append(enc_key)
-        site = next(iter(texts(next(iter(concepts(proc.get("bodySite"))), None))), None)
+        sites = _body_sites(proc.get("bodySite"))
         self.iv_dx[key] = [self._diagnosis(c) for c in icd_codings(proc, self.rulebook)]
         for ref in as_list(proc.get("reasonReference")):
             self.iv_dx[key] += self._conditions(reference_of(ref))
@@ -310,7 +325,7 @@ class _DayParser:
                 group=_is_group(proc),
                 diagnosis=has_diagnosis(proc, self.rulebook, "reasonCode", "reasonReference"),
                 note=_note(proc),
-                body_site=site.lower() if site else None,
+                body_sites=sites,
                 time_error=start_err or end_err,
             )
         )

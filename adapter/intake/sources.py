@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import IO, Any
 
 from adapter.errors import InputError
 from adapter.fhir.parse import Problem
+from adapter.fhir.refs import is_id
 
 BUNDLE_TYPES = frozenset({"collection", "transaction", "batch", "searchset", "history"})
 SUFFIXES = (".json", ".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
@@ -33,6 +35,41 @@ class Item:
     resource: dict[str, Any]
     where: str
     full_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A history Bundle's ``DELETE`` entry: ``kind/id`` is gone as of ``version`` (a ``meta``
+    with the delete's versionId and lastModified, ranked like a resource's)."""
+
+    kind: str
+    id: str
+    version: dict[str, Any]
+    where: str
+
+
+_DELETED_URL = re.compile(
+    r"^(?:.*/)?(?P<kind>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/(?P<v>[^/]+))?$"
+)
+_ETAG = re.compile(r'^(?:W/)?"(?P<v>[^"]+)"$')
+
+
+def _deleted(entry: dict[str, Any], where: str) -> Deleted | Problem:
+    """A DELETE entry as a ``Deleted`` (a conditional or malformed one: a ``Problem``)."""
+    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+    url = request.get("url") if isinstance(request, dict) else None
+    match = _DELETED_URL.match(url) if isinstance(url, str) else None
+    if match is None or not is_id(match["id"]):
+        return Problem(where, "DELETE entry without a Type/id url (a conditional delete): skipped")
+    response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
+    etag = _ETAG.match(str((response or {}).get("etag", "")))
+    version = match["v"] or (etag["v"] if etag else None)
+    modified = (response or {}).get("lastModified")
+    meta = {
+        **({"versionId": version} if version else {}),
+        **({"lastUpdated": modified} if isinstance(modified, str) else {}),
+    }
+    return Deleted(match["kind"], match["id"], {"resourceType": match["kind"], "meta": meta}, where)
 
 
 def _is_input(path: Path) -> bool:
@@ -72,7 +109,7 @@ def _open(path: Path) -> IO[str]:
     return path.open(encoding="utf-8")
 
 
-def read(file: InputFile) -> Iterator[Item | Problem]:
+def read(file: InputFile) -> Iterator[Item | Deleted | Problem]:
     """Stream the resources of one input file."""
     if ".ndjson" in file.path.name or ".jsonl" in file.path.name:
         yield from _read_ndjson(file)
@@ -80,7 +117,7 @@ def read(file: InputFile) -> Iterator[Item | Problem]:
         yield from _read_json(file)
 
 
-def _read_ndjson(file: InputFile) -> Iterator[Item | Problem]:
+def _read_ndjson(file: InputFile) -> Iterator[Item | Deleted | Problem]:
     try:
         with _open(file.path) as fh:
             for n, line in enumerate(fh, start=1):
@@ -100,7 +137,7 @@ def _read_ndjson(file: InputFile) -> Iterator[Item | Problem]:
         raise InputError(f"{file.name}: cannot be read: {err}") from None
 
 
-def _read_json(file: InputFile) -> Iterator[Item | Problem]:
+def _read_json(file: InputFile) -> Iterator[Item | Deleted | Problem]:
     try:
         with _open(file.path) as fh:
             doc = json.load(fh)
@@ -111,7 +148,7 @@ def _read_json(file: InputFile) -> Iterator[Item | Problem]:
     yield from document_items(doc, file.name)
 
 
-def document_items(doc: Any, name: str) -> Iterator[Item | Problem]:
+def document_items(doc: Any, name: str) -> Iterator[Item | Deleted | Problem]:
     """The resources of one parsed JSON document: a Bundle's entries, or the resource itself."""
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         raise InputError(f"{name}: not a FHIR resource or Bundle (no resourceType)")
@@ -133,7 +170,7 @@ def document_items(doc: Any, name: str) -> Iterator[Item | Problem]:
             continue
         request = entry.get("request")
         if isinstance(request, dict) and request.get("method") == "DELETE":
-            yield Problem(where, "DELETE entries are not replayed")
+            yield _deleted(entry, where)  # the resource is gone as of that version
             continue
         search = entry.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":

@@ -51,6 +51,7 @@ CREATE INDEX links_owner ON links(kind, owner);
 CREATE INDEX links_key ON links(key);
 CREATE TABLE identifiers(ident TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(ident, key));
 CREATE INDEX identifiers_key ON identifiers(key);
+CREATE TABLE deleted(key TEXT PRIMARY KEY, rank TEXT NOT NULL);
 """
 #: resource type -> (the element naming its owner, the link kind)
 _LINKS = {
@@ -135,6 +136,12 @@ class Spool:
                 "INSERT OR REPLACE INTO aliases VALUES (?, ?)", (ref_key(full_url), key)
             )
         rank = _rank(resource)
+        gone = self.db.execute("SELECT rank FROM deleted WHERE key = ?", (key,)).fetchone()
+        if gone is not None:
+            if not _newer(gone[0], rank):
+                self.stats.superseded += 1  # an older version than the delete already read
+                return
+            self.db.execute("DELETE FROM deleted WHERE key = ?", (key,))  # re-created since
         row = self.db.execute("SELECT rank FROM resources WHERE key = ?", (key,)).fetchone()
         if row is not None:
             self.stats.superseded += 1
@@ -175,6 +182,30 @@ class Spool:
         )
         for ident in idents:
             self._cache.pop(ident, None)
+
+    def deleted_count(self) -> int:
+        """Resources the input deleted (a history Bundle's DELETE entries) and never re-created."""
+        return int(self.db.execute("SELECT COUNT(*) FROM deleted").fetchone()[0])
+
+    def delete(self, kind: str, rid: str, version: Resource) -> None:
+        """A delete read from the input (a history Bundle's ``DELETE`` entry): the resource is
+        gone unless a newer version is read (``version``: the delete's ``meta``, ranked as a
+        resource's). The version it removes is counted superseded; ``deleted_count`` tells how
+        many resources stay deleted."""
+        if kind not in _KEPT:
+            self.stats.ignored += 1
+            return
+        key = f"{kind}/{rid}"
+        rank = _rank(version)
+        row = self.db.execute("SELECT rank FROM resources WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            if not _newer(row[0], rank):
+                return  # a newer version than the delete: it stands
+            self.stats.superseded += 1
+            self._forget(key)
+        gone = self.db.execute("SELECT rank FROM deleted WHERE key = ?", (key,)).fetchone()
+        if gone is None or _newer(gone[0], rank):
+            self.db.execute("INSERT OR REPLACE INTO deleted VALUES (?, ?)", (key, rank))
 
     def _key(self, resource: Resource, where: str, full_url: str | None) -> str | None:
         """The spool key of a resource worth keeping (``Type/id``, or its ``urn:uuid``); None

@@ -240,12 +240,15 @@ def spans_distinct(a: Iterable[ResolvedService], b: Iterable[ResolvedService]) -
 
 
 def regions_distinct(a: Iterable[ResolvedService], b: Iterable[ResolvedService]) -> bool:
-    """Every service has a body site and the two sides share none (case-insensitive)."""
-    ra = [s.iv.body_site for s in a]
-    rb = [s.iv.body_site for s in b]
-    if any(r is None for r in ra + rb):
+    """Every service names a body site and no site of one side is a site of the other (a
+    manipulation of several regions shares each of them; a site is its coding or its text,
+    case-insensitive)."""
+    sa, sb = list(a), list(b)
+    if any(not s.iv.body_sites for s in sa + sb):
         return False
-    return not ({r.lower() for r in ra if r} & {r.lower() for r in rb if r})
+    ra = {r.lower() for s in sa for r in s.iv.body_sites}
+    rb = {r.lower() for s in sb for r in s.iv.body_sites}
+    return not (ra & rb)
 
 
 # -- MUE and review thresholds ---------------------------------------------------------------------

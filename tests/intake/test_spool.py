@@ -40,3 +40,44 @@ def test_a_newer_version_replaces_the_cached_copy() -> None:
         assert spool.roles_of("Practitioner/p1") == []
     finally:
         spool.close()
+
+
+def _gone(version: str) -> dict[str, object]:
+    return {"resourceType": "PractitionerRole", "meta": {"versionId": version}}
+
+
+def test_a_delete_removes_the_versions_before_it_in_any_order() -> None:
+    """A history Bundle's DELETE entry (newest first, or oldest first) removes the resource; a
+    newer version read afterwards re-creates it (found in the real-world corpus: the delete was
+    reported and ignored, so a deleted procedure billed)."""
+    for order in ("create-then-delete", "delete-then-create"):
+        spool = Spool()
+        try:
+            if order == "create-then-delete":
+                spool.add(role("r1", "Practitioner/p1"), file=0, where="x")
+            spool.delete("PractitionerRole", "r1", _gone("2"))
+            if order == "delete-then-create":
+                spool.add(role("r1", "Practitioner/p1"), file=0, where="x")
+            spool.clear_cache()
+            assert spool.get("PractitionerRole/r1") is None, order
+            assert spool.roles_of("Practitioner/p1") == [], order
+            assert spool.deleted_count() == 1 and spool.stats.superseded == 1, order
+            spool.add(role("r1", "Practitioner/p3", version="3"), file=0, where="z")
+            spool.clear_cache()
+            assert (spool.get("PractitionerRole/r1") or {})["meta"]["versionId"] == "3"
+            assert spool.deleted_count() == 0
+        finally:
+            spool.close()
+
+
+def test_a_delete_older_than_the_version_read_changes_nothing() -> None:
+    spool = Spool()
+    try:
+        spool.add(role("r1", "Practitioner/p1", version="5"), file=0, where="x")
+        spool.delete("PractitionerRole", "r1", _gone("4"))
+        assert (spool.get("PractitionerRole/r1") or {})["meta"]["versionId"] == "5"
+        assert spool.deleted_count() == 0  # it was not deleted: a newer version stands
+        spool.add(role("r1", "Practitioner/p1", version="3"), file=0, where="y")
+        assert (spool.get("PractitionerRole/r1") or {})["meta"]["versionId"] == "5"
+    finally:
+        spool.close()

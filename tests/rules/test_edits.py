@@ -100,8 +100,8 @@ def test_chiropractic_manipulation_with_97140_same_region_not_reportable(
 ) -> None:
     d = evaluate(
         day(
-            iv("c", "98940", None, None, DC, body_site="lumbar"),
-            iv("m", "97140", 30, 15, PT, body_site="lumbar"),
+            iv("c", "98940", None, None, DC, body_sites=("lumbar",)),
+            iv("m", "97140", 30, 15, PT, body_sites=("lumbar",)),
         ),
         rulebook,
     )
@@ -112,8 +112,8 @@ def test_chiropractic_manipulation_with_97140_same_region_not_reportable(
 def test_chiropractic_manipulation_with_97140_other_region_gets_xs(rulebook: Rulebook) -> None:
     d = evaluate(
         day(
-            iv("c", "98940", None, None, DC, body_site="lumbar"),
-            iv("m", "97140", 30, 15, PT, body_site="cervical"),
+            iv("c", "98940", None, None, DC, body_sites=("lumbar",)),
+            iv("m", "97140", 30, 15, PT, body_sites=("cervical",)),
         ),
         rulebook,
     )
@@ -128,8 +128,8 @@ def test_chiropractic_manipulation_with_97112_or_97124_same_region_not_reportabl
     # domain.md §3 and §4: 98940-98942 pair with 97112, 97124 and 97140 (indicator 1, by region)
     d = evaluate(
         day(
-            iv("c", cmt, None, None, DC, body_site="lumbar"),
-            iv("m", code, 30, 15, PT, body_site="Lumbar"),
+            iv("c", cmt, None, None, DC, body_sites=("lumbar",)),
+            iv("m", code, 30, 15, PT, body_sites=("Lumbar",)),
         ),
         rulebook,
     )
@@ -146,8 +146,8 @@ def test_chiropractic_manipulation_with_97112_or_97124_other_region_gets_xs(
 ) -> None:
     d = evaluate(
         day(
-            iv("c", cmt, None, None, DC, body_site="lumbar"),
-            iv("m", code, 30, 15, PT, body_site="cervical"),
+            iv("c", cmt, None, None, DC, body_sites=("lumbar",)),
+            iv("m", code, 30, 15, PT, body_sites=("cervical",)),
         ),
         rulebook,
     )
@@ -156,13 +156,32 @@ def test_chiropractic_manipulation_with_97112_or_97124_other_region_gets_xs(
     assert f"ncci:{cmt}/{code}" in m.rule_refs
     tricare = evaluate(
         day(
-            iv("c", cmt, None, None, DC, body_site="lumbar"),
-            iv("m", code, 30, 15, PT, body_site="cervical"),
+            iv("c", cmt, None, None, DC, body_sites=("lumbar",)),
+            iv("m", code, 30, 15, PT, body_sites=("cervical",)),
             payer="tricare",
         ),
         rulebook,
     )
     assert (code, 1, ("GP", "59")) in lines(tricare)
+
+
+def test_a_manipulation_of_several_regions_shares_each_of_them(rulebook: Rulebook) -> None:
+    """98941 over cervical, thoracic and lumbar with 97112 on the lumbar spine: the same region,
+    so 97112 is not billed (found in the real-world corpus: only the first bodySite was read,
+    so 97112 billed with 59). A coded site matches its coding whatever the text says; a service
+    that names no site is never distinct by region."""
+    cmt = iv("c", "98941", None, None, DC, body_sites=("cervical", "thoracic", "lumbar"))
+    d = evaluate(day(cmt, iv("m", "97112", 30, 15, PT, body_sites=("lumbar",))), rulebook)
+    assert units_by_code(d) == {"98941": 1} and "m" in d.held_intervention_ids
+    sct = "http://snomed.info/sct|122496007"  # lumbar spine structure
+    coded = iv("c", "98940", None, None, DC, body_sites=(sct, "low back"))
+    d = evaluate(day(coded, iv("m", "97140", 30, 15, PT, body_sites=(sct, "lumbar"))), rulebook)
+    assert units_by_code(d) == {"98940": 1}
+    d = evaluate(day(iv("c", "98940", None, None, DC, body_sites=("lumbar",)),
+                     iv("m", "97140", 30, 15, PT)), rulebook)  # fmt: skip
+    assert units_by_code(d) == {"98940": 1}
+    d = evaluate(day(cmt, iv("m", "97112", 30, 15, PT, body_sites=("left shoulder",))), rulebook)
+    assert ("97112", 1, ("GP", "XS")) in lines(d)
 
 
 def test_mue_caps_units(rulebook: Rulebook) -> None:
@@ -311,8 +330,8 @@ def test_two_distinct_service_reasons_give_one_modifier_not_a_crash(rulebook: Ru
     d = evaluate(
         day(
             iv("e", "97161", 0, 30),
-            iv("m", "97140", 30, 30, PTA, body_site="lumbar"),
-            iv("c", "98940", 70, 10, DC, body_site="cervical"),
+            iv("m", "97140", 30, 30, PTA, body_sites=("lumbar",)),
+            iv("c", "98940", 70, 10, DC, body_sites=("cervical",)),
             kx_spend=KxSpend(pt_slp=Decimal("5000")),
         ),
         rulebook,
