@@ -80,7 +80,23 @@ def test_every_fixture_replay_posted_twice_duplicates_nothing(
             status, outcome = fresh_fhir.request("POST", "", as_transaction_any(source))
             assert status == 200, (case, outcome)
     replay([FIXTURES / c for c in cases], tmp_path, load_rulebook(), Options())
+    _post_twice(fresh_fhir, sorted(tmp_path.rglob("*.transaction.json")))
+
+
+def test_every_real_world_replay_posted_twice_duplicates_nothing(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """The real-world corpus's output (contained and identifier-only references written as
+    logical references, absolute and conditional ones resolved), posted twice: nothing new."""
+    corpus = Path(__file__).resolve().parent / "realworld"
+    cases = sorted(p.parent for p in corpus.glob("*/expected.toml"))
+    replay(cases, tmp_path, load_rulebook(), Options())
     outputs = sorted(tmp_path.rglob("*.transaction.json"))
+    assert len(outputs) >= len(cases)
+    _post_twice(fresh_fhir, outputs)
+
+
+def _post_twice(fresh_fhir: FhirServer, outputs: list[Path]) -> None:
     first: set[str] = set()
     for path in outputs:
         status, resp = fresh_fhir.request("POST", "", json.loads(path.read_text()))
