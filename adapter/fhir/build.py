@@ -185,9 +185,9 @@ def _claim(
     options: BuildOptions,
 ) -> Resource:
     """The day's draft professional Claim: one item per line, pointing at its ChargeItem."""
-    team = list(
-        dict.fromkeys(p for ln in decision.lines for p in _performers(ln.intervention_ids, facts))
-    )
+    performed = [p for ln in decision.lines for p in _performers(ln.intervention_ids, facts)]
+    supervising = [p for ln in decision.lines for p in _supervisors(ln, facts)]
+    team = list(dict.fromkeys([*performed, *supervising]))
     diagnoses: list[Resource] = []
     for n, d in enumerate(facts.diagnoses, start=1):
         kind = {"type": [_concept(codes.DIAGNOSIS_TYPE, "principal" if n == 1 else "clinical")]}
@@ -232,9 +232,7 @@ def _claim(
                     {
                         "sequence": n,
                         "provider": _ref(p, facts),
-                        "role": _concept(
-                            codes.CARE_TEAM_ROLE, "assist" if p in facts.assistants else "primary"
-                        ),
+                        "role": _concept(codes.CARE_TEAM_ROLE, _role(p, performed, facts)),
                     }
                     for n, p in enumerate(team, 1)
                 ]
@@ -247,6 +245,21 @@ def _claim(
         "item": items,
     }
     return _entry(claim, codes.ID_CLAIM, facts.day.key, options.write_mode, facts.day)
+
+
+def _supervisors(line: ChargeLine, facts: DayFacts) -> list[str]:
+    """The therapists supervising a line an assistant furnished alone."""
+    return list(
+        dict.fromkeys(p for i in line.intervention_ids for p in facts.supervisors.get(i, ()))
+    )
+
+
+def _role(member: str, performed: Sequence[str], facts: DayFacts) -> str:
+    """A care team member's role: ``primary`` for a therapist who furnished a line,
+    ``assist`` for an assistant, ``supervisor`` for a therapist who only supervised."""
+    if member in facts.assistants:
+        return "assist"
+    return "primary" if member in performed else "supervisor"
 
 
 def _concept(system: str, code: str) -> Resource:
@@ -272,7 +285,8 @@ def _claim_item(
     place: str | None,
 ) -> Resource:
     """Claim item ``n`` for one line (at most four diagnosis pointers, as an 837P line)."""
-    people = _performers(line.intervention_ids, facts)
+    people = list(dict.fromkeys([*_performers(line.intervention_ids, facts),
+                                 *_supervisors(line, facts)]))  # fmt: skip
     encounter = _encounter_of(line.intervention_ids, facts)
     modifiers = [
         {"coding": [{"system": codes.modifier_system(m), "code": m}]} for m in line.modifiers

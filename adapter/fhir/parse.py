@@ -104,6 +104,9 @@ class DayFacts:
     assistants: frozenset[str] = frozenset()  # clinician ids of assistants (PTA, COTA, SLPA)
     #: the CMS place of service the day's encounters say (class HH: 12, home), else None
     place_of_service: str | None = None
+    #: intervention id -> the supervising therapists (on its encounter, of its discipline) of
+    #: a service an assistant furnished alone
+    supervisors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     created: str = ""  # Claim.created: the evaluation's date (the shell's clock)
 
 
@@ -180,11 +183,34 @@ def service_day(
             p.id for iv in parser.interventions for p in iv.performers if p.assistant
         ),
         place_of_service="12" if "HH" in parser.encounter_classes else None,
+        supervisors=_supervisors(parser.interventions, encounters),
         created=_created(evaluated_at, zone, latest(parser.recorded), service_date),
     )
     return ParsedDay(
         day=day, facts=facts, problems=tuple(parser.problems), not_therapy=tuple(parser.not_therapy)
     )
+
+
+def _supervisors(
+    interventions: Sequence[Intervention], encounters: Sequence[EncounterContext]
+) -> dict[str, tuple[str, ...]]:
+    """For each service only assistants furnished: the therapists of their discipline among
+    its encounter's participants (who supervise it)."""
+    by_id = {e.id: e for e in encounters}
+    out: dict[str, tuple[str, ...]] = {}
+    for iv in interventions:
+        if not iv.performers or not all(p.assistant for p in iv.performers):
+            continue
+        enc = by_id.get(iv.encounter_id or "")
+        kinds = {p.discipline for p in iv.performers}
+        found = [
+            p.id
+            for p in (enc.participants if enc else ())
+            if not p.assistant and p.discipline in kinds
+        ]
+        if found:
+            out[iv.id] = tuple(dict.fromkeys(found))
+    return out
 
 
 def _body_sites(value: Any) -> tuple[str, ...]:

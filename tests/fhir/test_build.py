@@ -230,3 +230,22 @@ def test_a_site_modifier_extension_url(rulebook: Rulebook) -> None:
     out, _, _ = full(day_bundle(), rulebook, Options(build=BuildOptions(modifier_extension=url)))
     urls = {x["url"] for c in by_type(out, "ChargeItem") for x in c.get("extension", [])}
     assert url in urls and codes.EXT_MODIFIER not in urls
+
+
+def test_the_supervising_therapist_of_an_assistants_line_is_on_the_care_team(
+    rulebook: Rulebook,
+) -> None:
+    """A PTA alone with the PT on the encounter: the PT is the line's supervisor (the 837P's
+    supervising provider), the PTA its assistant; the item names both."""
+    only_pta = bundle(
+        *context(), procedure("b", "97110", at("09:30"), at("10:00"), "PractitionerRole/r-pta")
+    )
+    out, _ = evaluate_bundle(only_pta, rulebook)
+    (claim,) = by_type(out, "Claim")
+    roles = {t["provider"]["reference"]: (t["sequence"], t["role"]["coding"][0]["code"])
+             for t in claim["careTeam"]}  # fmt: skip
+    assert {k: v[1] for k, v in roles.items()} == {
+        "Practitioner/pta": "assist", "Practitioner/pt": "supervisor"
+    }  # fmt: skip
+    (item,) = claim["item"]
+    assert item["careTeamSequence"] == [roles["Practitioner/pta"][0], roles["Practitioner/pt"][0]]
