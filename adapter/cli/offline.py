@@ -115,4 +115,13 @@ def check_mappings(directory: Path) -> int:
     print(f"  NCCI PTP edits    {ptp} ({cms_ptp} from CMS files)")
     print(f"  MUE values        {mue}")
     print(f"  unit thresholds   {len(rulebook.unit_thresholds)}")
+    money = rulebook.money
+    rows = sum(len(v) for v in money.chargemaster.values())
+    print(f"  chargemaster      {rows} prices for {len(money.chargemaster)} codes")
+    for year, fs in sorted(money.fee_schedule.items()):
+        print(f"  fee schedule      {year}: {len(fs.rvus)} codes, locality {fs.gpci.mac}-"
+              f"{fs.gpci.locality} ({fs.gpci.name}), CF ${fs.conversion_factor}, "
+              f"{fs.setting}")  # fmt: skip
+    payers = sorted({p for p, _ in money.contracts})
+    print(f"  contract rates    {', '.join(payers) or 'none'}")
     return 0

@@ -15,7 +15,16 @@ from adapter.domain.day import (
     PatientDay,
     ServiceDay,
 )
-from adapter.domain.decision import ChargeLine, CodeMinutes, Decision, Finding
+from adapter.domain.decision import ChargeLine, CodeMinutes, Decision, Finding, LinePrice
+from adapter.domain.money import (
+    Adjustment,
+    CdmEntry,
+    ContractRate,
+    FeeScheduleYear,
+    Gpci,
+    MoneyRules,
+    Rvu,
+)
 from adapter.domain.rulebook import (
     CodeEntry,
     ConceptTarget,
@@ -50,7 +59,9 @@ from adapter.domain.terms import (
 
 __all__ = [
     "BILLING_FINDINGS",
+    "Adjustment",
     "BusyPeriod",
+    "CdmEntry",
     "ChargeLine",
     "Clinician",
     "CodeEntry",
@@ -58,20 +69,25 @@ __all__ = [
     "CodeMinutes",
     "CodeSource",
     "ConceptTarget",
+    "ContractRate",
     "CoverageRule",
     "CoverageStatus",
     "Decision",
     "Discipline",
     "EncounterContext",
     "EvaluationLimits",
+    "FeeScheduleYear",
     "Finding",
     "FindingCode",
+    "Gpci",
     "IntakeRules",
     "Intervention",
     "KxGroup",
     "KxSpend",
     "KxThreshold",
+    "LinePrice",
     "ModifierRules",
+    "MoneyRules",
     "MueEdit",
     "NoteRules",
     "PatientDay",
@@ -81,6 +97,7 @@ __all__ = [
     "RoleEntry",
     "RuleSource",
     "Rulebook",
+    "Rvu",
     "ServiceDay",
     "Severity",
     "Substitution",

@@ -9,8 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from adapter.domain.terms import Discipline, FindingCode, Severity, UnitMethod
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinePrice:
+    """What a line is billed at (the chargemaster's unit price times units) and what the payer
+    is expected to allow, each with the steps that produced it."""
+
+    unit_price: Decimal | None = None  # None: no chargemaster row (an error finding says so)
+    net: Decimal | None = None
+    cdm_code: str | None = None
+    allowed: Decimal | None = None  # None: no fee schedule or contract rate for the line
+    steps: tuple[str, ...] = ()  # the arithmetic, in words
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +39,7 @@ class ChargeLine:
     method: str
     rule_refs: tuple[str, ...]
     reasons: tuple[str, ...]
+    price: LinePrice = LinePrice()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +78,22 @@ class Decision:
     findings: tuple[Finding, ...]
     minutes: tuple[CodeMinutes, ...]
     explanation: tuple[str, ...]
+
+    @property
+    def total(self) -> Decimal | None:
+        """The day's billed charges (Σ net), when every line is priced."""
+        nets = [ln.price.net for ln in self.lines]
+        if None in nets:
+            return None
+        return sum((n for n in nets if n is not None), Decimal("0.00"))
+
+    @property
+    def allowed_total(self) -> Decimal | None:
+        """The day's expected allowed amount, when every line has one."""
+        amounts = [ln.price.allowed for ln in self.lines]
+        if None in amounts:
+            return None
+        return sum((a for a in amounts if a is not None), Decimal("0.00"))
 
     @property
     def held_intervention_ids(self) -> frozenset[str]:

@@ -7,26 +7,15 @@ citation, the confidence and the dates it is in effect.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from adapter.domain.money import MoneyRules
+from adapter.domain.source import RuleSource
 from adapter.domain.terms import CodeKind, Discipline, KxGroup, Pooling, Severity, UnitMethod
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleSource:
-    """Where a rule entry comes from and when it applies (both ends inclusive): ``ref`` is the
-    reference stamped on what it produces (``rule_refs``), ``citation`` the text it rests on."""
-
-    ref: str
-    citation: str
-    confidence: str
-    effective_from: date
-    effective_to: date | None = None
-
-    def in_effect(self, on: date) -> bool:
-        return self.effective_from <= on and (self.effective_to is None or on <= self.effective_to)
+__all__ = ["MoneyRules", "RuleSource"]  # re-exported: defined apart so money.py can use them
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +217,7 @@ class Rulebook:
     notes: NoteRules
     modifiers: ModifierRules
     intake: IntakeRules
+    money: MoneyRules = field(default_factory=MoneyRules)
 
     def code(self, code: str, on: date) -> CodeEntry | None:
         """The catalog entry for ``code`` in effect on ``on``."""

@@ -119,6 +119,7 @@ class FindingCode(StrEnum):
     KX_THRESHOLD_UNKNOWN = "kx-threshold-unknown"
     COVERAGE_MISSING = "coverage-missing"
     COVERAGE_TYPE_UNKNOWN = "coverage-type-unknown"
+    NO_PRICE = "no-price"
 
 
 #: Who must act on a finding: the clinician (fix the documentation) or the billing office.
@@ -133,6 +134,7 @@ BILLING_FINDINGS = frozenset(
         FindingCode.KX_SPEND_UNKNOWN,
         FindingCode.KX_THRESHOLD_UNKNOWN,
         FindingCode.COVERAGE_MISSING,
+        FindingCode.NO_PRICE,
         FindingCode.COVERAGE_TYPE_UNKNOWN,
     }
 )

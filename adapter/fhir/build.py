@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from adapter.domain import BILLING_FINDINGS, ChargeLine, Decision, Finding, PatientDay, Severity
@@ -142,6 +143,7 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
                 {"url": codes.EXT_METHOD, "valueCode": line.method},
                 {"url": codes.EXT_MINUTES, "valueInteger": line.minutes},
                 *({"url": codes.EXT_RULE_REF, "valueString": r} for r in line.rule_refs),
+                *_allowed_ext(line),
             ],
             "identifier": [{"system": codes.ID_CHARGE_ITEM, "value": value}],
             "status": "billable",
@@ -153,6 +155,11 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
                 {"performer": [{"actor": _ref(p, facts)} for p in performers]} if performers else {}
             ),
             "quantity": {"value": line.units},
+            **(
+                {"priceOverride": money(line.price.unit_price)}
+                if line.price.unit_price is not None
+                else {}
+            ),
             **(
                 {"reason": [{"coding": [c]} for c in icd]}
                 if (icd := _line_icd(line, facts))
@@ -243,6 +250,8 @@ def _claim(
         **({"diagnosis": diagnoses} if diagnoses else {}),
         "insurance": [{"sequence": 1, "focal": True, "coverage": coverage}],
         "item": items,
+        # the day's charges, when every line is priced (an unpriced line has an error finding)
+        **({"total": money(total)} if (total := decision.total) is not None else {}),
     }
     return _entry(claim, codes.ID_CLAIM, facts.day.key, options.write_mode, facts.day)
 
@@ -291,8 +300,12 @@ def _claim_item(
     modifiers = [
         {"coding": [{"system": codes.modifier_system(m), "code": m}]} for m in line.modifiers
     ]
+    price = line.price
     return {
-        "extension": [{"url": codes.EXT_CHARGE_ITEM, "valueReference": {"reference": url}}],
+        "extension": [
+            {"url": codes.EXT_CHARGE_ITEM, "valueReference": {"reference": url}},
+            *_allowed_ext(line),
+        ],
         "sequence": n,
         **({"careTeamSequence": [team.index(p) + 1 for p in people]} if people else {}),
         **({"diagnosisSequence": diagnosis_sequence} if diagnosis_sequence else {}),
@@ -303,8 +316,23 @@ def _claim_item(
         "servicedDate": facts.day.service_date.isoformat(),
         **({"locationCodeableConcept": _concept(codes.PLACE_OF_SERVICE, place)} if place else {}),
         "quantity": {"value": line.units},
+        **({"unitPrice": money(price.unit_price)} if price.unit_price is not None else {}),
+        **({"net": money(price.net)} if price.net is not None else {}),
         **({"encounter": [_ref(encounter, facts)]} if encounter else {}),
     }
+
+
+def money(amount: Decimal) -> Resource:
+    """A FHIR Money in US dollars (a whole amount as an integer, else two decimals)."""
+    value: int | float = int(amount) if amount == amount.to_integral() else float(amount)
+    return {"value": value, "currency": "USD"}
+
+
+def _allowed_ext(line: ChargeLine) -> list[Resource]:
+    """The expected allowed amount, when known."""
+    if line.price.allowed is None:
+        return []
+    return [{"url": codes.EXT_ALLOWED, "valueMoney": money(line.price.allowed)}]
 
 
 def _sentence(f: Finding) -> str:

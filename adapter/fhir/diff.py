@@ -128,7 +128,19 @@ def _content(resource: Resource, *also: str) -> str:
     and ``also``."""
     ignored = ("id", "meta", "text", "created", *also)
     trimmed = {k: v for k, v in resource.items() if k not in ignored}
-    return json.dumps(trimmed, sort_keys=True)
+    return json.dumps(_numbers(trimmed), sort_keys=True)
+
+
+def _numbers(value: Any) -> Any:
+    """Numbers as a server may give them back: 95.0 and 95 are the same decimal (a server that
+    normalises them must not look like a change every time)."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _locked(claim: Resource) -> bool:

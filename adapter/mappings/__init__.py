@@ -34,6 +34,7 @@ from adapter.mappings.fhir import load_fhir
 from adapter.mappings.files import FILES, MANIFEST, parse, read_mappings_dir
 from adapter.mappings.limits import load_limits
 from adapter.mappings.modifiers import load_modifiers
+from adapter.mappings.money import load_money
 from adapter.mappings.ncci import load_ncci
 from adapter.mappings.payers import load_payers
 from adapter.mappings.rows import Manifest
@@ -65,6 +66,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
     notes = load_documentation(mappings)
     modifiers = load_modifiers(mappings, payers)
     intake = load_fhir(mappings, codes.codes, payers)
+    money = load_money(mappings, set(payers))
     return Rulebook(
         version=f"{manifest.version}+{mappings.fingerprint.short()}",
         codes=codes.codes,
@@ -78,4 +80,5 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         notes=notes,
         modifiers=modifiers,
         intake=intake,
+        money=money,
     )

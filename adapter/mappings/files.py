@@ -22,6 +22,8 @@ from adapter.errors import MappingError
 MANIFEST = "rulebook.toml"
 FILES = (MANIFEST, "codes.toml", "payers.toml", "ncci_ptp.toml", "limits.toml",
          "documentation.toml", "modifiers.toml", "code_systems.toml", "fhir.toml")  # fmt: skip
+#: read when present (a site without prices leaves it out)
+OPTIONAL_FILES = ("money.toml",)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,6 +68,11 @@ def read_mappings_dir(root: Path) -> MappingsDir:
         path = root / name
         docs[name] = read_toml(path)
         fingerprint.add(name, path)
+    for name in OPTIONAL_FILES:
+        path = root / name
+        if path.exists():
+            docs[name] = read_toml(path)
+            fingerprint.add(name, path)
     return MappingsDir(root=root, docs=docs, fingerprint=fingerprint)
 
 

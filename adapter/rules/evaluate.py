@@ -30,6 +30,7 @@ from adapter.rules.edits import mue, thresholds, units_and_edits
 from adapter.rules.findings import dedupe, explain_findings
 from adapter.rules.kx import kx
 from adapter.rules.lines import build_lines, explain_lines
+from adapter.rules.money import price_lines
 from adapter.rules.overlaps import concurrency, overlaps
 from adapter.rules.resolve import resolve_day
 from adapter.rules.tally import CodeOrder, code_minutes, tally
@@ -64,10 +65,16 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     findings += kx_decision.findings
     lines, line_findings = build_lines(codes, payer, order, kx_decision, rulebook.modifiers)
     findings += line_findings
+    # 6b. prices and expected allowed amounts
+    money_notes: list[str] = []
+    lines, money_findings = price_lines(lines, day.service_date, payer.id, rulebook.money,
+                                        money_notes)  # fmt: skip
+    findings += money_findings
     # 7. review thresholds, nothing billable; the final findings
     findings += thresholds(codes, day, payer, rulebook)
     findings += nothing_billable(lines, codes, services)
     explanation += explain_lines(lines)
+    explanation += money_notes
     findings = dedupe(findings)
     explanation += explain_findings(findings)
     return Decision(
