@@ -16,6 +16,7 @@ or ``token_file = "/run/secrets/token"`` in the TOML. Every key is optional for 
     place_of_service = "11"                 # CMS POS for Claim items (home visits: 12 anyway)
     modifier_extension = "https://…"        # ChargeItem modifier extension URL (default: ours)
     mappings = "/etc/charge-adapter/mappings"    # rules directory (default: the shipped one)
+    kx_opening = "/etc/charge-adapter/kx.csv"   # KX opening balances: patient,year,pt_slp,ot
     emr_base_url = "https://emr.example.org/fhir"     # where procedures are read
     write_base_url = "https://billing.example.org/fhir"  # where charges go (default: the EMR)
     state_dir = "/var/lib/charge-adapter"   # holds the SQLite store by default
@@ -234,6 +235,8 @@ class Settings(BaseSettings):
     place_of_service: Annotated[str, Field(pattern=r"^[0-9]{2}$")] | None = None
     #: the URL of the ChargeItem modifier extension (default: the adapter's own)
     modifier_extension: Annotated[str, Field(pattern=r"^https?://[!-~]+$")] | None = None
+    #: the site's opening balances of the year's KX totals (CSV patient,year,pt_slp,ot)
+    kx_opening: Path | None = None
     timezone: str | None = None  # IANA zone of the site; dates of service are dates there
     mappings: Path | None = None
     emr_base_url: str | None = None

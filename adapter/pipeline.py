@@ -8,15 +8,16 @@ and writes only the difference to the target server.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from adapter.domain import Decision, PatientDay, Rulebook
+from adapter.domain import Decision, KxSpend, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import existing_for_day
 from adapter.errors import FatalServerError, TemporaryServerError
@@ -47,6 +48,12 @@ class Options:
     build: BuildOptions = field(default_factory=BuildOptions)
     # the site's time zone: dates of service are dates there (None: each time's own offset)
     zone: tzinfo | None = None
+    #: the site's opening balances of the KX total: (patient key, year) -> per group (they win
+    #: over the Coverage extensions)
+    kx_opening: Mapping[tuple[str, int], KxSpend] = field(default_factory=dict)
+    #: the allowed amounts of the adapter's own lines on earlier days of the year, for the day
+    #: being processed (the shell's ledger; None: none)
+    kx_prior: KxSpend | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,16 @@ def process_day(
         evaluated_at=options.evaluated_at,
         zone=options.zone,
     )
+    kx = options.kx_opening.get((day.patient, day.service_date.year))
+    if kx is not None or options.kx_prior is not None:
+        parsed = dataclasses.replace(
+            parsed,
+            day=dataclasses.replace(
+                parsed.day,
+                kx_spend=kx if kx is not None else parsed.day.kx_spend,
+                kx_prior=options.kx_prior or parsed.day.kx_prior,
+            ),
+        )
     if not parsed.day.interventions:
         return DayResult(parsed, None, [])
     decision = evaluate(parsed.day, rulebook)

@@ -15,8 +15,8 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +26,7 @@ from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
 from adapter.intake.sources import Deleted, InputFile, Item, document_items, expand, read
 from adapter.intake.spool import Spool
+from adapter.ledger import KxLedger, day_amounts
 from adapter.pipeline import DayResult, Options, process_day
 
 Progress = Callable[[str], None]
@@ -236,14 +237,21 @@ def _temporary_spool(zone: tzinfo | None) -> Iterator[Spool]:
 
 
 def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[int, DayResult]]:
-    """Evaluate every patient-day in the spool: (input file index, result)."""
+    """Evaluate every patient-day in the spool: (input file index, result). Each patient's days
+    come in date order, each given the allowed amounts of the earlier days of its year (the
+    KX running total, from a ledger of this replay's own lines)."""
+    ledger = KxLedger()
     for file, patient, dos in spool.days():
         spool.clear_cache()
         procs = spool.procedures_of(patient, dos)
-        yield (
-            file,
-            process_day(procs, spool, rulebook, day=PatientDay.of(patient, dos), options=options),
+        on = date.fromisoformat(dos)
+        day_options = replace(options, kx_prior=ledger.prior(patient, on))
+        result = process_day(
+            procs, spool, rulebook, day=PatientDay.of(patient, dos), options=day_options
         )
+        if result.decision is not None:
+            ledger.record(patient, on, day_amounts(result.decision, rulebook))
+        yield file, result
 
 
 def replay(

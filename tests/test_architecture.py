@@ -22,7 +22,7 @@ DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api"})
 
 ALL_LAYERS = frozenset(
     {"domain", "rules", "errors", "observe", "mappings", "fhir", "emr", "store", "intake",
-     "web", "config", "pipeline", "replay", "service", "cli", "api"}
+     "web", "config", "ledger", "pipeline", "replay", "service", "cli", "api"}
 )  # fmt: skip
 #: layer -> the adapter layers it may import (itself always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
@@ -38,10 +38,23 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the HTTP front door: moves bytes to and from the intake's receiver and the ops checks
     "web": frozenset({"errors", "intake", "observe"}),
     "config": frozenset({"errors", "emr"}),
+    # the shell's KX running total (history the rules are given, never read by them)
+    "ledger": frozenset({"domain", "errors"}),
     "pipeline": frozenset({"domain", "errors", "fhir", "emr", "intake", "rules"}),
-    "replay": frozenset({"domain", "errors", "fhir", "intake", "pipeline", "rules"}),
+    "replay": frozenset({"domain", "errors", "fhir", "intake", "ledger", "pipeline", "rules"}),
     "service": frozenset(
-        {"domain", "errors", "fhir", "emr", "intake", "store", "observe", "pipeline", "rules"}
+        {
+            "domain",
+            "errors",
+            "fhir",
+            "emr",
+            "intake",
+            "store",
+            "observe",
+            "ledger",
+            "pipeline",
+            "rules",
+        }
     ),
     # the command line may use everything, and the package's version
     "cli": frozenset(ALL_LAYERS - {"cli", "api"} | {"__init__"}),

@@ -174,3 +174,58 @@ def test_several_directories_with_the_same_file_names_do_not_collide(tmp_path: P
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.json")) == [
         "a/input.transaction.json", "b/input.transaction.json"
     ]  # fmt: skip
+
+
+def _kx_days() -> tuple[dict[str, Any], ...]:
+    """One Medicare patient, two days of 97110 30 min + 97140 15 min (each day allows $50.99 +
+    $20.70 = $71.69 from the synthetic fee schedule), the later day first in the input."""
+
+    def one(prefix: str, date: str) -> list[dict[str, Any]]:
+        return [
+            procedure(f"{prefix}a", "97110", at("09:00", date), at("09:30", date), encounter=None),
+            procedure(f"{prefix}b", "97140", at("09:30", date), at("09:45", date), encounter=None),
+        ]
+
+    return (*context(), *one("d2", "2026-03-03"), *one("d1", "2026-03-02"))
+
+
+def test_replay_carries_the_years_kx_total_across_the_days_in_date_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Opening balance $2,400.00 (the site's file): 2026-03-02 reaches $2,471.69, no KX;
+    2026-03-03 starts there, 97110 takes it to $2,522.68: KX on both of its lines."""
+    src = write_bundle(tmp_path / "days.json", *_kx_days())
+    opening = tmp_path / "kx.csv"
+    opening.write_text("patient,year,pt_slp,ot\np1,2026,2400.00,0\n")
+    args = ["replay", str(src), "--out", str(tmp_path / "o"), "--kx-opening", str(opening)]
+    assert main(args) == 0
+    out = json.loads((tmp_path / "o" / "days.transaction.json").read_text())
+    claims = {
+        e["resource"]["item"][0]["servicedDate"]: e["resource"]
+        for e in out["entry"]
+        if e["resource"]["resourceType"] == "Claim"
+    }
+
+    def kx(claim: dict[str, Any]) -> list[bool]:
+        return [any(m["coding"][0]["code"] == "KX" for m in i.get("modifier", []))
+                for i in claim["item"]]  # fmt: skip
+
+    assert kx(claims["2026-03-02"]) == [False, False]
+    assert kx(claims["2026-03-03"]) == [True, True]
+    assert main(["explain", str(src), "--kx-opening", str(opening)]) == 0
+    text = capsys.readouterr().out
+    assert "before the day $2471.69 (opening $2400.00 + the adapter's earlier lines $71.69)" in text
+    # without the opening balance: not known, never guessed
+    assert main(["replay", str(src), "--out", str(tmp_path / "u"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"].get("kx-spend-unknown") == 2
+
+
+def test_a_bad_opening_balance_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_bundle(tmp_path / "days.json", *_kx_days())
+    opening = tmp_path / "kx.csv"
+    opening.write_text("patient,year,pt_slp,ot\np1,2026,24OO,0\n")
+    assert main(["replay", str(src), "--out", str(tmp_path / "o"), "--kx-opening",
+                 str(opening)]) == 2  # fmt: skip
+    assert "kx.csv: line 2: '24OO' is not an amount" in capsys.readouterr().err

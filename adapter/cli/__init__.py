@@ -141,6 +141,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "timezone, else each time's own offset)",
     )
     p.add_argument(
+        "--kx-opening",
+        type=Path,
+        metavar="CSV",
+        help="opening balances of the year's KX totals (patient,year,pt_slp,ot): spend outside "
+        "the input (default: config kx_opening, else each Coverage's extensions)",
+    )
+    p.add_argument(
         "--as-of",
         metavar="INSTANT",
         help="evaluate as at this moment (ISO 8601 with offset, e.g. 2026-04-01T12:00:00Z): "

@@ -15,6 +15,7 @@ from adapter.config import Settings, load_settings, zone_of
 from adapter.domain import Rulebook
 from adapter.errors import ConfigError
 from adapter.fhir.build import BuildOptions
+from adapter.ledger import read_opening_balances
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.pipeline import Options
 
@@ -28,10 +29,12 @@ def setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
                 f"{name} {value!r} is not a payer profile ({', '.join(sorted(rulebook.payers))})"
             )
     zone = zone_of(args.timezone, "--timezone") if args.timezone else settings.zone()
+    opening = args.kx_opening or settings.kx_opening
     options = Options(
         payer_override=args.payer,
         default_payer=settings.default_payer,
         evaluated_at=_as_of(args.as_of),
+        kx_opening=read_opening_balances(opening) if opening else {},
         zone=zone,
         build=build_options(settings),
     )

@@ -105,9 +105,12 @@ class BusyPeriod:
     code: str
 
 
+ZERO = Decimal("0.00")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KxSpend:
-    """Year-to-date allowed therapy spend per KX group; None means not known."""
+    """Allowed therapy amounts of a calendar year per KX group; None means not known."""
 
     pt_slp: Decimal | None = None
     ot: Decimal | None = None
@@ -131,7 +134,11 @@ class ServiceDay:
     interventions: tuple[Intervention, ...]
     encounters: tuple[EncounterContext, ...] = ()
     plan_of_care: bool | None = None
+    #: the opening balance of the year's allowed amounts per KX group (spend outside the
+    #: adapter's ledger: other providers, days before it was installed); None: not known
     kx_spend: KxSpend = field(default_factory=KxSpend)
+    #: the allowed amounts of the adapter's own lines on earlier days of the year (its ledger)
+    kx_prior: KxSpend = field(default_factory=lambda: KxSpend(pt_slp=ZERO, ot=ZERO))
     other_patient_sessions: tuple[BusyPeriod, ...] = ()
     evaluated_at: datetime | None = None
     coverage: CoverageStatus = CoverageStatus.KNOWN

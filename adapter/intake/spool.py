@@ -324,11 +324,16 @@ class Spool:
 
     # -- reading ---------------------------------------------------------------------------
     def days(self) -> Iterator[tuple[int, str, str]]:
-        """(file, patient, date) of every patient-day with completed procedures, in order."""
+        """(file, patient, date) of every patient-day with completed procedures: by the first
+        input file naming the patient (where all the patient's days are written), then patient,
+        then date, so each patient's days come in date order (the year's KX running total)."""
         cur = self.db.execute(
-            "SELECT MIN(file) AS f, patient, dos FROM procedures "
-            "WHERE status = 'completed' AND dos IS NOT NULL GROUP BY patient, dos "
-            "ORDER BY f, patient, dos"
+            "WITH billed AS (SELECT patient, dos, file FROM procedures "
+            "WHERE status = 'completed' AND dos IS NOT NULL), "
+            "firsts AS (SELECT patient, MIN(file) AS f FROM billed GROUP BY patient) "
+            "SELECT firsts.f, billed.patient, billed.dos FROM billed JOIN firsts "
+            "ON firsts.patient = billed.patient GROUP BY billed.patient, billed.dos "
+            "ORDER BY firsts.f, billed.patient, billed.dos"
         )
         yield from cur
 

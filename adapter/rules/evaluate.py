@@ -28,7 +28,7 @@ from adapter.rules.allocate import unbilled_findings
 from adapter.rules.documentation import day_findings, notes_of_day, nothing_billable
 from adapter.rules.edits import mue, thresholds, units_and_edits
 from adapter.rules.findings import dedupe, explain_findings
-from adapter.rules.kx import kx
+from adapter.rules.kx import apply_kx
 from adapter.rules.lines import build_lines, explain_lines
 from adapter.rules.money import price_lines
 from adapter.rules.overlaps import concurrency, overlaps
@@ -60,16 +60,15 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     explanation += unit_notes
     findings += unbilled_findings(codes, order)
     findings += mue(codes, day, rulebook, explanation)
-    # 6. KX, lines
-    kx_decision = kx(codes, day, payer, explanation)
-    findings += kx_decision.findings
-    lines, line_findings = build_lines(codes, payer, order, kx_decision, rulebook.modifiers)
+    # 6. lines; their prices and expected allowed amounts; KX by the year's running total
+    lines, line_findings = build_lines(codes, payer, order, rulebook.modifiers)
     findings += line_findings
-    # 6b. prices and expected allowed amounts
     money_notes: list[str] = []
     lines, money_findings = price_lines(lines, day.service_date, payer.id, rulebook.money,
                                         money_notes)  # fmt: skip
     findings += money_findings
+    lines, kx_findings = apply_kx(lines, day, payer, rulebook.modifiers, money_notes)
+    findings += kx_findings
     # 7. review thresholds, nothing billable; the final findings
     findings += thresholds(codes, day, payer, rulebook)
     findings += nothing_billable(lines, codes, services)

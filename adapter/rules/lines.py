@@ -1,5 +1,5 @@
 """Charge lines from the billed tallies: the discipline modifier (GP/GO/GN), one distinct-service
-modifier, KX, the CQ/CO assistant split (``modifiers``), at most four modifiers a line."""
+modifier, the CQ/CO assistant split (``modifiers``), at most four modifiers a line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Iterable
 
 from adapter.domain import ChargeLine, Finding, FindingCode, ModifierRules, PayerProfile
 from adapter.rules.findings import ERR, finding
-from adapter.rules.kx import KxDecision
 from adapter.rules.modifiers import order_modifiers, split_timed, split_untimed
 from adapter.rules.tally import CodeOrder, CodeTally, Tallies
 
@@ -16,7 +15,7 @@ Part = tuple[int, set[str], list[str]]
 
 
 def build_lines(
-    codes: Tallies, payer: PayerProfile, order: CodeOrder, kx: KxDecision, rules: ModifierRules
+    codes: Tallies, payer: PayerProfile, order: CodeOrder, rules: ModifierRules
 ) -> tuple[list[ChargeLine], list[Finding]]:
     """The lines of every billed code in rank order, and the modifier-limit findings."""
     lines: list[ChargeLine] = []
@@ -24,7 +23,7 @@ def build_lines(
     for c in order.ranked(codes.values()):
         if not c.billed:
             continue
-        base, reasons, refs = line_modifiers(c, payer, kx, rules)
+        base, reasons, refs = line_modifiers(c, payer, rules)
         for units, mods, why in assistant_parts(c, payer, base, reasons):
             if units <= 0:
                 continue
@@ -48,9 +47,10 @@ def build_lines(
 
 
 def line_modifiers(
-    c: CodeTally, payer: PayerProfile, kx: KxDecision, rules: ModifierRules
+    c: CodeTally, payer: PayerProfile, rules: ModifierRules
 ) -> tuple[set[str], list[str], list[str]]:
-    """The modifiers every line of the code carries (before CQ/CO), their reasons and refs."""
+    """The modifiers every line of the code carries (before CQ/CO and KX, which is added once
+    the lines are priced: ``adapter.rules.kx``), their reasons and refs."""
     discipline = c.discipline
     base = set(c.modifiers)
     reasons = list(dict.fromkeys([c.unit_reason, *c.reasons]))
@@ -61,11 +61,6 @@ def line_modifiers(
         reasons.append(f"{disc_mod}: delivered under a {discipline} plan of care")
     base, kept = one_distinct_modifier(base, rules)
     reasons += kept
-    kx_reason = kx.reasons.get(discipline)
-    if kx_reason:
-        base.add("KX")
-        reasons.append(kx_reason)
-        refs += kx.refs.get(discipline, ())
     return base, reasons, refs
 
 
