@@ -106,6 +106,11 @@ CATALOG: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "worker_errors": ("counter", "Failures outside any inbox item (e.g. the store away)", ()),
     "rechecks": ("counter", "Procedures on two days queued for a recheck", ()),
     "rechecks_exhausted": ("counter", "Recheck chains stopped after too many in a row", ()),
+    "kx_rechecks": (
+        "counter",
+        "Later days queued again because an earlier day changed its KX total",
+        (),
+    ),
     "history_truncated": ("counter", "_history reads cut at the page cap, by type", ("kind",)),
     "inbox_pruned": ("counter", "Done inbox rows and runs deleted by retention", ()),
 }

@@ -11,6 +11,8 @@ backoff by the inbox; after the configured attempts the row becomes a dead lette
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -24,12 +26,13 @@ from typing import overload
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from adapter.domain import PatientDay, Rulebook
+from adapter.domain import KxGroup, KxSpend, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import billed_days
-from adapter.intake.events import InboxPayload, QueuedEvent
+from adapter.intake.events import ChangeEvent, InboxPayload, Notification, QueuedEvent
 from adapter.intake.gather import days_of
 from adapter.intake.inbox import Inbox
+from adapter.ledger import as_spend, day_amounts
 from adapter.observe import Metrics, correlated
 from adapter.pipeline import Options, SyncResult, sync_day
 from adapter.store import InboxItem, SqlStore
@@ -183,15 +186,17 @@ class Service:
         transaction, handled by another worker meanwhile). Procedures the ledger also holds on
         another day are added to ``elsewhere`` (rechecked by the caller once all its days are
         synced), or rechecked at once without it."""
-        options = replace(self.options, evaluated_at=self.clock())
         started = time.monotonic()
         with self.store.day_lock(day.key):
             if changes and all(self._processed(c) for c in changes):
                 self.counters.stale += 1
                 log.info("day %s already synced for these changes", day.key)
                 return None
+            options = replace(self.options, evaluated_at=self.clock(), kx_prior=self._kx_prior(day))
             result = sync_day(self.emr, self.target, self.rulebook, day=day, options=options)
+            before = self.store.kx_amounts(day.key)
             self._record(result)
+            self._kx_recheck(day, before, self.store.kx_amounts(day.key))
             # the day's procedures the ledger also holds on another day: checked again once
             # the caller's other days are synced too (a plain move recomputes both days)
             others = self.store.on_other_days(list(result.inputs), day.key)
@@ -204,14 +209,39 @@ class Service:
         return result
 
     def _record(self, result: SyncResult) -> None:
-        """The ledger row of a synced day (and its run)."""
+        """The ledger row of a synced day (its run, and its part of the year's KX totals)."""
         w = result.write
+        amounts = day_amounts(result.decision, self.rulebook) if result.decision else {}
         self.store.ledger_put(
             result.day.key, result.inputs, result.decision_hash,
             {"created": len(w.created), "updated": len(w.updated), "voided": len(w.voided),
              "unchanged": len(w.unchanged), "claim_locked": w.claim_locked},
             worker=self.worker, changed=w.changed,
+            kx={g.value: str(a) for g, a in amounts.items()},
         )  # fmt: skip
+
+    def _kx_prior(self, day: PatientDay) -> KxSpend:
+        """The allowed amounts of the adapter's own lines on the patient's earlier days of the
+        year (the store's KX ledger)."""
+        prior = self.store.kx_prior(day.key)
+        return as_spend({g: prior[g.value] for g in KxGroup if g.value in prior})
+
+    def _kx_recheck(self, day: PatientDay, before: dict[str, str], after: dict[str, str]) -> None:
+        """A day whose allowed amounts changed changes the KX total of every later day of its
+        patient's year: each is queued to be computed again (once per change)."""
+        if before == after:
+            return
+        digest = hashlib.sha256(json.dumps(after, sort_keys=True).encode()).hexdigest()[:12]
+        for later in self.store.kx_later_days(day.key):
+            entry = self.store.ledger_get(later)
+            procs = sorted(p for p in (entry.inputs if entry else {}) if p.startswith("Procedure/"))
+            if not procs:
+                continue
+            log.info("day %s changed its KX total: rechecking %s", day.key, later)
+            self.metrics.inc("kx_rechecks_total")
+            event = ChangeEvent("Procedure", procs[0].split("/", 1)[1], None, None, "kx")
+            self.inbox.enqueue(Notification(events=(event,)), source="kx",
+                               dedupe=f"kx:{later}:{day.key}:{digest}")  # fmt: skip
 
     def _count(self, result: SyncResult, seconds: float) -> None:
         w = result.write

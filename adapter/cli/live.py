@@ -18,6 +18,7 @@ from adapter.emr.client import check_capabilities
 from adapter.errors import AdapterError, ConfigError
 from adapter.intake.events import Notification
 from adapter.intake.webhook import Receiver
+from adapter.ledger import read_opening_balances
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.observe import configure_logging
 from adapter.pipeline import Options
@@ -41,6 +42,7 @@ def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
         default_payer=settings.default_payer,
         evaluated_at=None,
         zone=settings.zone(),
+        kx_opening=read_opening_balances(settings.kx_opening) if settings.kx_opening else {},
         build=build_options(settings),
     )
     return settings, rulebook, options

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from adapter.errors import AdapterError
@@ -115,6 +116,12 @@ class SqlStore:
                 at DOUBLE PRECISION NOT NULL)""",
             "CREATE INDEX IF NOT EXISTS runs_day ON runs (day)",
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            # the year's KX running total: each synced day's expected allowed amounts per KX
+            # group (decimal text); a day's total before it is the sum over its earlier days
+            """CREATE TABLE IF NOT EXISTS kx_ledger (
+                day TEXT PRIMARY KEY, patient TEXT NOT NULL, year INTEGER NOT NULL,
+                dos TEXT NOT NULL, amounts TEXT NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS kx_ledger_year ON kx_ledger (patient, year, dos)",
         ]
 
     def _atomic(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
@@ -249,10 +256,23 @@ class SqlStore:
 
     def ledger_put(
         self, day: str, inputs: Mapping[str, str], decision_hash: str, written: Mapping[str, Any],
-        *, worker: str, changed: bool,
+        *, worker: str, changed: bool, kx: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
+        """The ledger row of a synced day, its inputs, its run and (``kx``: KX group -> the
+        day's expected allowed amount, decimal text) its part of the year's KX totals."""
         now = self.clock()
+        patient, _, dos = day.rpartition(":")
+        kx_rows: list[tuple[str, tuple[Any, ...]]] = [
+            ("DELETE FROM kx_ledger WHERE day = ?", (day,)),
+            *(
+                [("INSERT INTO kx_ledger (day, patient, year, dos, amounts) VALUES (?, ?, ?, ?, ?)",
+                  (day, patient, int(dos[:4]), dos, json.dumps(dict(kx), sort_keys=True)))]
+                if kx and dos[:4].isdigit()
+                else []
+            ),
+        ]  # fmt: skip
         statements: list[tuple[str, tuple[Any, ...]]] = [
+            *(kx_rows if kx is not None else []),
             (
                 "INSERT INTO ledger (day, inputs, decision_hash, written, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET inputs = excluded.inputs, "
@@ -276,6 +296,35 @@ class SqlStore:
             ),
         ]  # fmt: skip
         self._atomic(statements)
+
+    def kx_amounts(self, day: str) -> dict[str, str]:
+        """The day's own part of its year's KX totals (empty: none recorded)."""
+        rows = self._run("SELECT amounts FROM kx_ledger WHERE day = ?", (day,))
+        return dict(json.loads(rows[0][0])) if rows else {}
+
+    def kx_prior(self, day: str) -> dict[str, Decimal]:
+        """The sums of the patient's days of the year before ``day`` (a patient-day key), per
+        KX group."""
+        patient, _, dos = day.rpartition(":")
+        total: dict[str, Decimal] = {}
+        for (amounts,) in self._run(
+            "SELECT amounts FROM kx_ledger WHERE patient = ? AND year = ? AND dos < ?",
+            (patient, int(dos[:4]), dos),
+        ):
+            for group, value in json.loads(amounts).items():
+                total[group] = total.get(group, Decimal("0.00")) + Decimal(value)
+        return total
+
+    def kx_later_days(self, day: str) -> list[str]:
+        """The patient's days of the year after ``day`` in the KX ledger, by date."""
+        patient, _, dos = day.rpartition(":")
+        return [
+            str(d)
+            for (d,) in self._run(
+                "SELECT day FROM kx_ledger WHERE patient = ? AND year = ? AND dos > ? ORDER BY dos",
+                (patient, int(dos[:4]), dos),
+            )
+        ]
 
     def days_with(self, proc: str) -> list[str]:
         return [

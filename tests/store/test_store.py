@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,25 @@ def test_failure_text_with_a_nul_is_recorded(store: SqlStore, clock: Clock) -> N
     clock.now += 10_000
     (again,) = store.claim("w", limit=1)
     assert again.last_error == "FatalServerError: bad?thing??X: y"
+
+
+def test_the_kx_ledger_sums_earlier_days_of_the_year(store: SqlStore) -> None:
+    def put(day: str, kx: dict[str, str] | None) -> None:
+        store.ledger_put(day, {}, "h", {}, worker="w", changed=True, kx=kx)
+
+    put("p1:2026-03-02", {"PT_SLP": "71.69"})
+    put("p1:2026-03-05", {"PT_SLP": "28.82", "OT": "40.00"})
+    put("p1:2025-12-30", {"PT_SLP": "999.00"})  # another year
+    put("p2:2026-03-01", {"PT_SLP": "500.00"})  # another patient
+    assert store.kx_prior("p1:2026-03-02") == {}
+    assert store.kx_prior("p1:2026-03-06") == {
+        "PT_SLP": Decimal("100.51"), "OT": Decimal("40.00")
+    }  # fmt: skip
+    assert store.kx_later_days("p1:2026-03-01") == ["p1:2026-03-02", "p1:2026-03-05"]
+    put("p1:2026-03-02", {"PT_SLP": "50.99"})  # amended: replaced, not added
+    assert store.kx_prior("p1:2026-03-06")["PT_SLP"] == Decimal("79.81")
+    put("p1:2026-03-02", {})  # voided: the day holds nothing
+    assert store.kx_amounts("p1:2026-03-02") == {}
+    assert store.kx_prior("p1:2026-03-06")["PT_SLP"] == Decimal("28.82")
+    put("p1:2026-03-05", None)  # a write without KX amounts leaves them as they were
+    assert store.kx_amounts("p1:2026-03-05") == {"PT_SLP": "28.82", "OT": "40.00"}
