@@ -51,6 +51,8 @@ def run(paths: list[Path], out: Path, rulebook: Rulebook) -> tuple[dict[tuple[st
             "lines": sorted(line_text(ln.code, ln.units, ln.modifiers) for ln in d.lines),
             "findings": sorted({f.code.value for f in d.findings}),
             "refs": refs,
+            "total": str(d.total) if d.total is not None else None,
+            "allowed": str(d.allowed_total) if d.allowed_total is not None else None,
         }
 
     summary = replay(paths, out, rulebook, Options(evaluated_at=NOW), on_day=on_day)
@@ -75,6 +77,11 @@ def test_fixture(case: Path, rulebook: Rulebook, tmp_path: Path) -> None:
         for d in expected.get("day", [])
     }
     assert {k: {f: v[f] for f in ("payer", "lines", "findings")} for k, v in days.items()} == want
+    for d in expected.get("day", []):  # the day's money, where the case states it
+        got_day = days[(d["patient"], str(d["date"]))]
+        for what in ("total", "allowed"):
+            if what in d:
+                assert got_day[what] == d[what], (d["date"], what)
     for d in expected.get("day", []):  # rule references a line must carry (ConceptMap, text)
         got = days[(d["patient"], str(d["date"]))]["refs"]
         for line, refs in d.get("line_refs", {}).items():
