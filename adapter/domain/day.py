@@ -137,6 +137,9 @@ class ServiceDay:
     #: the opening balance of the year's allowed amounts per KX group (spend outside the
     #: adapter's ledger: other providers, days before it was installed); None: not known
     kx_spend: KxSpend = field(default_factory=KxSpend)
+    #: treatment visits a week the plan of care schedules (CarePlan activity timing; the most
+    #: of its activities), for the KX forecast; None: not scheduled
+    planned_visits_per_week: Decimal | None = None
     #: the allowed amounts of the adapter's own lines on earlier days of the year (its ledger)
     kx_prior: KxSpend = field(default_factory=lambda: KxSpend(pt_slp=ZERO, ot=ZERO))
     other_patient_sessions: tuple[BusyPeriod, ...] = ()

@@ -117,6 +117,7 @@ class FindingCode(StrEnum):
     KX_REVIEW = "kx-targeted-review"
     KX_SPEND_UNKNOWN = "kx-spend-unknown"
     KX_THRESHOLD_UNKNOWN = "kx-threshold-unknown"
+    KX_FORECAST = "kx-forecast"
     COVERAGE_MISSING = "coverage-missing"
     COVERAGE_TYPE_UNKNOWN = "coverage-type-unknown"
     NO_PRICE = "no-price"
@@ -133,6 +134,7 @@ BILLING_FINDINGS = frozenset(
         FindingCode.KX_REVIEW,
         FindingCode.KX_SPEND_UNKNOWN,
         FindingCode.KX_THRESHOLD_UNKNOWN,
+        FindingCode.KX_FORECAST,
         FindingCode.COVERAGE_MISSING,
         FindingCode.NO_PRICE,
         FindingCode.COVERAGE_TYPE_UNKNOWN,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from decimal import Decimal
 from typing import Any, Protocol
 
 from adapter.domain import (
@@ -161,6 +162,7 @@ def service_day(
         interventions=tuple(parser.interventions),
         encounters=tuple(encounters),
         plan_of_care=bool(plans),
+        planned_visits_per_week=_visits_per_week(plans),
         kx_spend=kx_spend(coverage),
         other_patient_sessions=parser.busy(),
         evaluated_at=evaluated_at,
@@ -189,6 +191,29 @@ def service_day(
     return ParsedDay(
         day=day, facts=facts, problems=tuple(parser.problems), not_therapy=tuple(parser.not_therapy)
     )
+
+
+_DAYS = {"d": Decimal(1), "wk": Decimal(7), "mo": Decimal("30.4375"), "a": Decimal("365.25")}
+
+
+def _visits_per_week(plans: Sequence[Resource]) -> Decimal | None:
+    """The most treatment visits a week any activity of the plans schedules
+    (``activity.detail.scheduledTiming.repeat``: ``frequency`` per ``period`` ``periodUnit``,
+    e.g. 3 per 1 wk); None when none does."""
+    found: list[Decimal] = []
+    for plan in plans:
+        for activity in as_list(plan.get("activity")):
+            detail = as_dict(as_dict(activity).get("detail"))
+            repeat = as_dict(as_dict(detail.get("scheduledTiming")).get("repeat"))
+            frequency, period = repeat.get("frequency", 1), repeat.get("period")
+            unit = _DAYS.get(str(repeat.get("periodUnit")))
+            if (
+                isinstance(frequency, int) and not isinstance(frequency, bool) and frequency > 0
+                and isinstance(period, int | float) and not isinstance(period, bool) and period > 0
+                and unit is not None
+            ):  # fmt: skip
+                found.append(Decimal(frequency) * 7 / (Decimal(str(period)) * unit))
+    return max(found) if found else None
 
 
 def _supervisors(

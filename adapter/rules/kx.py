@@ -14,6 +14,7 @@ lines alone pass the threshold, else a warning says the answer is not known.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -42,6 +43,7 @@ class _Running:
     steps: list[str]
     ids: list[str]
     kx_ids: list[str] = field(default_factory=list)  # the interventions of the KX lines
+    added: Decimal = Decimal("0.00")  # what the day's lines added
     unknown: bool = False  # a line's place could not be judged
     crossed: bool = False
     reviewed: bool = False
@@ -87,6 +89,7 @@ def apply_kx(
         findings += found
     for r in running.values():
         findings += _group_findings(r, year, threshold.amount, payer)
+        findings += _forecast(r, threshold.amount, day.planned_visits_per_week)
         explanation.append(
             f"KX ({r.name}, {year} threshold ${threshold.amount}): " + "; ".join(r.steps)
         )
@@ -120,6 +123,7 @@ def _line(
         r.unknown = r.unknown or not needs
     else:
         r.total += allowed
+        r.added += allowed
         needs = r.total > threshold
         r.steps.append(f"{label} +${allowed} = ${r.total}" + (" -> KX" if needs else ""))
         if not needs and not r.known:
@@ -175,6 +179,27 @@ def _group_findings(
                     "claims may face targeted medical review", r.ids)
         )  # fmt: skip
     return out
+
+
+FORECAST_WEEKS = 4
+
+
+def _forecast(r: _Running, threshold: Decimal, visits_per_week: Decimal | None) -> list[Finding]:
+    """A billing-office warning when the plan of care's visits, each worth about what this day
+    allowed, take the total past the threshold within the next four weeks."""
+    if r.crossed or not r.known or visits_per_week is None or r.added <= 0:
+        return []
+    visits = math.ceil((threshold - r.total) / r.added) or 1  # the visit that passes it
+    weeks = Decimal(visits) / visits_per_week
+    if weeks > FORECAST_WEEKS:
+        return []
+    return [
+        finding(FindingCode.KX_FORECAST, WARN,
+                f"at {visits_per_week.normalize():f} visit(s) a week of about ${r.added} "
+                f"(this day's), the {r.name} total of ${r.total} passes the threshold "
+                f"${threshold} in about {math.ceil(weeks)} week(s) ({visits} more visit(s)): "
+                "KX and its medical-necessity documentation will be needed", r.ids)
+    ]  # fmt: skip
 
 
 def group_name(group: KxGroup, groups: Mapping[Discipline, KxGroup]) -> str:

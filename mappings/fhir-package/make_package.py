@@ -371,6 +371,7 @@ FINDINGS = {
     "kx-targeted-review": "The year's spend passed the targeted medical review amount.",
     "kx-spend-unknown": "The year-to-date allowed amount is not known: KX cannot be decided.",
     "kx-threshold-unknown": "The KX threshold for the year is not in the rulebook.",
+    "kx-forecast": "The plan of care's visits take the year's total past the KX threshold within four weeks.",
     "coverage-missing": "No usable Coverage: the default payer profile was used.",
     "coverage-type-unknown": "A Coverage type the payer profiles do not map.",
     "no-price": "A billed code with no chargemaster price: the line cannot be priced.",

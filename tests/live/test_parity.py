@@ -14,6 +14,8 @@ relative references, as HAPI does).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.fhir.refs import ref_key
 from adapter.intake.sources import Item, expand, read
+from adapter.ledger import KxLedger, day_amounts
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options, decision_hash, sync_day
 from adapter.replay import decisions
@@ -116,12 +119,17 @@ def test_live_sync_decides_every_day_like_replay(
         for _, d in decisions([case], rulebook, options)
     }
     assert offline, "replay decides no patient-day for this case"
-    live = {
-        (patient, dos): sync_day(
-            emr, emr, rulebook, day=PatientDay.of(patient, dos), options=options
-        )
-        for patient, dos in sorted(offline)
-    }
+    # each patient's days in date order, each given its earlier days' allowed amounts, as the
+    # service does from its store's KX ledger
+    ledger = KxLedger()
+    live = {}
+    for patient, dos in sorted(offline):
+        on = date.fromisoformat(dos)
+        day_options = replace(options, kx_prior=ledger.prior(patient, on))
+        result = sync_day(emr, emr, rulebook, day=PatientDay.of(patient, dos), options=day_options)
+        if result.decision is not None:
+            ledger.record(patient, on, day_amounts(result.decision, rulebook))
+        live[(patient, dos)] = result
     assert {k: view(r.decision) for k, r in live.items()} == {
         k: view(d) for k, d in offline.items()
     }

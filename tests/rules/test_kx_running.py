@@ -130,3 +130,34 @@ def test_voiding_a_day_lowers_every_later_total_by_exactly_its_amount(
     # another year and another patient are untouched
     assert ledger.prior("Patient/q", date(2026, 12, 31)).pt_slp == 0
     assert ledger.prior("Patient/p", date(2027, 1, 1)).pt_slp == 0
+
+
+def test_the_kx_forecast_warns_within_four_weeks(rulebook: Rulebook) -> None:
+    """Opening $2,300.00; the day allows $71.69 -> $2,371.69; $108.31 left is 2 more visits of
+    that size; at 3 visits a week that is within a week: a billing-office warning. At 1 visit
+    a week from $2,000.00 ($408.31 left, 6 visits, 6 weeks) it is too far off to say."""
+    import dataclasses
+
+    soon = dataclasses.replace(two_lines("2300.00"), planned_visits_per_week=D(3))  # type: ignore[type-var]
+    d = evaluate(soon, rulebook)
+    (f,) = [f for f in d.findings if f.code is FindingCode.KX_FORECAST]
+    assert f.severity is Severity.WARNING
+    assert "in about 1 week(s) (2 more visit(s))" in f.message and "$2371.69" in f.message
+    far = dataclasses.replace(two_lines("2000.00"), planned_visits_per_week=D(1))  # type: ignore[type-var]
+    assert FindingCode.KX_FORECAST not in {f.code for f in evaluate(far, rulebook).findings}
+    unplanned = evaluate(two_lines("2300.00"), rulebook)  # type: ignore[arg-type]
+    assert FindingCode.KX_FORECAST not in {f.code for f in unplanned.findings}
+
+
+def test_the_plans_schedule_gives_the_visits_a_week() -> None:
+    from adapter.fhir.parse import _visits_per_week
+
+    def plan(frequency: int, period: float, unit: str) -> dict[str, object]:
+        timing = {"repeat": {"frequency": frequency, "period": period, "periodUnit": unit}}
+        return {"activity": [{"detail": {"scheduledTiming": timing}}]}
+
+    assert _visits_per_week([plan(3, 1, "wk")]) == D(3)
+    assert _visits_per_week([plan(2, 1, "wk"), plan(1, 1, "d")]) == D(7)
+    assert _visits_per_week([plan(8, 4, "wk")]) == D(2)
+    assert _visits_per_week([{"activity": [{"detail": {}}]}, {}]) is None
+    assert _visits_per_week([plan(0, 1, "wk"), plan(2, 1, "fortnight")]) is None
