@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from adapter.domain import Decision, KxGroup, KxSpend, Rulebook
+from adapter.domain import (
+    CodeKind,
+    Decision,
+    Discipline,
+    KxGroup,
+    KxSpend,
+    ProgressReport,
+    Rulebook,
+)
 from adapter.errors import ConfigError
 
 ZERO = Decimal("0.00")
@@ -103,3 +111,61 @@ def read_opening_balances(path: Path) -> dict[tuple[str, int], KxSpend]:
             pt_slp=Decimal(pt_slp) if pt_slp else None, ot=Decimal(ot) if ot else None
         )
     return out
+
+
+# -- the treatment days the progress-report clock counts ----------------------------------------
+def day_treatments(
+    decision: Decision, rulebook: Rulebook
+) -> tuple[set[Discipline], set[Discipline]]:
+    """The disciplines a day treated (billed lines) and those it evaluated (an evaluation or
+    re-evaluation line), for the progress-report clock."""
+    treated = {ln.discipline for ln in decision.lines}
+    evaluated = {
+        ln.discipline
+        for ln in decision.lines
+        if (entry := rulebook.code(ln.code, decision.service_date)) is not None
+        and entry.kind in (CodeKind.EVALUATION, CodeKind.REEVALUATION)
+    }
+    return treated, evaluated
+
+
+@dataclass(frozen=True, slots=True)
+class DayHistory:
+    """What the clocks need from the patient's earlier days (the shell's to compute)."""
+
+    treatment_days: Mapping[Discipline, tuple[date, ...]] = field(default_factory=dict)
+    evaluations: tuple[ProgressReport, ...] = ()
+
+
+def history_of(rows: Iterable[tuple[date, Iterable[str], Iterable[str]]]) -> DayHistory:
+    """A ``DayHistory`` from earlier days' (date, treated disciplines, evaluated disciplines)."""
+    days: dict[Discipline, set[date]] = {}
+    evaluations: list[ProgressReport] = []
+    for on, treated, evaluated in rows:
+        for d in treated:
+            days.setdefault(Discipline(d), set()).add(on)
+        for d in evaluated:
+            evaluations.append(ProgressReport(date=on, discipline=Discipline(d), kind="evaluation",
+                                              ref=f"evaluation of {on}"))  # fmt: skip
+    return DayHistory(
+        treatment_days={k: tuple(sorted(v)) for k, v in days.items()},
+        evaluations=tuple(sorted(evaluations, key=lambda r: (r.date, str(r.discipline)))),
+    )
+
+
+@dataclass
+class TreatmentLedger:
+    """The in-memory treatment days of one replay: patient -> date -> (treated, evaluated)."""
+
+    days: dict[str, dict[date, tuple[frozenset[str], frozenset[str]]]] = field(default_factory=dict)
+
+    def history(self, patient: str, on: date) -> DayHistory:
+        rows = self.days.get(patient, {})
+        return history_of((d, t, e) for d, (t, e) in sorted(rows.items()) if d < on)
+
+    def record(self, patient: str, on: date, treated: Iterable[Discipline],
+               evaluated: Iterable[Discipline]) -> None:  # fmt: skip
+        self.days.setdefault(patient, {})[on] = (
+            frozenset(d.value for d in treated),
+            frozenset(d.value for d in evaluated),
+        )

@@ -106,9 +106,9 @@ CATALOG: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "worker_errors": ("counter", "Failures outside any inbox item (e.g. the store away)", ()),
     "rechecks": ("counter", "Procedures on two days queued for a recheck", ()),
     "rechecks_exhausted": ("counter", "Recheck chains stopped after too many in a row", ()),
-    "kx_rechecks": (
+    "history_rechecks": (
         "counter",
-        "Later days queued again because an earlier day changed its KX total",
+        "Later days queued again: an earlier day changed their KX total or treatment days",
         (),
     ),
     "history_truncated": ("counter", "_history reads cut at the page cap, by type", ("kind",)),

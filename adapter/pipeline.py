@@ -33,6 +33,7 @@ from adapter.fhir.parse import Lookup, ParsedDay, service_day
 from adapter.fhir.refs import split_key, version_of
 from adapter.intake.events import ChangeEvent
 from adapter.intake.gather import days_of, gather_day, procedure_day
+from adapter.ledger import DayHistory
 from adapter.rules import evaluate
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class Options:
     #: the allowed amounts of the adapter's own lines on earlier days of the year, for the day
     #: being processed (the shell's ledger; None: none)
     kx_prior: KxSpend | None = None
+    #: the patient's earlier treatment days and evaluations, for the progress-report clock (the
+    #: shell's history; None: none known)
+    history: DayHistory | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +88,21 @@ def process_day(
         zone=options.zone,
     )
     kx = options.kx_opening.get((day.patient, day.service_date.year))
-    if kx is not None or options.kx_prior is not None:
+    if kx is not None or options.kx_prior is not None or options.history is not None:
+        history = options.history or DayHistory()
         parsed = dataclasses.replace(
             parsed,
             day=dataclasses.replace(
                 parsed.day,
                 kx_spend=kx if kx is not None else parsed.day.kx_spend,
                 kx_prior=options.kx_prior or parsed.day.kx_prior,
+                treatment_days=history.treatment_days,
+                progress_reports=tuple(sorted(
+                    (*parsed.day.progress_reports, *history.evaluations),
+                    key=lambda r: (r.date, r.ref),
+                )),
             ),
-        )
+        )  # fmt: skip
     if not parsed.day.interventions:
         return DayResult(parsed, None, [])
     decision = evaluate(parsed.day, rulebook)

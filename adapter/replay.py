@@ -26,7 +26,7 @@ from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
 from adapter.intake.sources import Deleted, InputFile, Item, document_items, expand, read
 from adapter.intake.spool import Spool
-from adapter.ledger import KxLedger, day_amounts
+from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments
 from adapter.pipeline import DayResult, Options, process_day
 
 Progress = Callable[[str], None]
@@ -241,16 +241,19 @@ def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[i
     come in date order, each given the allowed amounts of the earlier days of its year (the
     KX running total, from a ledger of this replay's own lines)."""
     ledger = KxLedger()
+    treatments = TreatmentLedger()
     for file, patient, dos in spool.days():
         spool.clear_cache()
         procs = spool.procedures_of(patient, dos)
         on = date.fromisoformat(dos)
-        day_options = replace(options, kx_prior=ledger.prior(patient, on))
+        day_options = replace(options, kx_prior=ledger.prior(patient, on),
+                              history=treatments.history(patient, on))  # fmt: skip
         result = process_day(
             procs, spool, rulebook, day=PatientDay.of(patient, dos), options=day_options
         )
         if result.decision is not None:
             ledger.record(patient, on, day_amounts(result.decision, rulebook))
+            treatments.record(patient, on, *day_treatments(result.decision, rulebook))
         yield file, result
 
 

@@ -32,7 +32,7 @@ from adapter.emr.writeback import billed_days
 from adapter.intake.events import ChangeEvent, InboxPayload, Notification, QueuedEvent
 from adapter.intake.gather import days_of
 from adapter.intake.inbox import Inbox
-from adapter.ledger import as_spend, day_amounts
+from adapter.ledger import as_spend, day_amounts, day_treatments, history_of
 from adapter.observe import Metrics, correlated
 from adapter.pipeline import Options, SyncResult, sync_day
 from adapter.store import InboxItem, SqlStore
@@ -160,8 +160,10 @@ class Service:
         # the payload's own procedures too: a retry after a crash between the last sync and
         # the recheck finds its days already processed, but the procedure may still be on two
         elsewhere: set[str] = {e.key for e in payload.events if e.kind == "Procedure"}
-        for day, changes in sorted(self._days(payload).items()):
-            result = self.sync(day, changes=changes, elsewhere=elsewhere)
+        days = sorted(self._days(payload).items())
+        batch = {day.key for day, _ in days}  # synced here, in date order: no recheck needed
+        for day, changes in days:
+            result = self.sync(day, changes=changes, elsewhere=elsewhere, batch=batch)
             if result is not None:
                 results.append(result)
         self.inbox.recheck(elsewhere, payload.recheck + 1)
@@ -171,7 +173,12 @@ class Service:
     def sync(self, day: PatientDay) -> SyncResult: ...
     @overload
     def sync(
-        self, day: PatientDay, *, changes: Sequence[Change], elsewhere: set[str] | None = None
+        self,
+        day: PatientDay,
+        *,
+        changes: Sequence[Change],
+        elsewhere: set[str] | None = None,
+        batch: set[str] | None = None,
     ) -> SyncResult | None: ...
     def sync(
         self,
@@ -179,6 +186,7 @@ class Service:
         *,
         changes: Sequence[Change] = (),
         elsewhere: set[str] | None = None,
+        batch: set[str] | None = None,
     ) -> SyncResult | None:
         """Recompute and write back one patient-day. With ``changes`` (what led here), return
         None without syncing when, by the time this worker holds the day, every one of them has
@@ -192,11 +200,16 @@ class Service:
                 self.counters.stale += 1
                 log.info("day %s already synced for these changes", day.key)
                 return None
-            options = replace(self.options, evaluated_at=self.clock(), kx_prior=self._kx_prior(day))
+            options = replace(
+                self.options,
+                evaluated_at=self.clock(),
+                kx_prior=self._kx_prior(day),
+                history=history_of(self.store.treatment_history(day.key)),
+            )
             result = sync_day(self.emr, self.target, self.rulebook, day=day, options=options)
-            before = self.store.kx_amounts(day.key)
+            before = self.store.day_record(day.key)
             self._record(result)
-            self._kx_recheck(day, before, self.store.kx_amounts(day.key))
+            self._recheck_later(day, before, self.store.day_record(day.key), batch or set())
             # the day's procedures the ledger also holds on another day: checked again once
             # the caller's other days are synced too (a plain move recomputes both days)
             others = self.store.on_other_days(list(result.inputs), day.key)
@@ -212,12 +225,16 @@ class Service:
         """The ledger row of a synced day (its run, and its part of the year's KX totals)."""
         w = result.write
         amounts = day_amounts(result.decision, self.rulebook) if result.decision else {}
+        treated, evaluated = (
+            day_treatments(result.decision, self.rulebook) if result.decision else (set(), set())
+        )
         self.store.ledger_put(
             result.day.key, result.inputs, result.decision_hash,
             {"created": len(w.created), "updated": len(w.updated), "voided": len(w.voided),
              "unchanged": len(w.unchanged), "claim_locked": w.claim_locked},
             worker=self.worker, changed=w.changed,
             kx={g.value: str(a) for g, a in amounts.items()},
+            treated=[d.value for d in treated], evaluated=[d.value for d in evaluated],
         )  # fmt: skip
 
     def _kx_prior(self, day: PatientDay) -> KxSpend:
@@ -226,22 +243,31 @@ class Service:
         prior = self.store.kx_prior(day.key)
         return as_spend({g: prior[g.value] for g in KxGroup if g.value in prior})
 
-    def _kx_recheck(self, day: PatientDay, before: dict[str, str], after: dict[str, str]) -> None:
-        """A day whose allowed amounts changed changes the KX total of every later day of its
-        patient's year: each is queued to be computed again (once per change)."""
+    def _recheck_later(
+        self, day: PatientDay, before: object, after: object, batch: set[str]
+    ) -> None:
+        """A day whose allowed amounts, treated or evaluated disciplines changed changes the KX
+        total and the progress-report count of the patient's later days: each is queued to be
+        computed again (once per change)."""
         if before == after:
             return
-        digest = hashlib.sha256(json.dumps(after, sort_keys=True).encode()).hexdigest()[:12]
+        # the state of the day as written now: its amounts and when it was written (the same
+        # amounts again after a change back are a new state, rechecked again)
+        written = self.store.ledger_get(day.key)
+        state = json.dumps([after, written.updated_at if written else None], sort_keys=True)
+        digest = hashlib.sha256(state.encode()).hexdigest()[:12]
         for later in self.store.kx_later_days(day.key):
+            if later in batch:
+                continue  # synced after this one in the same batch, with the new history
             entry = self.store.ledger_get(later)
             procs = sorted(p for p in (entry.inputs if entry else {}) if p.startswith("Procedure/"))
             if not procs:
                 continue
-            log.info("day %s changed its KX total: rechecking %s", day.key, later)
-            self.metrics.inc("kx_rechecks_total")
-            event = ChangeEvent("Procedure", procs[0].split("/", 1)[1], None, None, "kx")
-            self.inbox.enqueue(Notification(events=(event,)), source="kx",
-                               dedupe=f"kx:{later}:{day.key}:{digest}")  # fmt: skip
+            log.info("day %s changed its history: rechecking %s", day.key, later)
+            self.metrics.inc("history_rechecks_total")
+            event = ChangeEvent("Procedure", procs[0].split("/", 1)[1], None, None, "history")
+            self.inbox.enqueue(Notification(events=(event,)), source="history",
+                               dedupe=f"history:{later}:{day.key}:{digest}")  # fmt: skip
 
     def _count(self, result: SyncResult, seconds: float) -> None:
         w = result.write

@@ -40,7 +40,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "config": frozenset({"errors", "emr"}),
     # the shell's KX running total (history the rules are given, never read by them)
     "ledger": frozenset({"domain", "errors"}),
-    "pipeline": frozenset({"domain", "errors", "fhir", "emr", "intake", "rules"}),
+    "pipeline": frozenset({"domain", "errors", "fhir", "emr", "intake", "ledger", "rules"}),
     "replay": frozenset({"domain", "errors", "fhir", "intake", "ledger", "pipeline", "rules"}),
     "service": frozenset(
         {

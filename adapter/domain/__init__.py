@@ -6,6 +6,7 @@ Nothing here does I/O, reads a clock or knows about FHIR. The FHIR layer turns r
 resources. ``terms`` holds the shared vocabulary (disciplines, severities, finding codes).
 """
 
+from adapter.domain.clocks import ClockRules, ProgressReport, ProgressRules
 from adapter.domain.day import (
     BusyPeriod,
     Clinician,
@@ -64,6 +65,7 @@ __all__ = [
     "CdmEntry",
     "ChargeLine",
     "Clinician",
+    "ClockRules",
     "CodeEntry",
     "CodeKind",
     "CodeMinutes",
@@ -93,6 +95,8 @@ __all__ = [
     "PatientDay",
     "PayerProfile",
     "Pooling",
+    "ProgressReport",
+    "ProgressRules",
     "PtpEdit",
     "RoleEntry",
     "RuleSource",

@@ -7,10 +7,12 @@ timezone-aware; ``None`` means not documented.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from adapter.domain.clocks import ProgressReport
 from adapter.domain.terms import CodeSource, CoverageStatus, Discipline, KxGroup
 
 _PATIENT = re.compile(r"Patient/(?!\.+\Z)[A-Za-z0-9\-.]{1,64}")  # FHIR's id rule (fullmatch)
@@ -137,6 +139,12 @@ class ServiceDay:
     #: the opening balance of the year's allowed amounts per KX group (spend outside the
     #: adapter's ledger: other providers, days before it was installed); None: not known
     kx_spend: KxSpend = field(default_factory=KxSpend)
+    #: the patient's progress reports up to the date of service, and the evaluations of the
+    #: earlier treatment days (which start the count again; the shell's history)
+    progress_reports: tuple[ProgressReport, ...] = ()
+    #: the patient's earlier treatment days per discipline (dates of service with billed lines;
+    #: the shell's history, from its ledger or the input in date order)
+    treatment_days: Mapping[Discipline, tuple[date, ...]] = field(default_factory=dict)
     #: treatment visits a week the plan of care schedules (CarePlan activity timing; the most
     #: of its activities), for the KX forecast; None: not scheduled
     planned_visits_per_week: Decimal | None = None

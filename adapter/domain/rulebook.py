@@ -11,11 +11,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from adapter.domain.clocks import ClockRules
 from adapter.domain.money import MoneyRules
 from adapter.domain.source import RuleSource
 from adapter.domain.terms import CodeKind, Discipline, KxGroup, Pooling, Severity, UnitMethod
 
-__all__ = ["MoneyRules", "RuleSource"]  # re-exported: defined apart so money.py can use them
+__all__ = [
+    "ClockRules",
+    "MoneyRules",
+    "RuleSource",
+]  # re-exported: defined apart so money.py can use them
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,6 +223,7 @@ class Rulebook:
     modifiers: ModifierRules
     intake: IntakeRules
     money: MoneyRules = field(default_factory=MoneyRules)
+    clocks: ClockRules = field(default_factory=ClockRules)
 
     def code(self, code: str, on: date) -> CodeEntry | None:
         """The catalog entry for ``code`` in effect on ``on``."""

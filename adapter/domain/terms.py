@@ -121,6 +121,8 @@ class FindingCode(StrEnum):
     COVERAGE_MISSING = "coverage-missing"
     COVERAGE_TYPE_UNKNOWN = "coverage-type-unknown"
     NO_PRICE = "no-price"
+    PROGRESS_REPORT_DUE = "progress-report-due"
+    PROGRESS_REPORT_MISSING = "progress-report-missing"
 
 
 #: Who must act on a finding: the clinician (fix the documentation) or the billing office.

@@ -21,9 +21,11 @@ from adapter.domain import (
     BusyPeriod,
     Clinician,
     CodeSource,
+    Discipline,
     EncounterContext,
     Intervention,
     PatientDay,
+    ProgressReport,
     Rulebook,
     ServiceDay,
 )
@@ -41,7 +43,7 @@ from adapter.fhir.coding import (
     texts,
 )
 from adapter.fhir.coverage import active_coverage, coverage_type, kx_spend
-from adapter.fhir.dates import in_period
+from adapter.fhir.dates import in_period, service_date_of
 from adapter.fhir.refs import (
     Resource,
     as_dict,
@@ -69,6 +71,8 @@ class Lookup(Protocol):
     def coverages_of(self, patient_key: str) -> Sequence[Resource]: ...
 
     def care_plans_of(self, patient_key: str) -> Sequence[Resource]: ...
+
+    def documents_of(self, patient_key: str) -> Sequence[Resource]: ...
 
     def sessions_of(
         self, actor_keys: Iterable[str], service_date: str, exclude_patient: str
@@ -163,6 +167,9 @@ def service_day(
         encounters=tuple(encounters),
         plan_of_care=bool(plans),
         planned_visits_per_week=_visits_per_week(plans),
+        progress_reports=_progress_reports(
+            lookup.documents_of(patient), parser, rulebook, zone, service_date
+        ),
         kx_spend=kx_spend(coverage),
         other_patient_sessions=parser.busy(),
         evaluated_at=evaluated_at,
@@ -191,6 +198,46 @@ def service_day(
     return ParsedDay(
         day=day, facts=facts, problems=tuple(parser.problems), not_therapy=tuple(parser.not_therapy)
     )
+
+
+def _progress_reports(
+    documents: Sequence[Resource],
+    parser: _DayParser,
+    rulebook: Rulebook,
+    zone: tzinfo | None,
+    service_date: str,
+) -> tuple[ProgressReport, ...]:
+    """The patient's progress reports up to the date of service: current, final (or amended)
+    DocumentReferences of a type ``clocks.toml`` names, dated (``date``, else the context
+    period's start); the discipline is the type's, else the author's; an author who is an
+    assistant makes it not count."""
+    types = rulebook.clocks.progress.types
+    out: list[ProgressReport] = []
+    for doc in documents:
+        if doc.get("status") != "current" or doc.get("docStatus") in (
+            "preliminary",
+            "entered-in-error",
+        ):
+            continue  # fmt: skip
+        kinds = [
+            f"{rulebook.intake.canonical(c.get('system'))}|{c.get('code')}"
+            for c in codings(as_dict(doc.get("type")))
+        ]
+        kind = next((k for k in kinds if k in types), None)
+        when = doc.get("date") or as_dict(as_dict(doc.get("context")).get("period")).get("start")
+        dos = service_date_of({"performedDateTime": when}, zone) if isinstance(when, str) else None
+        if kind is None or dos is None or dos > service_date:
+            continue
+        key = f"DocumentReference/{doc.get('id')}"
+        authors = [ref for a in as_list(doc.get("author")) if (ref := reference_of(a))]
+        who = parser.clinicians.resolve(authors[0], key)[0] if authors else None
+        discipline = types[kind] or (
+            who.discipline if who and who.discipline in (Discipline.PT, Discipline.OT,
+                                                         Discipline.SLP) else None
+        )  # fmt: skip
+        out.append(ProgressReport(date=date.fromisoformat(dos), discipline=discipline,
+                                  by_assistant=bool(who and who.assistant), ref=key))  # fmt: skip
+    return tuple(sorted(out, key=lambda r: (r.date, r.ref)))
 
 
 _DAYS = {"d": Decimal(1), "wk": Decimal(7), "mo": Decimal("30.4375"), "a": Decimal("365.25")}

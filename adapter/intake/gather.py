@@ -272,6 +272,8 @@ class _Gathering:
             ("CarePlan", [("subject", patient), ("_count", "50")]),
             # the patient: its identifiers find procedures that name it only by one
             ("Patient", [("_id", patient.partition("/")[2])]),
+            # its documents: progress reports (the progress-report clock)
+            ("DocumentReference", [("subject", patient), ("_count", "100")]),
             # the patient's encounters around the date: a procedure with no time is on its
             # encounter's day, and a date search cannot find it
             ("Encounter", [("subject", patient), *self.window, ("_count", "50")]),
@@ -291,16 +293,24 @@ class _Gathering:
         by_identifier = {k for k in refs | actors if is_placeholder(k)}
         refs -= by_identifier
         actors = {a for a in actors if a.startswith(("Practitioner/", "PractitionerRole/"))}
+        # the authors of the patient's documents: whether a report's author is an assistant
+        authors = {
+            a
+            for doc in self.spool.documents_of(self.day.patient)
+            for ref in doc.get("author") or []
+            if (a := self._resolve(ref)) and a.startswith(("Practitioner/", "PractitionerRole/"))
+        }
         practitioners = self._practitioners(actors)
-        refs |= actors | practitioners
+        writers = self._practitioners(authors)
+        refs |= actors | authors | practitioners | writers
         # a clinician's sessions are found under the practitioner and under each of their roles
         actors |= practitioners | self._roles_of(practitioners)
         return [
             *self._reads(refs),
             *self._identifier_searches(by_identifier),
             *self._subject_identifier_searches(),
-            *self._once("roles", practitioners, lambda c: [("practitioner", c), ("_count", "200")],
-                        "PractitionerRole"),
+            *self._once("roles", practitioners | writers,
+                        lambda c: [("practitioner", c), ("_count", "200")], "PractitionerRole"),
             # undated procedures of the day's encounters (a date search cannot find them)
             *self._once("procs", encounters, lambda c: [("encounter", c), ("_count", "200")]),
             *self._once("day", actors,

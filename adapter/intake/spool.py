@@ -58,10 +58,11 @@ _LINKS = {
     "PractitionerRole": ("practitioner", "role"),
     "Coverage": ("beneficiary", "coverage"),
     "CarePlan": ("subject", "careplan"),
+    "DocumentReference": ("subject", "document"),
 }
 _KEPT = frozenset(
     {"Procedure", "Encounter", "Practitioner", "PractitionerRole", "Coverage", "CarePlan",
-     "Patient", "Organization", "Condition"}
+     "Patient", "Organization", "Condition", "DocumentReference"}
 )  # fmt: skip
 
 
@@ -421,6 +422,9 @@ class Spool:
 
     def care_plans_of(self, patient_key: str) -> Sequence[Resource]:
         return self._linked("careplan", patient_key)
+
+    def documents_of(self, patient_key: str) -> Sequence[Resource]:
+        return self._linked("document", patient_key)
 
     def sessions_of(
         self, actor_keys: Iterable[str], service_date: str, exclude_patient: str

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from adapter.domain import Rulebook
+from adapter.mappings.clocks import load_clocks
 from adapter.mappings.codes import load_codes
 from adapter.mappings.concept_maps import CPT_SYSTEM, HCPCS_SYSTEM
 from adapter.mappings.documentation import load_documentation
@@ -67,6 +68,7 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
     modifiers = load_modifiers(mappings, payers)
     intake = load_fhir(mappings, codes.codes, payers)
     money = load_money(mappings, set(payers))
+    clocks = load_clocks(mappings)
     return Rulebook(
         version=f"{manifest.version}+{mappings.fingerprint.short()}",
         codes=codes.codes,
@@ -81,4 +83,5 @@ def load_rulebook(directory: Path | str | None = None) -> Rulebook:
         modifiers=modifiers,
         intake=intake,
         money=money,
+        clocks=clocks,
     )

@@ -23,7 +23,7 @@ MANIFEST = "rulebook.toml"
 FILES = (MANIFEST, "codes.toml", "payers.toml", "ncci_ptp.toml", "limits.toml",
          "documentation.toml", "modifiers.toml", "code_systems.toml", "fhir.toml")  # fmt: skip
 #: read when present (a site without prices leaves it out)
-OPTIONAL_FILES = ("money.toml",)
+OPTIONAL_FILES = ("money.toml", "clocks.toml")
 
 M = TypeVar("M", bound=BaseModel)
 

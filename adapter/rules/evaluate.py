@@ -32,6 +32,7 @@ from adapter.rules.kx import apply_kx
 from adapter.rules.lines import build_lines, explain_lines
 from adapter.rules.money import price_lines
 from adapter.rules.overlaps import concurrency, overlaps
+from adapter.rules.progress import progress_reports
 from adapter.rules.resolve import resolve_day
 from adapter.rules.tally import CodeOrder, code_minutes, tally
 
@@ -52,6 +53,10 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     findings += overlap_findings
     findings += concurrency(resolved.services, day, rulebook)
     services = [s for s in resolved.services if s.id not in held]
+    # 2b. the progress-report clock of each discipline treated (an error holds its services)
+    progress_findings, late = progress_reports(services, day, rulebook, explanation)
+    findings += progress_findings
+    services = [s for s in services if s.id not in late]
     # 3. minutes per discipline and code
     codes = tally(services, resolved.rule_refs)
     # 4-5. units, then edits (again while a timed code drops); MUE

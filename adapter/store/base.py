@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -118,9 +119,11 @@ class SqlStore:
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             # the year's KX running total: each synced day's expected allowed amounts per KX
             # group (decimal text); a day's total before it is the sum over its earlier days
+            # and the disciplines it treated and evaluated (the progress-report clock)
             """CREATE TABLE IF NOT EXISTS kx_ledger (
                 day TEXT PRIMARY KEY, patient TEXT NOT NULL, year INTEGER NOT NULL,
-                dos TEXT NOT NULL, amounts TEXT NOT NULL)""",
+                dos TEXT NOT NULL, amounts TEXT NOT NULL, treated TEXT NOT NULL DEFAULT '[]',
+                evaluated TEXT NOT NULL DEFAULT '[]')""",
             "CREATE INDEX IF NOT EXISTS kx_ledger_year ON kx_ledger (patient, year, dos)",
         ]
 
@@ -257,17 +260,21 @@ class SqlStore:
     def ledger_put(
         self, day: str, inputs: Mapping[str, str], decision_hash: str, written: Mapping[str, Any],
         *, worker: str, changed: bool, kx: Mapping[str, str] | None = None,
+        treated: Sequence[str] = (), evaluated: Sequence[str] = (),
     ) -> None:  # fmt: skip
         """The ledger row of a synced day, its inputs, its run and (``kx``: KX group -> the
-        day's expected allowed amount, decimal text) its part of the year's KX totals."""
+        day's expected allowed amount, decimal text) its part of the year's KX totals, with
+        the disciplines it treated and evaluated (``kx`` None: that part left as it was)."""
         now = self.clock()
         patient, _, dos = day.rpartition(":")
         kx_rows: list[tuple[str, tuple[Any, ...]]] = [
             ("DELETE FROM kx_ledger WHERE day = ?", (day,)),
             *(
-                [("INSERT INTO kx_ledger (day, patient, year, dos, amounts) VALUES (?, ?, ?, ?, ?)",
-                  (day, patient, int(dos[:4]), dos, json.dumps(dict(kx), sort_keys=True)))]
-                if kx and dos[:4].isdigit()
+                [("INSERT INTO kx_ledger (day, patient, year, dos, amounts, treated, evaluated) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  (day, patient, int(dos[:4]), dos, json.dumps(dict(kx or {}), sort_keys=True),
+                   json.dumps(sorted(treated)), json.dumps(sorted(evaluated))))]
+                if (kx or treated) and dos[:4].isdigit()
                 else []
             ),
         ]  # fmt: skip
@@ -301,6 +308,29 @@ class SqlStore:
         """The day's own part of its year's KX totals (empty: none recorded)."""
         rows = self._run("SELECT amounts FROM kx_ledger WHERE day = ?", (day,))
         return dict(json.loads(rows[0][0])) if rows else {}
+
+    def day_record(self, day: str) -> tuple[dict[str, str], list[str], list[str]] | None:
+        """The day's row of the KX and treatment ledger: (amounts, treated, evaluated)."""
+        rows = self._run("SELECT amounts, treated, evaluated FROM kx_ledger WHERE day = ?", (day,))
+        if not rows:
+            return None
+        amounts, treated, evaluated = rows[0]
+        return dict(json.loads(amounts)), list(json.loads(treated)), list(json.loads(evaluated))
+
+    def treatment_history(
+        self, day: str, days: int = 400
+    ) -> list[tuple[date, list[str], list[str]]]:
+        """(date, treated, evaluated) of the patient's days in the ``days`` before ``day``."""
+        patient, _, dos = day.rpartition(":")
+        since = (date.fromisoformat(dos) - timedelta(days=days)).isoformat()
+        return [
+            (date.fromisoformat(str(d)), list(json.loads(t)), list(json.loads(e)))
+            for d, t, e in self._run(
+                "SELECT dos, treated, evaluated FROM kx_ledger WHERE patient = ? AND dos < ? "
+                "AND dos >= ? ORDER BY dos",
+                (patient, dos, since),
+            )
+        ]
 
     def kx_prior(self, day: str) -> dict[str, Decimal]:
         """The sums of the patient's days of the year before ``day`` (a patient-day key), per

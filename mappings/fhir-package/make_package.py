@@ -375,6 +375,8 @@ FINDINGS = {
     "coverage-missing": "No usable Coverage: the default payer profile was used.",
     "coverage-type-unknown": "A Coverage type the payer profiles do not map.",
     "no-price": "A billed code with no chargemaster price: the line cannot be priced.",
+    "progress-report-due": "The 8th to 10th treatment day of a discipline since its last progress report (or evaluation).",
+    "progress-report-missing": "The 11th treatment day or later without a progress report: the day's services of the discipline are held.",
     "claim-correction-needed": "A submitted or locked Claim no longer matches the documentation: correct it by hand.",
 }
 CS = {

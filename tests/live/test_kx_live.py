@@ -87,5 +87,12 @@ def test_an_amended_earlier_day_changes_a_later_days_kx(
     assert service.drain(timeout=60)
     assert store.kx_amounts(DAY1.key) == {"PT_SLP": "50.99"}
     assert _kx(fresh_fhir, "2026-03-03") == [False]
+    # restored: the earlier day's amounts are what they were before, a new state all the same
+    # (found in review: the recheck's dedupe key repeated an old one, so KX never came back)
+    fresh_fhir.put_all(next(r for r in resources if r.get("id") == "kx1b"))
+    service.inbox.enqueue(Notification(events=(ChangeEvent("Procedure", "kx1b", source="t2"),)))
+    assert service.drain(timeout=60)
+    assert store.kx_amounts(DAY1.key) == {"PT_SLP": "71.69"}
+    assert _kx(fresh_fhir, "2026-03-03") == [True]
     assert set(store.counts()) == {"done"}
     store.close()

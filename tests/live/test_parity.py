@@ -25,7 +25,7 @@ from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.fhir.refs import ref_key
 from adapter.intake.sources import Item, expand, read
-from adapter.ledger import KxLedger, day_amounts
+from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options, decision_hash, sync_day
 from adapter.replay import decisions
@@ -119,16 +119,18 @@ def test_live_sync_decides_every_day_like_replay(
         for _, d in decisions([case], rulebook, options)
     }
     assert offline, "replay decides no patient-day for this case"
-    # each patient's days in date order, each given its earlier days' allowed amounts, as the
-    # service does from its store's KX ledger
-    ledger = KxLedger()
+    # each patient's days in date order, each given its earlier days' allowed amounts and
+    # treatment days, as the service does from its store's ledger
+    ledger, treatments = KxLedger(), TreatmentLedger()
     live = {}
     for patient, dos in sorted(offline):
         on = date.fromisoformat(dos)
-        day_options = replace(options, kx_prior=ledger.prior(patient, on))
+        day_options = replace(options, kx_prior=ledger.prior(patient, on),
+                              history=treatments.history(patient, on))  # fmt: skip
         result = sync_day(emr, emr, rulebook, day=PatientDay.of(patient, dos), options=day_options)
         if result.decision is not None:
             ledger.record(patient, on, day_amounts(result.decision, rulebook))
+            treatments.record(patient, on, *day_treatments(result.decision, rulebook))
         live[(patient, dos)] = result
     assert {k: view(r.decision) for k, r in live.items()} == {
         k: view(d) for k, d in offline.items()

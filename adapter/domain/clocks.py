@@ -1,0 +1,38 @@
+"""The compliance clocks as data (``domain.md`` §7): which documents are progress reports, and
+the treatment-day counts that warn and hold."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from adapter.domain.source import RuleSource
+from adapter.domain.terms import Discipline
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressReport:
+    """A documented progress report (or an evaluation, which starts the count again)."""
+
+    date: date
+    discipline: Discipline | None  # None: a report of no particular discipline
+    by_assistant: bool = False  # an assistant's report does not count (BPM Ch. 15 §220.3.C)
+    ref: str = ""  # what documents it (DocumentReference/…, or the evaluation's line)
+    kind: str = "report"  # report | evaluation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressRules:
+    """``clocks.toml`` ``[progress_report]``: the report document types (``system|code`` ->
+    the discipline they are for, None for any) and the treatment-day counts."""
+
+    types: Mapping[str, Discipline | None] = field(default_factory=dict)
+    warn_from: int = 8  # the first treatment day since the last report that warns
+    error_from: int = 11  # the first that is an error (its lines held)
+    source: RuleSource | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockRules:
+    progress: ProgressRules = field(default_factory=ProgressRules)

@@ -1,0 +1,57 @@
+"""``clocks.toml``: the compliance clocks' data (progress report types and counts)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapter.domain import Discipline
+from adapter.domain.clocks import ClockRules, ProgressRules
+from adapter.errors import MappingError
+from adapter.mappings.files import MappingsDir, entries, parse
+from adapter.mappings.rows import EntryRow
+
+CLOCKS = "clocks.toml"
+
+
+class _Type(EntryRow):
+    system: str = Field(min_length=3)
+    code: str = Field(min_length=1)
+    discipline: Literal["PT", "OT", "SLP", ""]
+
+
+class _Progress(EntryRow):
+    warn_from: int = Field(ge=1, le=30)
+    error_from: int = Field(ge=2, le=31)
+    type: list[dict[str, object]] = Field(default_factory=list)
+
+
+class _ClocksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    progress_report: dict[str, object] | None = None
+
+
+def load_clocks(mappings: MappingsDir) -> ClockRules:
+    if CLOCKS not in mappings.docs:
+        return ClockRules()
+    file = mappings.file(CLOCKS)
+    doc = parse(_ClocksFile, mappings.docs[CLOCKS], file, "(file)")
+    if doc.progress_report is None:
+        return ClockRules()
+    progress = parse(_Progress, doc.progress_report, file, "[progress_report]")
+    if progress.error_from <= progress.warn_from:
+        raise MappingError(file, "[progress_report]", "error_from must be after warn_from")
+    types = entries(progress.type, _Type, file, "progress_report.type",
+                    lambda t: f"{t.system}|{t.code}")  # fmt: skip
+    return ClockRules(
+        progress=ProgressRules(
+            types={
+                f"{t.system}|{t.code}": Discipline(t.discipline) if t.discipline else None
+                for _, t in types
+            },
+            warn_from=progress.warn_from,
+            error_from=progress.error_from,
+            source=progress.rule_source("clocks:progress-report"),
+        )
+    )
