@@ -97,6 +97,26 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
         lambda d: edit(d, "money.toml", "effective_to = 2026-12-31", "effective_to = 2027-03-31"),
         "money.toml", "effective dates are not in 2026",
     ),
+    "a code twice in the PPRRVU": (
+        lambda d: append(d, "cms/pfs/PPRRVU26_JAN-synthetic.csv",
+                         "97110,,DUPLICATE,A,,9.45,0.42,,0.14,,0.02,9.89,9.61,0,XXX,5,0,0,0,0,"
+                         ",33.4009,09,,99,0.42,0.14,0.02"),
+        "PPRRVU26_JAN-synthetic.csv", "97110 is listed twice",
+    ),
+    "two work GPCI columns": (
+        lambda d: edit(d, "cms/pfs/GPCI2026-synthetic.csv", "2026 MP GPCI",
+                       "2026 MP GPCI,2026 PW GPCI (without 1.0 Floor)"),
+        "GPCI2026-synthetic.csv", "2 columns name 'pw gpci'",
+    ),
+    "a locality twice": (
+        lambda d: append(d, "cms/pfs/GPCI2026-synthetic.csv",
+                         "99999,ZZ,01,SYNTHETIC LOCALITY ONE AGAIN,1.100,0.950,0.700"),
+        "GPCI2026-synthetic.csv", "MAC 99999 locality 01 is listed twice",
+    ),
+    "overlapping contract rates": (
+        lambda d: append(d, "contract-rates-commercial.csv", "97110,,33.00,2026-07-01,"),
+        "contract-rates-commercial.csv", "overlaps the dates of",
+    ),
     "unknown key": (
         lambda d: append(d, "money.toml", "[surcharge]\nrate = 1\n"),
         "money.toml", "surcharge",

@@ -117,7 +117,13 @@ class MoneyRules:
                 return row
         return next((r for r in rows if r.modifier is None), None)
 
-    def contract(self, payer: str, code: str, on: date) -> ContractRate | None:
-        return next(
-            (r for r in self.contracts.get((payer, code), ()) if r.source.in_effect(on)), None
-        )
+    def contract(
+        self, payer: str, code: str, modifiers: tuple[str, ...], on: date
+    ) -> ContractRate | None:
+        """The payer's rate for a line: one for one of its modifiers first, else the code's
+        own rate (no modifier), in effect on ``on``."""
+        rows = [r for r in self.contracts.get((payer, code), ()) if r.source.in_effect(on)]
+        for row in rows:
+            if row.modifier is not None and row.modifier in modifiers:
+                return row
+        return next((r for r in rows if r.modifier is None), None)

@@ -155,11 +155,8 @@ def build_day(decision: Decision, facts: DayFacts, options: BuildOptions) -> lis
                 {"performer": [{"actor": _ref(p, facts)} for p in performers]} if performers else {}
             ),
             "quantity": {"value": line.units},
-            **(
-                {"priceOverride": money(line.price.unit_price)}
-                if line.price.unit_price is not None
-                else {}
-            ),
+            # R4: "total price of the charge overriding the list price" (units x unit price)
+            **({"priceOverride": money(line.price.net)} if line.price.net is not None else {}),
             **(
                 {"reason": [{"coding": [c]} for c in icd]}
                 if (icd := _line_icd(line, facts))

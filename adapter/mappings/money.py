@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,6 +129,7 @@ def load_money(mappings: MappingsDir, payers: set[str]) -> MoneyRules:
         path = _file(mappings, c.path, file, label)
         for rate in read_contract_rates(path, payer=c.payer, source=c.source):
             contracts.setdefault((c.payer, rate.code), []).append(rate)
+    _no_overlaps(contracts)
     return MoneyRules(
         chargemaster={k: tuple(v) for k, v in chargemaster.items()},
         fee_schedule=fee_schedule,
@@ -258,9 +259,9 @@ def read_chargemaster(path: Path, *, source: str) -> Iterator[CdmEntry]:
         )
 
 
-def _no_overlaps(chargemaster: dict[str, list[CdmEntry]]) -> None:
+def _no_overlaps(table: Mapping[Any, Sequence[CdmEntry | ContractRate]]) -> None:
     """Two rows for one code and modifier in effect on the same day are refused."""
-    for rows in chargemaster.values():
+    for rows in table.values():
         for i, a in enumerate(rows):
             for b in rows[i + 1 :]:
                 if a.modifier != b.modifier:
@@ -309,9 +310,11 @@ def _rvu_value(value: str, file: str, line: str, what: str) -> Decimal:
 
 
 def read_pprrvu(path: Path) -> Iterator[tuple[str, Rvu]]:
-    """(code, RVUs) of every global row (no modifier) of a CMS PPRRVU CSV."""
+    """(code, RVUs) of every global row (no modifier) of a CMS PPRRVU CSV; a code listed twice
+    is refused."""
     file = str(path)
     header_seen = False
+    seen: dict[str, str] = {}
     for line, cells in _rows(path):
         if not header_seen:
             header_seen = cells[0].upper() == "HCPCS"
@@ -323,6 +326,9 @@ def read_pprrvu(path: Path) -> Iterator[tuple[str, Rvu]]:
             raise MappingError(file, line, f"HCPCS {cells[0]!r} is not a CPT/HCPCS code")
         if modifier:
             continue  # professional/technical components: not therapy
+        if code in seen:
+            raise MappingError(file, line, f"{code} is listed twice (first on {seen[code]})")
+        seen[code] = line
         yield (
             code,
             Rvu(
@@ -344,6 +350,7 @@ def read_gpci(path: Path, *, mac: str, locality: str) -> Gpci:
     """The site's row of a CMS GPCI CSV."""
     file = str(path)
     columns: dict[str, int] | None = None
+    found: Gpci | None = None
     for line, cells in _rows(path):
         if columns is None:
             names = [c.lower() for c in cells]
@@ -358,13 +365,22 @@ def read_gpci(path: Path, *, mac: str, locality: str) -> Gpci:
                 missing = [k for k, i in columns.items() if i < 0]
                 if missing:
                     raise MappingError(file, line, f"header lacks {', '.join(missing)}")
+                for want in ("pw gpci", "pe gpci", "mp gpci"):
+                    named = [c for c in names if want in c]
+                    if len(named) > 1:
+                        raise MappingError(file, line, f"{len(named)} columns name {want!r}: "
+                                           f"{'; '.join(named)} (keep the one to use)")  # fmt: skip
             continue
         if len(cells) <= max(columns.values()):
             continue  # a footnote row
         if cells[columns["mac"]] == mac and cells[columns["locality"]].zfill(2) == locality:
+            if found is not None:
+                raise MappingError(file, line, f"MAC {mac} locality {locality} is listed twice")
             values = {k: _rvu_value(cells[columns[k]], file, line, f"{k} GPCI")
                       for k in ("work", "pe", "mp")}  # fmt: skip
-            return Gpci(mac=mac, locality=locality, name=cells[columns["name"]], **values)
+            found = Gpci(mac=mac, locality=locality, name=cells[columns["name"]], **values)
     if columns is None:
         raise MappingError(file, "(file)", "no header row naming Locality Number")
-    raise MappingError(file, "(file)", f"no row for MAC {mac} locality {locality}")
+    if found is None:
+        raise MappingError(file, "(file)", f"no row for MAC {mac} locality {locality}")
+    return found

@@ -100,6 +100,7 @@ def _start(g: KxGroup, groups: Mapping[Discipline, KxGroup], day: ServiceDay) ->
     name = group_name(g, groups)
     opening = day.kx_spend.for_group(g)
     prior = day.kx_prior.for_group(g) or Decimal("0.00")
+    opening = opening.quantize(Decimal("0.01")) if opening is not None else None
     total = (opening or Decimal("0.00")) + prior
     if opening is None:
         start = f"before the day ${prior} of the adapter's own lines (opening balance unknown)"

@@ -105,7 +105,7 @@ def _allowed_amounts(
 
 
 def _contract(line: ChargeLine, on: date, payer: str, money: MoneyRules) -> Allowed:
-    rate = money.contract(payer, line.code, on)
+    rate = money.contract(payer, line.code, line.modifiers, on)
     if rate is None:
         return None, (f"allowed: no {payer} contract rate for {line.code}",), ()
     amount = cents(rate.rate * line.units)
@@ -121,19 +121,24 @@ def _rvu(line: ChargeLine, year: FeeScheduleYear) -> Rvu | None:
 def _full_pe_line(
     lines: Sequence[ChargeLine], year: FeeScheduleYear, money: MoneyRules
 ) -> int | None:
-    """The line whose first unit keeps its full PE under the MPPR: the highest PE RVU among
-    the day's always-therapy lines (the first such line on a tie); None without an MPPR."""
+    """The line whose first unit keeps its full PE under the MPPR: the highest PE *payment*
+    among the day's always-therapy lines (a CQ/CO line's PE is paid at the assistant rate, so
+    a therapist's unit of the same PE RVU ranks first; then the first line); None without an
+    MPPR."""
     if money.mppr is None:
         return None
-    best: tuple[Decimal, int] | None = None
+    best: tuple[Decimal, int, int] | None = None
     for n, line in enumerate(lines):
         rvu = _rvu(line, year)
         if rvu is None or rvu.mult_proc not in money.mppr_indicators or line.units < 1:
             continue
-        pe = rvu.pe(year.setting)
-        if best is None or pe > best[0]:
-            best = (pe, n)
-    return best[1] if best else None
+        rate = money.assistant_rate.rate if money.assistant_rate is not None else Decimal(1)
+        assistant = bool(ASSISTANT & set(line.modifiers))
+        pe = rvu.pe(year.setting) * (rate if assistant else Decimal(1))
+        key = (pe, 0 if assistant else 1, -n)
+        if best is None or key > best:
+            best = key
+    return -best[2] if best else None
 
 
 def _pfs(
@@ -146,18 +151,26 @@ def _pfs(
     if rvu.status == "B":
         return Decimal("0.00"), (f"allowed: $0.00, {line.code} is bundled (PFS status B)",), (ref,)
     if rvu.status not in PAYABLE:
-        return None, (f"allowed: {line.code} has PFS status {rvu.status}: not paid",), (ref,)
+        return (
+            Decimal("0.00"),
+            (
+                f"allowed: $0.00, {line.code} has PFS status {rvu.status}: not paid under the fee "
+                "schedule",
+            ),
+            (ref,),
+        )
     g = year.gpci
     pe_rvu = rvu.pe(year.setting)
     work, pe, mp = rvu.work * g.work, pe_rvu * g.pe, rvu.mp * g.mp
     cf = year.conversion_factor
+    unit = (work + pe + mp) * cf
+    units = Decimal(line.units)
+    amount = unit * units
     steps = [
         f"allowed: ({rvu.work} x {g.work} + {pe_rvu} x {g.pe} + {rvu.mp} x {g.mp}) x ${cf} "
-        f"= ${cents((work + pe + mp) * cf)} per unit [{ref}]"
+        f"= ${unit:.4f} per unit x {line.units} = ${amount:.4f} [{ref}]"
     ]
     refs = [ref]
-    units = Decimal(line.units)
-    amount = (work + pe + mp) * cf * units
     if money.mppr is not None and rvu.mult_proc in money.mppr_indicators:
         reduced = units - 1 if n == full_pe else units
         if reduced > 0:
@@ -165,16 +178,20 @@ def _pfs(
             amount -= cut
             steps.append(
                 f"MPPR: PE of {reduced} unit(s) less {money.mppr.rate * 100:.0f}% "
-                f"(-${cents(cut)}) [{money.mppr.source.ref}]"
+                f"({pe:.4f} x {money.mppr.rate} x ${cf} x {reduced} = -${cut:.4f}) "
+                f"[{money.mppr.source.ref}]"
             )
             refs.append(money.mppr.source.ref)
         else:
             steps.append("MPPR: the day's highest-PE unit, full PE")
     if money.assistant_rate is not None and ASSISTANT & set(line.modifiers):
         rate = money.assistant_rate.rate
+        steps.append(
+            f"CQ/CO: ${amount:.4f} paid at {rate * 100:.0f}% = ${amount * rate:.4f} "
+            f"[{money.assistant_rate.source.ref}]"
+        )
         amount *= rate
-        steps.append(f"CQ/CO: paid at {rate * 100:.0f}% [{money.assistant_rate.source.ref}]")
         refs.append(money.assistant_rate.source.ref)
     total = cents(amount)
-    steps.append(f"= ${total}")
+    steps.append(f"= ${total} (rounded once, half up)")
     return total, tuple(steps), tuple(refs)

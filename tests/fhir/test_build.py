@@ -249,3 +249,13 @@ def test_the_supervising_therapist_of_an_assistants_line_is_on_the_care_team(
     }  # fmt: skip
     (item,) = claim["item"]
     assert item["careTeamSequence"] == [roles["Practitioner/pta"][0], roles["Practitioner/pt"][0]]
+
+
+def test_the_charge_item_price_is_the_lines_total(rulebook: Rulebook) -> None:
+    """(review) R4 ChargeItem.priceOverride is the total price of the charge: units x unit
+    price, as the Claim item's net."""
+    out, _ = evaluate_bundle(day_bundle(), rulebook)
+    (claim,) = by_type(out, "Claim")
+    nets = {i["productOrService"]["coding"][0]["code"]: i["net"] for i in claim["item"]}
+    for item in by_type(out, "ChargeItem"):
+        assert item["priceOverride"] == nets[item["code"]["coding"][0]["code"]]

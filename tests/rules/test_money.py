@@ -172,3 +172,47 @@ def test_allowed_amounts_are_bounded_and_the_mppr_only_reduces(spec: list) -> No
     total = sum(p.price.allowed for p in priced)  # type: ignore[misc]
     reordered = sum(p.price.allowed for p in again)  # type: ignore[misc]
     assert abs(total - reordered) <= D("0.01") * len(spec)
+
+
+def test_the_full_pe_unit_is_the_highest_pe_payment_not_an_assistants(rulebook: Rulebook) -> None:
+    """(review) 97112 by the PTA alone (CQ) and 97750 by the PT, 15 min each, PE RVU 0.52 both:
+    the PT's unit is paid its PE in full (its PE payment is higher than the CQ unit's 85 %):
+    97750 (0.45 + 0.494 + 0.014) x 33.4009 = $32.00; 97112 (1.008 - 0.494 x 0.5) x 33.4009 x
+    0.85 = $21.61; whatever order the lines come in."""
+    from .build import PTA as ASSISTANT
+
+    d = evaluate(day(iv("a", "97112", 0, 15, ASSISTANT), iv("b", "97750", 15, 15, PT)), rulebook)
+    p = by_code(d)
+    assert p["97750"].allowed == cents(D("0.958") * CF) == D("32.00")
+    assert p["97112"].allowed == cents((D("1.008") - D("0.247")) * CF * D("0.85")) == D("21.61")
+    lines = list(d.lines)
+    back, _ = price_lines(
+        [dataclasses.replace(ln, price=LinePrice()) for ln in reversed(lines)],
+        d.service_date, "medicare", rulebook.money, [],
+    )  # fmt: skip
+    assert {ln.code: ln.price.allowed for ln in back} == {"97750": D("32.00"), "97112": D("21.61")}
+
+
+def test_a_contract_rate_for_a_modifier_applies_only_with_it(rulebook: Rulebook) -> None:
+    from adapter.domain import ContractRate
+
+    src = RuleSource(ref="contract:t", citation="t", confidence="LOW",
+                     effective_from=date(2026, 1, 1))  # fmt: skip
+    cq = ContractRate(payer="commercial", code="97110", modifier="CQ", rate=D("27.20"), source=src)
+    contracts = {**rulebook.money.contracts}
+    contracts[("commercial", "97110")] = (cq, *contracts[("commercial", "97110")])
+    money = dataclasses.replace(rulebook.money, contracts=contracts)
+    (plain,), _ = price_lines([line("97110", 2, ("GP",))], date(2026, 3, 2), "commercial",
+                              money, [])  # fmt: skip
+    assert plain.price.allowed == D("64.00")
+    (pta,), _ = price_lines([line("97110", 2, ("GP", "CQ"))], date(2026, 3, 2), "commercial",
+                            money, [])  # fmt: skip
+    assert pta.price.allowed == D("54.40")
+
+
+def test_the_explanation_shows_every_intermediate_amount(rulebook: Rulebook) -> None:
+    d = evaluate(day(iv("a", "97110", 0, 30, PTA)), rulebook)
+    text = d.explain()
+    assert "= $28.8250 per unit x 2 = $57.6500" in text
+    assert "(0.3990 x 0.50 x $33.4009 x 1 = -$6.6635)" in text
+    assert "CQ/CO: $50.9865 paid at 85% = $43.3385" in text and "= $43.34 (rounded once" in text
