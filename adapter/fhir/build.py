@@ -240,6 +240,7 @@ def _claim(
                     }
                     for n, p in enumerate(team, 1)
                 ]
+                + _referring(facts, len(team))
             }
             if team
             else {}
@@ -251,6 +252,20 @@ def _claim(
         **({"total": money(total)} if (total := decision.total) is not None else {}),
     }
     return _entry(claim, codes.ID_CLAIM, facts.day.key, options.write_mode, facts.day)
+
+
+def _referring(facts: DayFacts, after: int) -> list[Resource]:
+    """The certifying physician of the plan of care as the referring provider (CARIN's
+    ``referring`` role; R4's own role codes have none)."""
+    if not facts.referring:
+        return []
+    return [
+        {
+            "sequence": after + 1,
+            "provider": _ref(facts.referring, facts),
+            "role": _concept(codes.CARE_TEAM_ROLE_C4BB, "referring"),
+        }
+    ]
 
 
 def _supervisors(line: ChargeLine, facts: DayFacts) -> list[str]:

@@ -16,6 +16,8 @@ COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-ca
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PROVENANCE_AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 CARE_TEAM_ROLE = "http://terminology.hl7.org/CodeSystem/claimcareteamrole"
+#: CARIN Blue Button's care team roles: the one that names a referring provider
+CARE_TEAM_ROLE_C4BB = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBClaimCareTeamRole"
 DIAGNOSIS_TYPE = "http://terminology.hl7.org/CodeSystem/ex-diagnosistype"
 #: CMS place-of-service codes (the 837P's CLM05-1 / SV105)
 PLACE_OF_SERVICE = (

@@ -109,6 +109,9 @@ class DayFacts:
     assistants: frozenset[str] = frozenset()  # clinician ids of assistants (PTA, COTA, SLPA)
     #: the CMS place of service the day's encounters say (class HH: 12, home), else None
     place_of_service: str | None = None
+    #: the physician/NPP who certified the plan of care (its author): the Claim's referring
+    #: provider (837P loop 2310A)
+    referring: str | None = None
     #: intervention id -> the supervising therapists (on its encounter, of its discipline) of
     #: a service an assistant furnished alone
     supervisors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -188,6 +191,7 @@ def service_day(
         spans=parser.spans,
         recorded=latest(parser.recorded) or f"{service_date}T00:00:00Z",
         references=_written_references(parser, provider, lookup),
+        referring=_certifier(plans, lookup),
         assistants=frozenset(
             p.id for iv in parser.interventions for p in iv.performers if p.assistant
         ),
@@ -241,6 +245,21 @@ def _progress_reports(
 
 
 _DAYS = {"d": Decimal(1), "wk": Decimal(7), "mo": Decimal("30.4375"), "a": Decimal("365.25")}
+
+
+def _certifier(plans: Sequence[Resource], lookup: Lookup) -> str | None:
+    """The plan of care's author (the certifying physician or NPP), a Practitioner or
+    PractitionerRole key; the first plan's that names one."""
+    for plan in plans:
+        ref = reference_of(plan.get("author"))
+        key = lookup.key_of(ref) if ref else None
+        if (
+            key
+            and key.startswith(("Practitioner/", "PractitionerRole/"))
+            and split_key(key) is not None
+        ):
+            return key
+    return None
 
 
 def _visits_per_week(plans: Sequence[Resource]) -> Decimal | None:

@@ -259,3 +259,23 @@ def test_the_charge_item_price_is_the_lines_total(rulebook: Rulebook) -> None:
     nets = {i["productOrService"]["coding"][0]["code"]: i["net"] for i in claim["item"]}
     for item in by_type(out, "ChargeItem"):
         assert item["priceOverride"] == nets[item["code"]["coding"][0]["code"]]
+
+
+def test_the_plans_certifying_physician_is_the_referring_provider(rulebook: Rulebook) -> None:
+    """(issue 15) the CarePlan's author, the physician who certified the plan of care, is on the
+    Claim's care team as the referring provider (837P loop 2310A), on no item."""
+    resources = day_bundle()
+    npi = {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1999999992"}
+    md = {"resourceType": "Practitioner", "id": "md", "identifier": [npi]}
+    for e in resources["entry"]:
+        if e["resource"]["resourceType"] == "CarePlan":
+            e["resource"]["author"] = {"reference": "Practitioner/md"}
+    resources["entry"].append(
+        {"fullUrl": "http://emr.example/fhir/Practitioner/md", "resource": md}
+    )
+    out, _ = evaluate_bundle(resources, rulebook)
+    (claim,) = by_type(out, "Claim")
+    (ref,) = [t for t in claim["careTeam"] if t["role"]["coding"][0]["code"] == "referring"]
+    assert ref["provider"] == {"reference": "Practitioner/md"}
+    assert ref["role"]["coding"][0]["system"] == codes.CARE_TEAM_ROLE_C4BB
+    assert all(ref["sequence"] not in i.get("careTeamSequence", []) for i in claim["item"])
