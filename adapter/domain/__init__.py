@@ -6,7 +6,13 @@ Nothing here does I/O, reads a clock or knows about FHIR. The FHIR layer turns r
 resources. ``terms`` holds the shared vocabulary (disciplines, severities, finding codes).
 """
 
-from adapter.domain.clocks import ClockRules, ProgressReport, ProgressRules
+from adapter.domain.clocks import (
+    CertificationRules,
+    ClockRules,
+    PlanOfCare,
+    ProgressReport,
+    ProgressRules,
+)
 from adapter.domain.day import (
     BusyPeriod,
     Clinician,
@@ -63,6 +69,7 @@ __all__ = [
     "Adjustment",
     "BusyPeriod",
     "CdmEntry",
+    "CertificationRules",
     "ChargeLine",
     "Clinician",
     "ClockRules",
@@ -94,6 +101,7 @@ __all__ = [
     "NoteRules",
     "PatientDay",
     "PayerProfile",
+    "PlanOfCare",
     "Pooling",
     "ProgressReport",
     "ProgressRules",

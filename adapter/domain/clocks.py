@@ -34,5 +34,30 @@ class ProgressRules:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PlanOfCare:
+    """An active plan of care covering the date of service, as the certification clock reads
+    it: its discipline (None: any), its period, and when the physician/NPP certified it."""
+
+    ref: str
+    discipline: Discipline | None
+    start: date | None
+    end: date | None
+    certified_on: date | None  # None: not certified (not signed) yet
+    delayed_reason: bool = False  # a documented reason for a late certification
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificationRules:
+    """``clocks.toml`` ``[certification]``: how a site documents certification and the days."""
+
+    convention: str = "author"  # author: CarePlan.author on CarePlan.created
+    categories: Mapping[str, Discipline] = field(default_factory=dict)  # system|code -> discipline
+    days_to_certify: int = 30
+    max_days: int = 90
+    source: RuleSource | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClockRules:
     progress: ProgressRules = field(default_factory=ProgressRules)
+    certification: CertificationRules = field(default_factory=CertificationRules)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from adapter.domain.clocks import ProgressReport
+from adapter.domain.clocks import PlanOfCare, ProgressReport
 from adapter.domain.terms import CodeSource, CoverageStatus, Discipline, KxGroup
 
 _PATIENT = re.compile(r"Patient/(?!\.+\Z)[A-Za-z0-9\-.]{1,64}")  # FHIR's id rule (fullmatch)
@@ -142,6 +142,8 @@ class ServiceDay:
     #: the patient's progress reports up to the date of service, and the evaluations of the
     #: earlier treatment days (which start the count again; the shell's history)
     progress_reports: tuple[ProgressReport, ...] = ()
+    #: the active plans of care covering the date (the certification clock)
+    plans: tuple[PlanOfCare, ...] = ()
     #: the patient's earlier treatment days per discipline (dates of service with billed lines;
     #: the shell's history, from its ledger or the input in date order)
     treatment_days: Mapping[Discipline, tuple[date, ...]] = field(default_factory=dict)

@@ -123,6 +123,9 @@ class FindingCode(StrEnum):
     NO_PRICE = "no-price"
     PROGRESS_REPORT_DUE = "progress-report-due"
     PROGRESS_REPORT_MISSING = "progress-report-missing"
+    PLAN_UNCERTIFIED = "plan-uncertified"
+    PLAN_CERTIFIED_LATE = "plan-certified-late"
+    PLAN_RECERTIFICATION_DUE = "plan-recertification-due"
 
 
 #: Who must act on a finding: the clinician (fix the documentation) or the billing office.

@@ -44,6 +44,8 @@ EXT_YTD_PT_SLP = f"{BASE}/StructureDefinition/therapy-ytd-allowed-pt-slp"
 EXT_YTD_OT = f"{BASE}/StructureDefinition/therapy-ytd-allowed-ot"
 #: on a Procedure: minutes documented without start and end times (a Duration in UCUM "min")
 EXT_DOCUMENTED_MINUTES = f"{BASE}/StructureDefinition/documented-minutes"
+#: input: on a CarePlan, the documented reason its certification came late
+EXT_DELAYED_CERTIFICATION = f"{BASE}/StructureDefinition/delayed-certification-reason"
 UCUM = "http://unitsofmeasure.org"
 
 #: CPT modifiers (the rest of the adapter's modifiers are HCPCS Level II).

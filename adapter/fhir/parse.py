@@ -25,6 +25,7 @@ from adapter.domain import (
     EncounterContext,
     Intervention,
     PatientDay,
+    PlanOfCare,
     ProgressReport,
     Rulebook,
     ServiceDay,
@@ -169,6 +170,7 @@ def service_day(
         interventions=tuple(parser.interventions),
         encounters=tuple(encounters),
         plan_of_care=bool(plans),
+        plans=_plans(plans, rulebook),
         planned_visits_per_week=_visits_per_week(plans),
         progress_reports=_progress_reports(
             lookup.documents_of(patient), parser, rulebook, zone, service_date
@@ -245,6 +247,45 @@ def _progress_reports(
 
 
 _DAYS = {"d": Decimal(1), "wk": Decimal(7), "mo": Decimal("30.4375"), "a": Decimal("365.25")}
+
+
+def _plans(plans: Sequence[Resource], rulebook: Rulebook) -> tuple[PlanOfCare, ...]:
+    """The active plans covering the date, as the certification clock reads them: the
+    discipline from a ``category`` coding ``clocks.toml`` names (else any), the period, and
+    (convention ``author``) certified on ``created`` when an ``author`` is named."""
+    rules = rulebook.clocks.certification
+    out: list[PlanOfCare] = []
+    for plan in plans:
+        kinds = [
+            f"{rulebook.intake.canonical(c.get('system'))}|{c.get('code')}"
+            for concept in as_list(plan.get("category"))
+            for c in codings(as_dict(concept))
+        ]
+        discipline = next((rules.categories[k] for k in kinds if k in rules.categories), None)
+        period = as_dict(plan.get("period"))
+        created = plan.get("created")
+        signed = reference_of(plan.get("author")) is not None and isinstance(created, str)
+        reason = any(
+            isinstance(e, dict) and e.get("url") == codes.EXT_DELAYED_CERTIFICATION
+            and isinstance(e.get("valueString"), str) and e["valueString"].strip()
+            for e in as_list(plan.get("extension"))
+        )  # fmt: skip
+        out.append(PlanOfCare(
+            ref=f"CarePlan/{plan.get('id')}", discipline=discipline,
+            start=_date_part(period.get("start")), end=_date_part(period.get("end")),
+            certified_on=_date_part(created) if signed else None, delayed_reason=reason,
+        ))  # fmt: skip
+    return tuple(out)
+
+
+def _date_part(value: Any) -> date | None:
+    """The date of a FHIR date or dateTime (as written), or None."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
 
 
 def _certifier(plans: Sequence[Resource], lookup: Lookup) -> str | None:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapter.domain import Discipline
-from adapter.domain.clocks import ClockRules, ProgressRules
+from adapter.domain.clocks import CertificationRules, ClockRules, ProgressRules
 from adapter.errors import MappingError
 from adapter.mappings.files import MappingsDir, entries, parse
 from adapter.mappings.rows import EntryRow
@@ -27,9 +27,23 @@ class _Progress(EntryRow):
     type: list[dict[str, object]] = Field(default_factory=list)
 
 
+class _Category(EntryRow):
+    system: str = Field(min_length=3)
+    code: str = Field(min_length=1)
+    discipline: Literal["PT", "OT", "SLP"]
+
+
+class _Certification(EntryRow):
+    convention: Literal["author"]
+    days_to_certify: int = Field(ge=1, le=90)
+    max_days: int = Field(ge=1, le=366)
+    category: list[dict[str, object]] = Field(default_factory=list)
+
+
 class _ClocksFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     progress_report: dict[str, object] | None = None
+    certification: dict[str, object] | None = None
 
 
 def load_clocks(mappings: MappingsDir) -> ClockRules:
@@ -37,14 +51,27 @@ def load_clocks(mappings: MappingsDir) -> ClockRules:
         return ClockRules()
     file = mappings.file(CLOCKS)
     doc = parse(_ClocksFile, mappings.docs[CLOCKS], file, "(file)")
+    certification = CertificationRules()
+    if doc.certification is not None:
+        cert = parse(_Certification, doc.certification, file, "[certification]")
+        cats = entries(cert.category, _Category, file, "certification.category",
+                       lambda c: f"{c.system}|{c.code}")  # fmt: skip
+        certification = CertificationRules(
+            convention=cert.convention,
+            categories={f"{c.system}|{c.code}": Discipline(c.discipline) for _, c in cats},
+            days_to_certify=cert.days_to_certify,
+            max_days=cert.max_days,
+            source=cert.rule_source("clocks:certification"),
+        )
     if doc.progress_report is None:
-        return ClockRules()
+        return ClockRules(certification=certification)
     progress = parse(_Progress, doc.progress_report, file, "[progress_report]")
     if progress.error_from <= progress.warn_from:
         raise MappingError(file, "[progress_report]", "error_from must be after warn_from")
     types = entries(progress.type, _Type, file, "progress_report.type",
                     lambda t: f"{t.system}|{t.code}")  # fmt: skip
     return ClockRules(
+        certification=certification,
         progress=ProgressRules(
             types={
                 f"{t.system}|{t.code}": Discipline(t.discipline) if t.discipline else None
@@ -53,5 +80,5 @@ def load_clocks(mappings: MappingsDir) -> ClockRules:
             warn_from=progress.warn_from,
             error_from=progress.error_from,
             source=progress.rule_source("clocks:progress-report"),
-        )
+        ),
     )

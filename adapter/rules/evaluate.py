@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from adapter.domain import Decision, Intervention, PayerProfile, Rulebook, ServiceDay
 from adapter.rules.allocate import unbilled_findings
+from adapter.rules.certification import certification
 from adapter.rules.documentation import day_findings, notes_of_day, nothing_billable
 from adapter.rules.edits import mue, thresholds, units_and_edits
 from adapter.rules.findings import dedupe, explain_findings
@@ -57,6 +58,10 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     progress_findings, late = progress_reports(services, day, rulebook, explanation)
     findings += progress_findings
     services = [s for s in services if s.id not in late]
+    # 2c. the plan of care's certification (an error holds the discipline's services)
+    cert_findings, uncertified = certification(services, day, rulebook, explanation)
+    findings += cert_findings
+    services = [s for s in services if s.id not in uncertified]
     # 3. minutes per discipline and code
     codes = tally(services, resolved.rule_refs)
     # 4-5. units, then edits (again while a timed code drops); MUE

@@ -129,6 +129,13 @@ EXTS = [
         "Duration",
     ),
     ext(
+        "delayed-certification-reason",
+        "Delayed certification reason",
+        "Input: on a CarePlan, the documented reason its certification by the physician/NPP came later than 30 days after the first treatment.",
+        ["CarePlan"],
+        "string",
+    ),
+    ext(
         "therapy-ytd-allowed-pt-slp",
         "Year-to-date allowed amount, PT and SLP",
         "Input: the Medicare allowed amount of PT and SLP services so far in the calendar year, for the KX threshold.",
@@ -376,6 +383,9 @@ FINDINGS = {
     "coverage-type-unknown": "A Coverage type the payer profiles do not map.",
     "no-price": "A billed code with no chargemaster price: the line cannot be priced.",
     "progress-report-due": "The 8th to 10th treatment day of a discipline since its last progress report (or evaluation).",
+    "plan-uncertified": "The plan of care is not certified by the physician/NPP: a warning within 30 days of the first treatment, an error after.",
+    "plan-certified-late": "The plan of care was certified more than 30 days after the first treatment with no documented reason.",
+    "plan-recertification-due": "More than 90 days since the plan of care was certified: it must be recertified.",
     "progress-report-missing": "The 11th treatment day or later without a progress report: the day's services of the discipline are held.",
     "claim-correction-needed": "A submitted or locked Claim no longer matches the documentation: correct it by hand.",
 }

@@ -101,9 +101,11 @@ def context(
             }
         )
     if care_plan:
+        # certified (clocks.toml convention "author") by the physician the day before
         out.append(
             {"resourceType": "CarePlan", "id": f"cp-{patient}", "status": "active",
-             "intent": "plan", "subject": {"reference": f"Patient/{patient}"}}
+             "intent": "plan", "subject": {"reference": f"Patient/{patient}"},
+             "author": {"reference": "Practitioner/md"}, "created": "2026-03-01"}
         )  # fmt: skip
     return out
 

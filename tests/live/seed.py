@@ -38,6 +38,8 @@ def seed_days(fhir: FhirServer, prefix: str, count: int, chunk: int = 50) -> lis
             for r in context(patient=pid):
                 if r["resourceType"] == "Encounter":
                     batch.append({**r, "id": enc_id, "period": period})
+                elif r["resourceType"] == "CarePlan":
+                    batch.append({**r, "created": dos})  # certified the day of treatment
                 elif r["resourceType"] not in ("Practitioner", "PractitionerRole"):
                     batch.append(r)
             who, enc = f"Patient/{pid}", f"Encounter/{enc_id}"
