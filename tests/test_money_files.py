@@ -143,3 +143,14 @@ def test_a_gpci_file_without_its_header(tmp_path: Path) -> None:
     bad.write_text("MAC,State\n1,2\n")
     with pytest.raises(MappingError, match="no header row naming Locality Number"):
         read_gpci(bad, mac="99999", locality="01")
+
+
+def test_a_site_can_turn_the_certification_clock_off(copy: Path) -> None:
+    """A site that does not record certification in FHIR: convention "off", no clock (an
+    unsigned plan would otherwise hold lines after 30 days)."""
+    edit(copy, "clocks.toml", 'convention = "author"', 'convention = "off"')
+    rules = load_rulebook(copy).clocks.certification
+    assert rules.source is None and rules.convention == "off"
+    edit(copy, "clocks.toml", 'convention = "off"', 'convention = "provenance"')
+    with pytest.raises(MappingError, match="convention"):
+        load_rulebook(copy)

@@ -34,7 +34,7 @@ class _Category(EntryRow):
 
 
 class _Certification(EntryRow):
-    convention: Literal["author"]
+    convention: Literal["author", "off"]
     days_to_certify: int = Field(ge=1, le=90)
     max_days: int = Field(ge=1, le=366)
     category: list[dict[str, object]] = Field(default_factory=list)
@@ -51,34 +51,43 @@ def load_clocks(mappings: MappingsDir) -> ClockRules:
         return ClockRules()
     file = mappings.file(CLOCKS)
     doc = parse(_ClocksFile, mappings.docs[CLOCKS], file, "(file)")
-    certification = CertificationRules()
-    if doc.certification is not None:
-        cert = parse(_Certification, doc.certification, file, "[certification]")
-        cats = entries(cert.category, _Category, file, "certification.category",
-                       lambda c: f"{c.system}|{c.code}")  # fmt: skip
-        certification = CertificationRules(
-            convention=cert.convention,
-            categories={f"{c.system}|{c.code}": Discipline(c.discipline) for _, c in cats},
-            days_to_certify=cert.days_to_certify,
-            max_days=cert.max_days,
-            source=cert.rule_source("clocks:certification"),
-        )
+    return ClockRules(certification=_certification(doc, file), progress=_progress(doc, file))
+
+
+def _certification(doc: _ClocksFile, file: str) -> CertificationRules:
+    """``[certification]``; ``convention = "off"`` (a site that does not record certification
+    in FHIR) or no table: the clock is not kept."""
+    if doc.certification is None:
+        return CertificationRules(convention="off")
+    cert = parse(_Certification, doc.certification, file, "[certification]")
+    if cert.convention == "off":
+        return CertificationRules(convention="off")
+    cats = entries(cert.category, _Category, file, "certification.category",
+                   lambda c: f"{c.system}|{c.code}")  # fmt: skip
+    return CertificationRules(
+        convention=cert.convention,
+        categories={f"{c.system}|{c.code}": Discipline(c.discipline) for _, c in cats},
+        days_to_certify=cert.days_to_certify,
+        max_days=cert.max_days,
+        source=cert.rule_source("clocks:certification"),
+    )
+
+
+def _progress(doc: _ClocksFile, file: str) -> ProgressRules:
+    """``[progress_report]``; no table: the clock is not kept."""
     if doc.progress_report is None:
-        return ClockRules(certification=certification)
+        return ProgressRules()
     progress = parse(_Progress, doc.progress_report, file, "[progress_report]")
     if progress.error_from <= progress.warn_from:
         raise MappingError(file, "[progress_report]", "error_from must be after warn_from")
     types = entries(progress.type, _Type, file, "progress_report.type",
                     lambda t: f"{t.system}|{t.code}")  # fmt: skip
-    return ClockRules(
-        certification=certification,
-        progress=ProgressRules(
-            types={
-                f"{t.system}|{t.code}": Discipline(t.discipline) if t.discipline else None
-                for _, t in types
-            },
-            warn_from=progress.warn_from,
-            error_from=progress.error_from,
-            source=progress.rule_source("clocks:progress-report"),
-        ),
+    return ProgressRules(
+        types={
+            f"{t.system}|{t.code}": Discipline(t.discipline) if t.discipline else None
+            for _, t in types
+        },
+        warn_from=progress.warn_from,
+        error_from=progress.error_from,
+        source=progress.rule_source("clocks:progress-report"),
     )
