@@ -345,14 +345,17 @@ class SqlStore:
                 total[group] = total.get(group, Decimal("0.00")) + Decimal(value)
         return total
 
-    def kx_later_days(self, day: str) -> list[str]:
-        """The patient's days of the year after ``day`` in the KX ledger, by date."""
+    def kx_later_days(self, day: str, days: int = 400) -> list[str]:
+        """The patient's days in the ledger in the ``days`` after ``day``, by date: those whose
+        KX total (same year) or progress-report count (any year) an earlier day's change can
+        move."""
         patient, _, dos = day.rpartition(":")
+        until = (date.fromisoformat(dos) + timedelta(days=days)).isoformat()
         return [
             str(d)
             for (d,) in self._run(
-                "SELECT day FROM kx_ledger WHERE patient = ? AND year = ? AND dos > ? ORDER BY dos",
-                (patient, int(dos[:4]), dos),
+                "SELECT day FROM kx_ledger WHERE patient = ? AND dos > ? AND dos <= ? ORDER BY dos",
+                (patient, dos, until),
             )
         ]
 

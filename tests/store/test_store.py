@@ -293,6 +293,10 @@ def test_the_kx_ledger_sums_earlier_days_of_the_year(store: SqlStore) -> None:
         "PT_SLP": Decimal("100.51"), "OT": Decimal("40.00")
     }  # fmt: skip
     assert store.kx_later_days("p1:2026-03-01") == ["p1:2026-03-02", "p1:2026-03-05"]
+    # across New Year too (the progress-report count does not restart with the year)
+    assert store.kx_later_days("p1:2025-12-29") == [
+        "p1:2025-12-30", "p1:2026-03-02", "p1:2026-03-05"
+    ]  # fmt: skip
     put("p1:2026-03-02", {"PT_SLP": "50.99"})  # amended: replaced, not added
     assert store.kx_prior("p1:2026-03-06")["PT_SLP"] == Decimal("79.81")
     put("p1:2026-03-02", {})  # voided: the day holds nothing
