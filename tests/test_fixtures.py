@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ def line_text(code: str, units: int, modifiers: tuple[str, ...]) -> str:
     return " ".join([code, f"x{units}", *modifiers])
 
 
-def run(paths: list[Path], out: Path, rulebook: Rulebook) -> tuple[dict[tuple[str, str], Any], Any]:
+def run(
+    paths: list[Path], out: Path, rulebook: Rulebook, zone: tzinfo | None = None
+) -> tuple[dict[tuple[str, str], Any], Any]:
     days: dict[tuple[str, str], Any] = {}
 
     def on_day(result: DayResult) -> None:
@@ -55,7 +57,7 @@ def run(paths: list[Path], out: Path, rulebook: Rulebook) -> tuple[dict[tuple[st
             "allowed": str(d.allowed_total) if d.allowed_total is not None else None,
         }
 
-    summary = replay(paths, out, rulebook, Options(evaluated_at=NOW), on_day=on_day)
+    summary = replay(paths, out, rulebook, Options(evaluated_at=NOW, zone=zone), on_day=on_day)
     return days, summary
 
 

@@ -25,11 +25,10 @@ import pytest
 
 from adapter.domain import Rulebook
 from adapter.mappings import load_rulebook
-from adapter.pipeline import DayResult, Options
-from adapter.replay import Summary, replay
+from adapter.replay import Summary
 from tests.conformance import conformance_errors
 from tests.profiles import profile_errors, written_by_adapter
-from tests.test_fixtures import NOW, line_text
+from tests.test_fixtures import run
 
 CORPUS = Path(__file__).resolve().parent / "realworld"
 CASES = sorted(p.parent for p in CORPUS.glob("*/expected.toml"))
@@ -44,25 +43,10 @@ def rulebook() -> Rulebook:
 def replay_case(
     case: Path, out: Path, rulebook: Rulebook, expected: dict[str, Any]
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], Summary]:
-    """Replay one case folder; per patient-day its payer, lines, findings and rule refs."""
+    """Replay one case folder (in its site zone, when it names one); per patient-day its payer,
+    lines, findings and rule refs."""
     zone = ZoneInfo(expected["timezone"]) if "timezone" in expected else None
-    days: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def on_day(result: DayResult) -> None:
-        d = result.decision
-        if d is None:
-            return
-        refs: dict[str, set[str]] = {}
-        for ln in d.lines:
-            refs.setdefault(line_text(ln.code, ln.units, ln.modifiers), set()).update(ln.rule_refs)
-        days[(d.patient_id, d.service_date.isoformat())] = {
-            "payer": d.payer,
-            "lines": sorted(line_text(ln.code, ln.units, ln.modifiers) for ln in d.lines),
-            "findings": sorted({f.code.value for f in d.findings}),
-            "refs": refs,
-        }
-
-    summary = replay([case], out, rulebook, Options(evaluated_at=NOW, zone=zone), on_day=on_day)
+    days, summary = run([case], out, rulebook, zone)
     return days, summary
 
 

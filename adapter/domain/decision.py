@@ -82,18 +82,12 @@ class Decision:
     @property
     def total(self) -> Decimal | None:
         """The day's billed charges (Σ net), when every line is priced."""
-        nets = [ln.price.net for ln in self.lines]
-        if None in nets:
-            return None
-        return sum((n for n in nets if n is not None), Decimal("0.00"))
+        return _sum_known([ln.price.net for ln in self.lines])
 
     @property
     def allowed_total(self) -> Decimal | None:
         """The day's expected allowed amount, when every line has one."""
-        amounts = [ln.price.allowed for ln in self.lines]
-        if None in amounts:
-            return None
-        return sum((a for a in amounts if a is not None), Decimal("0.00"))
+        return _sum_known([ln.price.allowed for ln in self.lines])
 
     @property
     def held_intervention_ids(self) -> frozenset[str]:
@@ -105,3 +99,9 @@ class Decision:
     def explain(self) -> str:
         """The explanation as readable text."""
         return "\n".join(self.explanation)
+
+
+def _sum_known(amounts: list[Decimal | None]) -> Decimal | None:
+    """The sum of the amounts, or None when one is not known."""
+    known = [a for a in amounts if a is not None]
+    return sum(known, Decimal("0.00")) if len(known) == len(amounts) else None

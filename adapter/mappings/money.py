@@ -212,9 +212,20 @@ def _code_and_modifier(cells: dict[str, str], file: str, line: str) -> tuple[str
     return code, modifier
 
 
-def _header(path: Path, cells: list[str], line: str, want: list[str]) -> None:
-    if [c.lower() for c in cells] != want:
-        raise MappingError(str(path), line, f"header should be {','.join(want)}")
+def _table(path: Path, columns: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """(``line n``, cells by column) of each data row of a site CSV with exactly ``columns``
+    (its header row first; ``#`` rows are comments)."""
+    file = str(path)
+    rows = _rows(path, comments=True)
+    first = next(rows, None)
+    if first is None:
+        raise MappingError(file, "(file)", "empty: no header row")
+    if [c.lower() for c in first[1]] != columns:
+        raise MappingError(file, first[0], f"header should be {','.join(columns)}")
+    for line, raw in rows:
+        if len(raw) != len(columns):
+            raise MappingError(file, line, f"{len(raw)} columns, not {len(columns)}")
+        yield line, dict(zip(columns, raw, strict=True))
 
 
 def _source(
@@ -230,15 +241,7 @@ def _source(
 def read_chargemaster(path: Path, *, source: str) -> Iterator[CdmEntry]:
     """Every row of a chargemaster CSV."""
     file = str(path)
-    rows = _rows(path, comments=True)
-    first = next(rows, None)
-    if first is None:
-        raise MappingError(file, "(file)", "empty: no header row")
-    _header(path, first[1], first[0], CDM_COLUMNS)
-    for line, raw in rows:
-        if len(raw) != len(CDM_COLUMNS):
-            raise MappingError(file, line, f"{len(raw)} columns, not {len(CDM_COLUMNS)}")
-        cells = dict(zip(CDM_COLUMNS, raw, strict=True))
+    for line, cells in _table(path, CDM_COLUMNS):
         code, modifier = _code_and_modifier(cells, file, line)
         if not cells["cdm_code"]:
             raise MappingError(file, line, "cdm_code is empty")
@@ -277,15 +280,7 @@ def _no_overlaps(table: Mapping[Any, Sequence[CdmEntry | ContractRate]]) -> None
 
 def read_contract_rates(path: Path, *, payer: str, source: str) -> Iterator[ContractRate]:
     file = str(path)
-    rows = _rows(path, comments=True)
-    first = next(rows, None)
-    if first is None:
-        raise MappingError(file, "(file)", "empty: no header row")
-    _header(path, first[1], first[0], CONTRACT_COLUMNS)
-    for line, raw in rows:
-        if len(raw) != len(CONTRACT_COLUMNS):
-            raise MappingError(file, line, f"{len(raw)} columns, not {len(CONTRACT_COLUMNS)}")
-        cells = dict(zip(CONTRACT_COLUMNS, raw, strict=True))
+    for line, cells in _table(path, CONTRACT_COLUMNS):
         code, modifier = _code_and_modifier(cells, file, line)
         start = _date(cells["effective_from"], file, line, "effective_from")
         end = _date(cells["effective_to"], file, line, "effective_to", optional=True)
