@@ -7,11 +7,14 @@ resources. ``terms`` holds the shared vocabulary (disciplines, severities, findi
 """
 
 from adapter.domain.clocks import (
+    Authorization,
+    AuthorizationRules,
     CertificationRules,
     ClockRules,
     PlanOfCare,
     ProgressReport,
     ProgressRules,
+    UnitsOnDay,
 )
 from adapter.domain.day import (
     BusyPeriod,
@@ -67,6 +70,8 @@ from adapter.domain.terms import (
 __all__ = [
     "BILLING_FINDINGS",
     "Adjustment",
+    "Authorization",
+    "AuthorizationRules",
     "BusyPeriod",
     "CdmEntry",
     "CertificationRules",
@@ -116,4 +121,5 @@ __all__ = [
     "TextMatch",
     "UnitMethod",
     "UnitThreshold",
+    "UnitsOnDay",
 ]

@@ -1,5 +1,5 @@
 """The compliance clocks as data (``domain.md`` §7): which documents are progress reports, and
-the treatment-day counts that warn and hold."""
+the treatment-day counts that warn and hold; plans of care; payers' authorizations."""
 
 from __future__ import annotations
 
@@ -58,6 +58,53 @@ class CertificationRules:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Authorization:
+    """One grant of a payer's authorization (prior authorization) for the patient: visits
+    and/or units of a discipline or of one code, within a date range.
+
+    ``code`` set: the units of that CPT/HCPCS code (of any discipline unless ``discipline``);
+    ``code`` None: the services of ``discipline`` (None: of every discipline). A count None is
+    not limited (a grant with neither only says which number to report)."""
+
+    number: str  # the payer's authorization number (Claim.insurance.preAuthRef)
+    ref: str  # what documents it: ClaimResponse/<id> (item n), or <file>:<line>
+    discipline: Discipline | None = None
+    code: str | None = None
+    start: date | None = None
+    end: date | None = None
+    visits: int | None = None
+    units: int | None = None
+    payer: str | None = None  # the payer profile it is for (None: the day's, whichever)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitsOnDay:
+    """The units an earlier day billed for a code of a discipline (the shell's history, for
+    the authorization counters)."""
+
+    date: date
+    discipline: Discipline
+    code: str
+    units: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizationRules:
+    """``clocks.toml`` ``[authorization]``: how a ClaimResponse names a discipline and a visit
+    count, and when a grant is running out."""
+
+    #: a productOrService coding (``system|code``) that means a discipline's services
+    disciplines: Mapping[str, Discipline] = field(default_factory=dict)
+    #: Quantity codes/units that count visits (anything else counts units)
+    visit_units: frozenset[str] = frozenset()
+    visits_left: int = 2  # warn when this many visits or fewer are left after the day
+    units_left: int = 10  # warn when fewer units than this are left after the day
+    days_left: int = 7  # warn from this many days before the grant's end
+    source: RuleSource | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClockRules:
     progress: ProgressRules = field(default_factory=ProgressRules)
     certification: CertificationRules = field(default_factory=CertificationRules)
+    authorization: AuthorizationRules = field(default_factory=AuthorizationRules)

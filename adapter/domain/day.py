@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from adapter.domain.clocks import PlanOfCare, ProgressReport
+from adapter.domain.clocks import Authorization, PlanOfCare, ProgressReport, UnitsOnDay
 from adapter.domain.terms import CodeSource, CoverageStatus, Discipline, KxGroup
 
 _PATIENT = re.compile(r"Patient/(?!\.+\Z)[A-Za-z0-9\-.]{1,64}")  # FHIR's id rule (fullmatch)
@@ -147,6 +147,10 @@ class ServiceDay:
     #: the patient's earlier treatment days per discipline (dates of service with billed lines;
     #: the shell's history, from its ledger or the input in date order)
     treatment_days: Mapping[Discipline, tuple[date, ...]] = field(default_factory=dict)
+    #: the payer's authorizations for the patient (ClaimResponse, the site's file)
+    authorizations: tuple[Authorization, ...] = ()
+    #: the units the patient's earlier days billed (the shell's history, for the counters)
+    unit_history: tuple[UnitsOnDay, ...] = ()
     #: treatment visits a week the plan of care schedules (CarePlan activity timing; the most
     #: of its activities), for the KX forecast; None: not scheduled
     planned_visits_per_week: Decimal | None = None

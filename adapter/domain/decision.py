@@ -40,6 +40,7 @@ class ChargeLine:
     rule_refs: tuple[str, ...]
     reasons: tuple[str, ...]
     price: LinePrice = LinePrice()
+    authorization: str | None = None  # the payer's authorization number the line is under
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

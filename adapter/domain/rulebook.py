@@ -76,6 +76,10 @@ class PayerProfile:
     bundled: Mapping[str, RuleSource]  # the file's defaults and the payer's own: documented only
     unbundled: Mapping[str, RuleSource]  # default-bundled codes this payer pays (opt-out)
     source: RuleSource
+    #: beyond an authorization: "allow" (noted), "warn" or "block" (the lines held)
+    authorization: str = "warn"
+    authorization_required: bool = False  # services without an authorization are flagged
+    benefit_year_start: tuple[int, int] = (1, 1)  # (month, day): the counters start again
 
     def kx_threshold(self, year: int) -> KxThreshold | None:
         return next((t for t in self.kx_thresholds if t.year == year), None)

@@ -126,6 +126,9 @@ class FindingCode(StrEnum):
     PLAN_UNCERTIFIED = "plan-uncertified"
     PLAN_CERTIFIED_LATE = "plan-certified-late"
     PLAN_RECERTIFICATION_DUE = "plan-recertification-due"
+    AUTHORIZATION_MISSING = "authorization-missing"
+    AUTHORIZATION_EXCEEDED = "authorization-exceeded"
+    AUTHORIZATION_RUNNING_OUT = "authorization-running-out"
 
 
 #: Who must act on a finding: the clinician (fix the documentation) or the billing office.
@@ -143,5 +146,8 @@ BILLING_FINDINGS = frozenset(
         FindingCode.COVERAGE_MISSING,
         FindingCode.NO_PRICE,
         FindingCode.COVERAGE_TYPE_UNKNOWN,
+        FindingCode.AUTHORIZATION_MISSING,
+        FindingCode.AUTHORIZATION_EXCEEDED,
+        FindingCode.AUTHORIZATION_RUNNING_OUT,
     }
 )

@@ -1,4 +1,5 @@
-"""``clocks.toml``: the compliance clocks' data (progress report types and counts)."""
+"""``clocks.toml``: the compliance clocks' data (progress report types and counts, plans of
+care, authorizations)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapter.domain import Discipline
-from adapter.domain.clocks import CertificationRules, ClockRules, ProgressRules
+from adapter.domain.clocks import (
+    AuthorizationRules,
+    CertificationRules,
+    ClockRules,
+    ProgressRules,
+)
 from adapter.errors import MappingError
 from adapter.mappings.files import MappingsDir, entries, parse
 from adapter.mappings.rows import EntryRow
@@ -40,10 +46,19 @@ class _Certification(EntryRow):
     category: list[dict[str, object]] = Field(default_factory=list)
 
 
+class _Authorization(EntryRow):
+    visits_left: int = Field(ge=0, le=100)
+    units_left: int = Field(ge=0, le=1000)
+    days_left: int = Field(ge=0, le=366)
+    visit_units: list[str] = Field(default_factory=list)
+    discipline: list[dict[str, object]] = Field(default_factory=list)
+
+
 class _ClocksFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     progress_report: dict[str, object] | None = None
     certification: dict[str, object] | None = None
+    authorization: dict[str, object] | None = None
 
 
 def load_clocks(mappings: MappingsDir) -> ClockRules:
@@ -51,7 +66,29 @@ def load_clocks(mappings: MappingsDir) -> ClockRules:
         return ClockRules()
     file = mappings.file(CLOCKS)
     doc = parse(_ClocksFile, mappings.docs[CLOCKS], file, "(file)")
-    return ClockRules(certification=_certification(doc, file), progress=_progress(doc, file))
+    return ClockRules(
+        certification=_certification(doc, file),
+        progress=_progress(doc, file),
+        authorization=_authorization(doc, file),
+    )
+
+
+def _authorization(doc: _ClocksFile, file: str) -> AuthorizationRules:
+    """``[authorization]``; no table: authorizations are read, never warned about running
+    out (their numbers still reach the claim, and a payer profile still judges exceeding)."""
+    if doc.authorization is None:
+        return AuthorizationRules()
+    auth = parse(_Authorization, doc.authorization, file, "[authorization]")
+    kinds = entries(auth.discipline, _Category, file, "authorization.discipline",
+                    lambda c: f"{c.system}|{c.code}")  # fmt: skip
+    return AuthorizationRules(
+        disciplines={f"{c.system}|{c.code}": Discipline(c.discipline) for _, c in kinds},
+        visit_units=frozenset(u.strip().lower() for u in auth.visit_units if u.strip()),
+        visits_left=auth.visits_left,
+        units_left=auth.units_left,
+        days_left=auth.days_left,
+        source=auth.rule_source("clocks:authorization"),
+    )
 
 
 def _certification(doc: _ClocksFile, file: str) -> CertificationRules:

@@ -89,4 +89,13 @@ def _profile(p: PayerRow, default_bundled: Mapping[str, RuleSource]) -> PayerPro
             {u.code: u.rule_source(f"payer:{p.id}:unbundled:{u.code}") for u in p.unbundled}
         ),
         source=p.rule_source(f"payer:{p.id}"),
+        authorization=p.authorization,
+        authorization_required=p.authorization_required,
+        benefit_year_start=_month_day(p.benefit_year_start),
     )
+
+
+def _month_day(text: str) -> tuple[int, int]:
+    """``MM-DD`` (validated by the row) as (month, day)."""
+    month, day = (int(part) for part in text.split("-"))
+    return month, day

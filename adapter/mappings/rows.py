@@ -140,6 +140,9 @@ class PayerRow(EntryRow):
     kx_review_amount: Annotated[Decimal, Field(gt=0)] | None = None
     kx_groups: dict[Discipline, KxGroup] = {}
     minutes_without_times: Literal["error", "warning"] = "error"
+    authorization: Literal["allow", "warn", "block"] = "warn"
+    authorization_required: bool = False
+    benefit_year_start: Annotated[str, Field(pattern=r"^[0-9]{2}-[0-9]{2}$")] = "01-01"  # MM-DD
     substitution: list[_Substitution] = []
     bundled: list[_Bundled] = []
     unbundled: list[_Bundled] = []
@@ -162,6 +165,13 @@ class PayerRow(EntryRow):
         years = [t.year for t in self.kx_threshold]
         if len(years) != len(set(years)):
             raise ValueError("kx_threshold lists a year twice")
+        month, day = (int(part) for part in self.benefit_year_start.split("-"))
+        try:
+            date(2001, month, day)  # a day of every year (not 02-29)
+        except ValueError:
+            raise ValueError(
+                f"benefit_year_start {self.benefit_year_start!r} is not a day of every year"
+            ) from None
         both = sorted({b.code for b in self.bundled} & {u.code for u in self.unbundled})
         if both:
             raise ValueError(f"{', '.join(both)} is both bundled and unbundled")

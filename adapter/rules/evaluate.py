@@ -15,8 +15,9 @@ The steps, in order, each explained in the decision, and the module each rule li
 5. edits: evaluation limits, NCCI PTP pairs (distinct-service modifier only with separate
    documented intervals); a timed code an edit drops lends no minutes, so units are allocated
    again (``edits``); timed codes left without a unit (``allocate``); MUE caps (``edits``);
-6. KX (``kx``); lines: GP/GO/GN, one distinct-service modifier, KX, the CQ/CO split and the
-   modifier order (``lines``, ``modifiers``);
+6. lines: GP/GO/GN, one distinct-service modifier, the CQ/CO split and the modifier order
+   (``lines``, ``modifiers``); the payer's authorizations (``authorization``: a blocked line
+   is held); prices (``money``); KX by the year's running total (``kx``);
 7. unit review thresholds (``edits``), nothing billable (``documentation``); the findings once
    each, sorted (``findings``).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from adapter.domain import Decision, Intervention, PayerProfile, Rulebook, ServiceDay
 from adapter.rules.allocate import unbilled_findings
+from adapter.rules.authorization import authorize
 from adapter.rules.certification import certification
 from adapter.rules.documentation import day_findings, notes_of_day, nothing_billable
 from adapter.rules.edits import mue, thresholds, units_and_edits
@@ -73,6 +75,8 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     # 6. lines; their prices and expected allowed amounts; KX by the year's running total
     lines, line_findings = build_lines(codes, payer, order, rulebook.modifiers)
     findings += line_findings
+    lines, auth_findings = authorize(lines, day, payer, rulebook, explanation)
+    findings += auth_findings
     money_notes: list[str] = []
     lines, money_findings = price_lines(lines, day.service_date, payer.id, rulebook.money,
                                         money_notes)  # fmt: skip
