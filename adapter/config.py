@@ -17,6 +17,12 @@ or ``token_file = "/run/secrets/token"`` in the TOML. Every key is optional for 
     modifier_extension = "https://…"        # ChargeItem modifier extension URL (default: ours)
     mappings = "/etc/charge-adapter/mappings"    # rules directory (default: the shipped one)
     kx_opening = "/etc/charge-adapter/kx.csv"   # KX opening balances: patient,year,pt_slp,ot
+    authorizations = "/etc/charge-adapter/auth.csv"  # payers' authorizations (README), besides
+                                                     # the EMR's ClaimResponses
+    emr_authorizations = true               # search the EMR's ClaimResponses (false where it
+                                            # offers none: its searches would fail every day)
+    poll_context = true                     # polls also find changed CarePlans, ClaimResponses
+                                            # and DocumentReferences (the clocks' inputs)
     emr_base_url = "https://emr.example.org/fhir"     # where procedures are read
     write_base_url = "https://billing.example.org/fhir"  # where charges go (default: the EMR)
     state_dir = "/var/lib/charge-adapter"   # holds the SQLite store by default
@@ -237,6 +243,12 @@ class Settings(BaseSettings):
     modifier_extension: Annotated[str, Field(pattern=r"^https?://[!-~]+$")] | None = None
     #: the site's opening balances of the year's KX totals (CSV patient,year,pt_slp,ot)
     kx_opening: Path | None = None
+    #: the site's file of payers' authorizations (README "Authorizations")
+    authorizations: Path | None = None
+    #: whether the EMR is searched for ClaimResponse preauthorizations
+    emr_authorizations: bool = True
+    #: whether polls search the patient's context for changes (which recompute their days)
+    poll_context: bool = True
     timezone: str | None = None  # IANA zone of the site; dates of service are dates there
     mappings: Path | None = None
     emr_base_url: str | None = None

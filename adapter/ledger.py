@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from adapter.domain import (
+    Authorization,
     CodeKind,
     Decision,
     Discipline,
@@ -28,6 +29,7 @@ from adapter.domain import (
     KxSpend,
     ProgressReport,
     Rulebook,
+    UnitsOnDay,
 )
 from adapter.errors import ConfigError
 
@@ -82,19 +84,7 @@ class KxLedger:
 def read_opening_balances(path: Path) -> dict[tuple[str, int], KxSpend]:
     """The site's opening balances; a ``ConfigError`` naming the file, line and reason."""
     out: dict[tuple[str, int], KxSpend] = {}
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise ConfigError(f"{path}: cannot be read: {err}") from None
-    if not rows or [c.strip().lower() for c in rows[0]] != ["patient", "year", "pt_slp", "ot"]:
-        raise ConfigError(f"{path}: line 1: header should be patient,year,pt_slp,ot")
-    for n, raw in enumerate(rows[1:], start=2):
-        cells = [c.strip() for c in raw]
-        if not any(cells):
-            continue
-        if len(cells) != 4:
-            raise ConfigError(f"{path}: line {n}: {len(cells)} columns, not 4")
+    for n, cells in _csv_rows(path, ["patient", "year", "pt_slp", "ot"]):
         patient, year, pt_slp, ot = cells
         patient = patient if patient.startswith("Patient/") else f"Patient/{patient}"
         if not _PATIENT.match(patient):
@@ -113,6 +103,94 @@ def read_opening_balances(path: Path) -> dict[tuple[str, int], KxSpend]:
     return out
 
 
+# -- the site's authorizations ---------------------------------------------------------------
+AUTHORIZATION_HEADER = ["patient", "number", "discipline", "code", "start", "end", "visits",
+                        "units", "payer"]  # fmt: skip
+_CODE = re.compile(r"^[A-Z0-9][0-9]{3}[A-Z0-9]$")
+_NUMBER = re.compile(r"^[!-~][ -~]{0,49}$")
+_PAYER = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def read_authorizations(
+    path: Path, payers: Iterable[str] | None = None
+) -> dict[str, tuple[Authorization, ...]]:
+    """The site's file of payers' authorizations, by patient key: a CSV with the header
+    ``patient,number,discipline,code,start,end,visits,units,payer`` (discipline PT/OT/SLP or
+    empty: any; code a CPT/HCPCS code or empty: the discipline's services; start and end
+    dates, both days included; visits and units whole numbers or empty: not limited; payer a
+    payer profile id or empty: whichever). A ``ConfigError`` names the file, line and reason."""
+    rows = _csv_rows(path, AUTHORIZATION_HEADER)
+    known = set(payers) if payers is not None else None
+    out: dict[str, list[Authorization]] = {}
+    seen: set[tuple[str, str, str, str]] = set()
+    for n, cells in rows:
+        patient, number, discipline, code, start, end, visits, units, payer = cells
+        patient = patient if patient.startswith("Patient/") else f"Patient/{patient}"
+        where = f"{path}: line {n}"
+        if not _PATIENT.match(patient):
+            raise ConfigError(f"{where}: {cells[0]!r} is not a Patient id")
+        if not _NUMBER.match(number):
+            raise ConfigError(f"{where}: {number!r} is not an authorization number")
+        if discipline and discipline not in ("PT", "OT", "SLP"):
+            raise ConfigError(f"{where}: discipline {discipline!r} is not PT, OT or SLP")
+        if code and not _CODE.match(code):
+            raise ConfigError(f"{where}: {code!r} is not a CPT/HCPCS code")
+        if payer and (not _PAYER.match(payer) or (known is not None and payer not in known)):
+            raise ConfigError(f"{where}: {payer!r} is not a payer profile")
+        first, last = _date_cell(start, where, "start"), _date_cell(end, where, "end")
+        if last < first:
+            raise ConfigError(f"{where}: end {end} is before start {start}")
+        key = (patient, number, discipline, code)
+        if key in seen:
+            what = discipline or code or "all services"
+            raise ConfigError(f"{where}: {number} for {what} is listed twice")
+        seen.add(key)
+        out.setdefault(patient, []).append(Authorization(
+            number=number, ref=f"{path.name}:{n}",
+            discipline=Discipline(discipline) if discipline else None, code=code or None,
+            start=first, end=last, visits=_count_cell(visits, where, "visits"),
+            units=_count_cell(units, where, "units"), payer=payer or None,
+        ))  # fmt: skip
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _csv_rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
+    """The file's rows after its header (blank rows skipped), each with its line number."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ConfigError(f"{path}: cannot be read: {err}") from None
+    if not rows or [c.strip().lower() for c in rows[0]] != header:
+        raise ConfigError(f"{path}: line 1: header should be {','.join(header)}")
+    out = []
+    for n, raw in enumerate(rows[1:], start=2):
+        cells = [c.strip() for c in raw]
+        if not any(cells):
+            continue
+        if len(cells) != len(header):
+            raise ConfigError(f"{path}: line {n}: {len(cells)} columns, not {len(header)}")
+        out.append((n, cells))
+    return out
+
+
+def _date_cell(text: str, where: str, name: str) -> date:
+    if len(text) == 10:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: {name} {text!r} is not a date (YYYY-MM-DD)")
+
+
+def _count_cell(text: str, where: str, name: str) -> int | None:
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) == 0 or len(text) > 6:
+        raise ConfigError(f"{where}: {name} {text!r} is not a whole number above 0")
+    return int(text)
+
+
 # -- the treatment days the progress-report clock counts ----------------------------------------
 def day_treatments(
     decision: Decision, rulebook: Rulebook
@@ -129,19 +207,37 @@ def day_treatments(
     return treated, evaluated
 
 
+def day_units(decision: Decision) -> tuple[tuple[str, str, int], ...]:
+    """The units a day billed per (discipline, code), for the authorization counters."""
+    total: dict[tuple[str, str], int] = {}
+    for ln in decision.lines:
+        key = (ln.discipline.value, ln.code)
+        total[key] = total.get(key, 0) + ln.units
+    return tuple((d, c, u) for (d, c), u in sorted(total.items()))
+
+
 @dataclass(frozen=True, slots=True)
 class DayHistory:
     """What the clocks need from the patient's earlier days (the shell's to compute)."""
 
     treatment_days: Mapping[Discipline, tuple[date, ...]] = field(default_factory=dict)
     evaluations: tuple[ProgressReport, ...] = ()
+    units: tuple[UnitsOnDay, ...] = ()
 
 
-def history_of(rows: Iterable[tuple[date, Iterable[str], Iterable[str]]]) -> DayHistory:
-    """A ``DayHistory`` from earlier days' (date, treated disciplines, evaluated disciplines)."""
+HistoryRow = tuple[date, Iterable[str], Iterable[str], Iterable[Iterable[object]]]
+
+
+def history_of(rows: Iterable[HistoryRow]) -> DayHistory:
+    """A ``DayHistory`` from earlier days' (date, treated disciplines, evaluated disciplines,
+    units billed as (discipline, code, units))."""
     days: dict[Discipline, set[date]] = {}
     evaluations: list[ProgressReport] = []
-    for on, treated, evaluated in rows:
+    units: list[UnitsOnDay] = []
+    for on, treated, evaluated, billed in rows:
+        for discipline, code, n in (tuple(b) for b in billed):
+            units.append(UnitsOnDay(date=on, discipline=Discipline(str(discipline)),
+                                    code=str(code), units=int(str(n))))  # fmt: skip
         for d in treated:
             days.setdefault(Discipline(d), set()).add(on)
         for d in evaluated:
@@ -150,22 +246,28 @@ def history_of(rows: Iterable[tuple[date, Iterable[str], Iterable[str]]]) -> Day
     return DayHistory(
         treatment_days={k: tuple(sorted(v)) for k, v in days.items()},
         evaluations=tuple(sorted(evaluations, key=lambda r: (r.date, str(r.discipline)))),
+        units=tuple(sorted(units, key=lambda u: (u.date, u.discipline.value, u.code))),
     )
 
 
 @dataclass
 class TreatmentLedger:
-    """The in-memory treatment days of one replay: patient -> date -> (treated, evaluated)."""
+    """The in-memory treatment days of one replay: patient -> date -> (treated, evaluated,
+    units billed)."""
 
-    days: dict[str, dict[date, tuple[frozenset[str], frozenset[str]]]] = field(default_factory=dict)
+    days: dict[
+        str, dict[date, tuple[frozenset[str], frozenset[str], tuple[tuple[str, str, int], ...]]]
+    ] = field(default_factory=dict)
 
     def history(self, patient: str, on: date) -> DayHistory:
         rows = self.days.get(patient, {})
-        return history_of((d, t, e) for d, (t, e) in sorted(rows.items()) if d < on)
+        return history_of((d, t, e, u) for d, (t, e, u) in sorted(rows.items()) if d < on)
 
     def record(self, patient: str, on: date, treated: Iterable[Discipline],
-               evaluated: Iterable[Discipline]) -> None:  # fmt: skip
+               evaluated: Iterable[Discipline],
+               units: tuple[tuple[str, str, int], ...] = ()) -> None:  # fmt: skip
         self.days.setdefault(patient, {})[on] = (
             frozenset(d.value for d in treated),
             frozenset(d.value for d in evaluated),
+            units,
         )

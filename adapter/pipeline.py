@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from adapter.domain import Decision, KxSpend, PatientDay, Rulebook
+from adapter.domain import Authorization, Decision, KxSpend, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import existing_for_day
 from adapter.errors import FatalServerError, TemporaryServerError
@@ -58,6 +58,13 @@ class Options:
     #: the patient's earlier treatment days and evaluations, for the progress-report clock (the
     #: shell's history; None: none known)
     history: DayHistory | None = None
+    #: the site's file of authorizations, by patient key (besides the EMR's ClaimResponses)
+    authorizations: Mapping[str, tuple[Authorization, ...]] = field(default_factory=dict)
+    #: whether the EMR is searched for ClaimResponses (off where it offers none)
+    emr_authorizations: bool = True
+    #: whether polls search the patient's context (plans of care, documents, authorizations)
+    #: for changes, which recompute the patient's days
+    poll_context: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,8 @@ def process_day(
         zone=options.zone,
     )
     kx = options.kx_opening.get((day.patient, day.service_date.year))
-    if kx is not None or options.kx_prior is not None or options.history is not None:
+    site_grants = options.authorizations.get(day.patient, ())
+    if kx is not None or options.kx_prior is not None or options.history is not None or site_grants:
         history = options.history or DayHistory()
         parsed = dataclasses.replace(
             parsed,
@@ -97,10 +105,12 @@ def process_day(
                 kx_spend=kx if kx is not None else parsed.day.kx_spend,
                 kx_prior=options.kx_prior or parsed.day.kx_prior,
                 treatment_days=history.treatment_days,
+                unit_history=history.units,
                 progress_reports=tuple(sorted(
                     (*parsed.day.progress_reports, *history.evaluations),
                     key=lambda r: (r.date, r.ref),
                 )),
+                authorizations=(*parsed.day.authorizations, *site_grants),
             ),
         )  # fmt: skip
     if not parsed.day.interventions:
@@ -189,8 +199,10 @@ def _recompute(
     # same batch as the EMR data
     same_server = emr is target or emr.base_url == target.base_url
     spool, earlier = gather_day(
-        emr, day, zone=options.zone, also=existing_searches(day) if same_server else ()
-    )
+        emr, day, zone=options.zone, also=existing_searches(day) if same_server else (),
+        authorizations=options.emr_authorizations,
+        signatures=rulebook.clocks.certification.convention == "provenance",
+    )  # fmt: skip
     try:
         procedures = spool.procedures_of(day.patient, day.service_date.isoformat())
         result = process_day(procedures, spool, rulebook, day=day, options=options)

@@ -26,7 +26,7 @@ from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
 from adapter.intake.sources import Deleted, InputFile, Item, document_items, expand, read
 from adapter.intake.spool import Spool
-from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments
+from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments, day_units
 from adapter.pipeline import DayResult, Options, process_day
 
 Progress = Callable[[str], None]
@@ -253,7 +253,8 @@ def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[i
         )
         if result.decision is not None:
             ledger.record(patient, on, day_amounts(result.decision, rulebook))
-            treatments.record(patient, on, *day_treatments(result.decision, rulebook))
+            treatments.record(patient, on, *day_treatments(result.decision, rulebook),
+                              units=day_units(result.decision))  # fmt: skip
         yield file, result
 
 

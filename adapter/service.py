@@ -29,15 +29,25 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from adapter.domain import KxGroup, KxSpend, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import billed_days
-from adapter.intake.events import ChangeEvent, InboxPayload, Notification, QueuedEvent
+from adapter.errors import FatalServerError
+from adapter.intake.events import (
+    CONTEXT,
+    ChangeEvent,
+    InboxPayload,
+    Notification,
+    QueuedEvent,
+    context_patient,
+)
 from adapter.intake.gather import days_of
 from adapter.intake.inbox import Inbox
-from adapter.ledger import as_spend, day_amounts, day_treatments, history_of
+from adapter.ledger import as_spend, day_amounts, day_treatments, day_units, history_of
 from adapter.observe import Metrics, correlated
 from adapter.pipeline import Options, SyncResult, sync_day
 from adapter.store import InboxItem, SqlStore
 
 log = logging.getLogger(__name__)
+#: a change to a patient's context recomputes the patient's days of this many days back
+CONTEXT_DAYS = 400
 
 
 @dataclass
@@ -101,6 +111,7 @@ class Service:
         self.inbox = Inbox(
             emr, store, zone=options.zone, metrics=self.metrics, clock=clock, lookback=lookback,
             on_stored=self._wake.set, max_events=max_events, retention_days=retention_days,
+            context=options.poll_context,
         )  # fmt: skip
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -115,6 +126,10 @@ class Service:
             if self._processed(change):
                 self.counters.stale += 1
                 continue  # already processed at this version or a later one, on every day
+            if ev.kind in CONTEXT:
+                for touched in self._context_days(ev):
+                    days.setdefault(touched, []).append(change)
+                continue
             if ev.day is not None:
                 days.setdefault(ev.day, []).append(change)
             else:
@@ -130,6 +145,27 @@ class Service:
                 for was in self.store.days_with(key):
                     days.setdefault(PatientDay.from_key(was), []).append(Change(key, None, None))
         return days
+
+    def _context_days(self, ev: QueuedEvent) -> list[PatientDay]:
+        """The days a change to the patient's context (a plan of care signed, a progress
+        report, an authorization, a coverage) can change: the patient's days in the ledger of
+        the last ``CONTEXT_DAYS`` days. Its patient is read from the EMR when the notification
+        did not carry the resource; a deleted one names nobody (logged)."""
+        patient = ev.patient
+        if patient is None and not ev.deleted:
+            try:
+                patient = context_patient(self.emr.read(ev.kind, ev.id))
+            except FatalServerError as err:
+                if err.status not in (404, 410):
+                    raise
+        if patient is None:
+            log.info("%s changed: no patient's preauthorization or context, nothing to recompute",
+                     ev.key)  # fmt: skip
+            return []
+        since = (self.clock().date() - timedelta(days=CONTEXT_DAYS)).isoformat()
+        found = [PatientDay.from_key(d) for d in self.store.patient_days(patient, since)]
+        log.info("%s changed: recomputing %d day(s) of its patient", ev.key, len(found))
+        return found
 
     def _days_before(self, change: Change) -> set[PatientDay]:
         """The days the changed resource was billed on: from the ledger, or (days this store
@@ -235,6 +271,7 @@ class Service:
             worker=self.worker, changed=w.changed,
             kx={g.value: str(a) for g, a in amounts.items()},
             treated=[d.value for d in treated], evaluated=[d.value for d in evaluated],
+            units=day_units(result.decision) if result.decision else (),
         )  # fmt: skip
 
     def _kx_prior(self, day: PatientDay) -> KxSpend:

@@ -152,5 +152,7 @@ def test_a_site_can_turn_the_certification_clock_off(copy: Path) -> None:
     rules = load_rulebook(copy).clocks.certification
     assert rules.source is None and rules.convention == "off"
     edit(copy, "clocks.toml", 'convention = "off"', 'convention = "provenance"')
+    assert load_rulebook(copy).clocks.certification.convention == "provenance"
+    edit(copy, "clocks.toml", 'convention = "provenance"', 'convention = "signature"')
     with pytest.raises(MappingError, match="convention"):
         load_rulebook(copy)

@@ -148,6 +148,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "the input (default: config kx_opening, else each Coverage's extensions)",
     )
     p.add_argument(
+        "--authorizations",
+        type=Path,
+        metavar="CSV",
+        help="payers' authorizations (patient,number,discipline,code,start,end,visits,units,"
+        "payer), besides the input's ClaimResponses (default: config authorizations)",
+    )
+    p.add_argument(
         "--as-of",
         metavar="INSTANT",
         help="evaluate as at this moment (ISO 8601 with offset, e.g. 2026-04-01T12:00:00Z): "

@@ -18,7 +18,7 @@ from adapter.emr.client import check_capabilities
 from adapter.errors import AdapterError, ConfigError
 from adapter.intake.events import Notification
 from adapter.intake.webhook import Receiver
-from adapter.ledger import read_opening_balances
+from adapter.ledger import read_authorizations, read_opening_balances
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.observe import configure_logging
 from adapter.pipeline import Options
@@ -43,6 +43,13 @@ def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
         evaluated_at=None,
         zone=settings.zone(),
         kx_opening=read_opening_balances(settings.kx_opening) if settings.kx_opening else {},
+        authorizations=(
+            read_authorizations(settings.authorizations, rulebook.payers)
+            if settings.authorizations
+            else {}
+        ),
+        emr_authorizations=settings.emr_authorizations,
+        poll_context=settings.poll_context,
         build=build_options(settings),
     )
     return settings, rulebook, options

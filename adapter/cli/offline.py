@@ -15,7 +15,7 @@ from adapter.config import Settings, load_settings, zone_of
 from adapter.domain import Rulebook
 from adapter.errors import ConfigError
 from adapter.fhir.build import BuildOptions
-from adapter.ledger import read_opening_balances
+from adapter.ledger import read_authorizations, read_opening_balances
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.pipeline import Options
 
@@ -30,11 +30,13 @@ def setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
             )
     zone = zone_of(args.timezone, "--timezone") if args.timezone else settings.zone()
     opening = args.kx_opening or settings.kx_opening
+    grants = args.authorizations or settings.authorizations
     options = Options(
         payer_override=args.payer,
         default_payer=settings.default_payer,
         evaluated_at=_as_of(args.as_of),
         kx_opening=read_opening_balances(opening) if opening else {},
+        authorizations=read_authorizations(grants, rulebook.payers) if grants else {},
         zone=zone,
         build=build_options(settings),
     )

@@ -44,13 +44,18 @@ class PlanOfCare:
     end: date | None
     certified_on: date | None  # None: not certified (not signed) yet
     delayed_reason: bool = False  # a documented reason for a late certification
+    #: the latest certification, when it was certified again later (a recertification)
+    recertified_on: date | None = None
+    #: the date the plan was changed significantly (it needs a new certification)
+    changed_on: date | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificationRules:
     """``clocks.toml`` ``[certification]``: how a site documents certification and the days."""
 
-    convention: str = "author"  # author: CarePlan.author on CarePlan.created
+    convention: str = "author"  # author: CarePlan.author on CarePlan.created; provenance:
+    # a Provenance signature targeting the plan; off: not kept
     categories: Mapping[str, Discipline] = field(default_factory=dict)  # system|code -> discipline
     days_to_certify: int = 30
     max_days: int = 90

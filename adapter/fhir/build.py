@@ -246,7 +246,23 @@ def _claim(
             else {}
         ),
         **({"diagnosis": diagnoses} if diagnoses else {}),
-        "insurance": [{"sequence": 1, "focal": True, "coverage": coverage}],
+        "insurance": [
+            {
+                "sequence": 1,
+                "focal": True,
+                "coverage": coverage,
+                # the payer's authorization numbers the lines are under (837P loop 2300 REF*G1)
+                **(
+                    {"preAuthRef": refs}
+                    if (
+                        refs := sorted(
+                            {ln.authorization for ln in decision.lines if ln.authorization}
+                        )
+                    )
+                    else {}
+                ),
+            }
+        ],
         "item": items,
         # the day's charges, when every line is priced (an unpriced line has an error finding)
         **({"total": money(total)} if (total := decision.total) is not None else {}),

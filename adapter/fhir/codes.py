@@ -46,6 +46,8 @@ EXT_YTD_OT = f"{BASE}/StructureDefinition/therapy-ytd-allowed-ot"
 EXT_DOCUMENTED_MINUTES = f"{BASE}/StructureDefinition/documented-minutes"
 #: input: on a CarePlan, the documented reason its certification came late
 EXT_DELAYED_CERTIFICATION = f"{BASE}/StructureDefinition/delayed-certification-reason"
+#: input: on a CarePlan, the date it was changed significantly (it must be certified again)
+EXT_SIGNIFICANT_CHANGE = f"{BASE}/StructureDefinition/significant-change"
 UCUM = "http://unitsofmeasure.org"
 
 #: CPT modifiers (the rest of the adapter's modifiers are HCPCS Level II).

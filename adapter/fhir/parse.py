@@ -31,6 +31,7 @@ from adapter.domain import (
     ServiceDay,
 )
 from adapter.fhir import codes
+from adapter.fhir.authorizations import authorizations_of
 from adapter.fhir.clinicians import Clinicians
 from adapter.fhir.coding import (
     ResolvedCode,
@@ -74,6 +75,10 @@ class Lookup(Protocol):
     def care_plans_of(self, patient_key: str) -> Sequence[Resource]: ...
 
     def documents_of(self, patient_key: str) -> Sequence[Resource]: ...
+
+    def authorizations_of(self, patient_key: str) -> Sequence[Resource]: ...
+
+    def provenances_of(self, target_key: str) -> Sequence[Resource]: ...
 
     def sessions_of(
         self, actor_keys: Iterable[str], service_date: str, exclude_patient: str
@@ -170,12 +175,13 @@ def service_day(
         interventions=tuple(parser.interventions),
         encounters=tuple(encounters),
         plan_of_care=bool(plans),
-        plans=_plans(plans, rulebook),
+        plans=_plans(plans, rulebook, lookup),
         planned_visits_per_week=_visits_per_week(plans),
         progress_reports=_progress_reports(
             lookup.documents_of(patient), parser, rulebook, zone, service_date
         ),
         kx_spend=kx_spend(coverage),
+        authorizations=authorizations_of(lookup.authorizations_of(patient), rulebook, zone),
         other_patient_sessions=parser.busy(),
         evaluated_at=evaluated_at,
         coverage=choice.status,
@@ -193,7 +199,7 @@ def service_day(
         spans=parser.spans,
         recorded=latest(parser.recorded) or f"{service_date}T00:00:00Z",
         references=_written_references(parser, provider, lookup),
-        referring=_certifier(plans, lookup),
+        referring=_certifier(plans, lookup, rulebook),
         assistants=frozenset(
             p.id for iv in parser.interventions for p in iv.performers if p.assistant
         ),
@@ -249,10 +255,13 @@ def _progress_reports(
 _DAYS = {"d": Decimal(1), "wk": Decimal(7), "mo": Decimal("30.4375"), "a": Decimal("365.25")}
 
 
-def _plans(plans: Sequence[Resource], rulebook: Rulebook) -> tuple[PlanOfCare, ...]:
+def _plans(plans: Sequence[Resource], rulebook: Rulebook, lookup: Lookup) -> tuple[PlanOfCare, ...]:
     """The active plans covering the date, as the certification clock reads them: the
-    discipline from a ``category`` coding ``clocks.toml`` names (else any), the period, and
-    (convention ``author``) certified on ``created`` when an ``author`` is named."""
+    discipline from a ``category`` coding ``clocks.toml`` names (else any), the period, when it
+    was certified (convention ``author``: on ``created`` when an ``author`` is named;
+    ``provenance``: the dates of the signatures of Provenances targeting it, the first the
+    certification, the latest a recertification), a documented reason for a late one, and the
+    date of a significant change."""
     rules = rulebook.clocks.certification
     out: list[PlanOfCare] = []
     for plan in plans:
@@ -263,19 +272,49 @@ def _plans(plans: Sequence[Resource], rulebook: Rulebook) -> tuple[PlanOfCare, .
         ]
         discipline = next((rules.categories[k] for k in kinds if k in rules.categories), None)
         period = as_dict(plan.get("period"))
-        created = plan.get("created")
-        signed = reference_of(plan.get("author")) is not None and isinstance(created, str)
-        reason = any(
-            isinstance(e, dict) and e.get("url") == codes.EXT_DELAYED_CERTIFICATION
-            and isinstance(e.get("valueString"), str) and e["valueString"].strip()
-            for e in as_list(plan.get("extension"))
-        )  # fmt: skip
+        key = f"CarePlan/{plan.get('id')}"
+        signed = sorted(d for d, _ in _signatures(plan, key, lookup, rules.convention))
         out.append(PlanOfCare(
-            ref=f"CarePlan/{plan.get('id')}", discipline=discipline,
+            ref=key, discipline=discipline,
             start=_date_part(period.get("start")), end=_date_part(period.get("end")),
-            certified_on=_date_part(created) if signed else None, delayed_reason=reason,
+            certified_on=signed[0] if signed else None,
+            recertified_on=signed[-1] if len(signed) > 1 and signed[-1] > signed[0] else None,
+            delayed_reason=_extension_value(plan, codes.EXT_DELAYED_CERTIFICATION) is not None,
+            changed_on=_date_part(_extension_value(plan, codes.EXT_SIGNIFICANT_CHANGE)),
         ))  # fmt: skip
     return tuple(out)
+
+
+def _extension_value(resource: Resource, url: str) -> Any:
+    """The (non-blank) value of the resource's extension ``url``, or None."""
+    for e in as_list(resource.get("extension")):
+        if isinstance(e, dict) and e.get("url") == url:
+            for name in ("valueString", "valueDate", "valueDateTime"):
+                value = e.get(name)
+                if isinstance(value, str) and value.strip():
+                    return value
+    return None
+
+
+def _signatures(
+    plan: Resource, key: str, lookup: Lookup, convention: str
+) -> list[tuple[date, str]]:
+    """(date, signer key) of each certification of the plan by the site's convention."""
+    signer = reference_of(plan.get("author"))
+    if convention == "author":
+        created = _date_part(plan.get("created"))
+        return [(created, lookup.key_of(signer))] if signer and created else []
+    if convention != "provenance":
+        return []
+    out = []
+    for prov in lookup.provenances_of(key):
+        for sig in as_list(prov.get("signature")):
+            who = reference_of(as_dict(sig).get("who"))
+            when = _date_part(as_dict(sig).get("when"))
+            who_key = lookup.key_of(who) if who else None
+            if when and who_key and who_key.startswith(("Practitioner/", "PractitionerRole/")):
+                out.append((when, who_key))
+    return out
 
 
 def _date_part(value: Any) -> date | None:
@@ -288,12 +327,18 @@ def _date_part(value: Any) -> date | None:
         return None
 
 
-def _certifier(plans: Sequence[Resource], lookup: Lookup) -> str | None:
-    """The plan of care's author (the certifying physician or NPP), a Practitioner or
-    PractitionerRole key; the first plan's that names one."""
+def _certifier(plans: Sequence[Resource], lookup: Lookup, rulebook: Rulebook) -> str | None:
+    """The physician or NPP who certified the plan of care (its author, or the latest signer
+    under the ``provenance`` convention), a Practitioner or PractitionerRole key; the first
+    plan's that names one."""
+    convention = rulebook.clocks.certification.convention
     for plan in plans:
-        ref = reference_of(plan.get("author"))
-        key = lookup.key_of(ref) if ref else None
+        if convention == "provenance":
+            signed = sorted(_signatures(plan, f"CarePlan/{plan.get('id')}", lookup, convention))
+            key = signed[-1][1] if signed else None
+        else:
+            ref = reference_of(plan.get("author"))
+            key = lookup.key_of(ref) if ref else None
         if (
             key
             and key.startswith(("Practitioner/", "PractitionerRole/"))

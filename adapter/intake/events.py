@@ -1,7 +1,9 @@
 """The one normalised event every live source produces, and what the durable inbox keeps of it.
 
 - ``ChangeEvent``: a Procedure or Encounter that changed (with its body when the source sent it,
-  or only its reference), from a webhook delivery, a poll or a sweep;
+  or only its reference), from a webhook delivery, a poll or a sweep; or a resource of the
+  patient's context the compliance clocks read (``CONTEXT``: a plan of care signed late, a
+  progress report, an authorization, a coverage), whose patient's days are computed again;
 - ``Notification``: one delivery's events, or a request to catch up (a ping, a gap, a sweep);
 - ``InboxPayload``: what the inbox stores of a notification (references, versions and the
   procedure's own patient-day, never bodies), with a JSON round trip (``to_json`` /
@@ -22,14 +24,31 @@ from adapter.fhir.dates import service_date_of
 from adapter.fhir.refs import is_id, patient_key, reference_of, version_of
 
 Resource = dict[str, Any]
-HANDLED = frozenset({"Procedure", "Encounter"})
+#: the patient's context: a change recomputes the patient's days the ledger holds
+CONTEXT = frozenset({"CarePlan", "ClaimResponse", "DocumentReference", "Coverage"})
+HANDLED = frozenset({"Procedure", "Encounter"}) | CONTEXT
+#: the element of a context resource that names its patient
+PATIENT_ELEMENT = {"CarePlan": "subject", "ClaimResponse": "patient",
+                   "DocumentReference": "subject", "Coverage": "beneficiary"}  # fmt: skip
+
+
+def context_patient(resource: Resource) -> str | None:
+    """The Patient a context resource is about (None: not a Patient's, or not context). A
+    ClaimResponse counts only as a preauthorization (a payer's answer to a claim changes no
+    decision)."""
+    kind = resource.get("resourceType")
+    if kind not in CONTEXT or (
+        kind == "ClaimResponse" and resource.get("use") != "preauthorization"
+    ):
+        return None
+    return patient_key(reference_of(resource.get(PATIENT_ELEMENT[str(kind)])))
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """One normalised notification: a resource that changed (full) or only its reference."""
 
-    kind: str  # Procedure | Encounter
+    kind: str  # Procedure | Encounter | one of CONTEXT
     id: str
     resource: Resource | None = None
     version: str | None = None
@@ -87,6 +106,7 @@ class QueuedEvent:
     source: str
     deleted: bool = False
     day: PatientDay | None = None
+    patient: str | None = None  # a context resource's Patient, when the notification said
 
     @property
     def key(self) -> str:
@@ -100,7 +120,8 @@ class QueuedEvent:
             dos = service_date_of(ev.resource, zone)
             if patient and dos:  # a subject that is not a Patient has no day of its own
                 day = PatientDay(patient, date.fromisoformat(dos))
-        return cls(ev.kind, ev.id, ev.version, ev.source, ev.deleted, day)
+        whose = context_patient(ev.resource) if ev.resource is not None else None
+        return cls(ev.kind, ev.id, ev.version, ev.source, ev.deleted, day, whose)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -113,6 +134,8 @@ class QueuedEvent:
             out["deleted"] = True
         if self.day is not None:
             out["day"] = [self.day.patient, self.day.service_date.isoformat()]
+        if self.patient is not None:
+            out["patient"] = self.patient
         return out
 
     @classmethod
@@ -120,8 +143,11 @@ class QueuedEvent:
         """An event as stored; a row naming anything but a handled type and a valid id is
         refused (ValueError: the row fails, visibly, instead of reaching the EMR)."""
         if data.get("kind") not in HANDLED or not is_id(data.get("id")):
-            raise ValueError("inbox row names no Procedure/Encounter with a valid id")
+            raise ValueError("inbox row names no handled resource with a valid id")
         day = data.get("day")
+        whose = data.get("patient")
+        if whose is not None and patient_key(str(whose)) != whose:
+            raise ValueError("inbox row names a patient that is no Patient reference")
         return cls(
             kind=str(data["kind"]),
             id=str(data["id"]),
@@ -129,6 +155,7 @@ class QueuedEvent:
             source=str(data.get("source") or ""),
             deleted=bool(data.get("deleted")),
             day=PatientDay(str(day[0]), date.fromisoformat(str(day[1]))) if day else None,
+            patient=str(whose) if whose is not None else None,
         )
 
     def event(self) -> ChangeEvent:

@@ -147,6 +147,8 @@ def days_of(
             else:
                 log.warning("Procedure/%s has no Patient subject or no date: not placed", ev.id)
             continue
+        if ev.kind != "Encounter":
+            continue  # the patient's context: its days come from the caller's ledger
         # Encounter: every procedure of it
         for proc in emr.search("Procedure", {"encounter": f"Encounter/{ev.id}", "_count": "200"}):
             if proc.get("resourceType") != "Procedure":
@@ -178,12 +180,16 @@ def gather_day(
     also: Sequence[Search] = (),
     max_rounds: int = 4,
     zone: tzinfo | None = None,
+    authorizations: bool = True,
+    signatures: bool = False,
 ) -> tuple[Spool, list[list[Resource]]]:
     """Fetch everything one patient-day's evaluation needs into an in-memory spool.
 
     Each round is one ``batch`` of searches, so a day usually costs two round trips: (1) the
     patient's procedures around the date with their performers and encounters, the patient's
-    encounters around the date, coverages and care plans (plus ``also``, searches the caller
+    encounters around the date, coverages, care plans, documents and (``authorizations``) the
+    payer's preauthorization responses (with ``signatures``, the Provenances that sign the care
+    plans, ``_revinclude``d) (plus ``also``, searches the caller
     wants answered in the same request); (2) whatever those reference but did not bring (``_id``
     searches), the roles of every practitioner, the procedures of the day's encounters (those
     with no time have no date to be found by), and the same clinicians' procedures with other
@@ -192,7 +198,10 @@ def gather_day(
     some after ``max_rounds`` is an ``InputError``. Returns the spool and the answers to
     ``also``, in order.
     """
-    gathering = _Gathering(Spool(":memory:", zone=zone), day, zone)
+    gathering = _Gathering(
+        Spool(":memory:", zone=zone), day, zone, authorizations=authorizations,
+        signatures=signatures,
+    )  # fmt: skip
     try:
         gathering.by_subject_identifier = emr.supports_subject_identifier()
         first = gathering.first_searches()
@@ -232,6 +241,11 @@ class _Gathering:
     #: whether the EMR finds procedures by ``subject:identifier`` (those whose subject is known
     #: only by one of the patient's identifiers)
     by_subject_identifier: bool = False
+    #: whether to search the EMR's ClaimResponses (off where it offers none)
+    authorizations: bool = True
+    #: whether care plans come with the Provenances that sign them (certification convention
+    #: ``provenance``)
+    signatures: bool = False
 
     @property
     def dos(self) -> str:
@@ -269,11 +283,29 @@ class _Gathering:
                 ],
             ),
             ("Coverage", [("beneficiary", patient), ("_count", "50")]),
-            ("CarePlan", [("subject", patient), ("_count", "50")]),
+            (
+                "CarePlan",
+                [
+                    ("subject", patient),
+                    ("_count", "50"),
+                    *([("_revinclude", "Provenance:target")] if self.signatures else []),
+                ],
+            ),
             # the patient: its identifiers find procedures that name it only by one
             ("Patient", [("_id", patient.partition("/")[2])]),
             # its documents: progress reports (the progress-report clock)
             ("DocumentReference", [("subject", patient), ("_count", "100")]),
+            # the payer's authorizations (preauthorization responses)
+            *(
+                [
+                    (
+                        "ClaimResponse",
+                        [("patient", patient), ("use", "preauthorization"), ("_count", "50")],
+                    )
+                ]
+                if self.authorizations
+                else []
+            ),
             # the patient's encounters around the date: a procedure with no time is on its
             # encounter's day, and a date search cannot find it
             ("Encounter", [("subject", patient), *self.window, ("_count", "50")]),

@@ -52,8 +52,10 @@ class Inbox:
         on_stored: Callable[[], None] = lambda: None,
         max_events: int = 500,
         retention_days: float = 30.0,
+        context: bool = False,
     ) -> None:
         self.emr = emr
+        self.context = context  # polls search the patient's context too (CarePlan, ...)
         self.store = store
         self.zone = zone
         self.metrics = metrics
@@ -105,7 +107,7 @@ class Inbox:
 
     def catch_up(self) -> int:
         """Enqueue every change since the watermark; then move the watermark."""
-        events, mark = poll(self.emr, self.watermark())
+        events, mark = poll(self.emr, self.watermark(), context=self.context)
         for ev in events:
             self.enqueue(Notification(events=(ev,)), source="poll")
         self.store.set_value(WATERMARK, json.dumps(mark.as_json()))

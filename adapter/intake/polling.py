@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 #: how far ahead of our clock the EMR's may run before a stamp is taken to be wrong
 MAX_SKEW = timedelta(minutes=5)
 KINDS = ("Procedure", "Encounter")
+#: the patient's context the clocks read: searched for changes too (not for deletes); an EMR
+#: that does not offer one is logged and asked again next poll
+CONTEXT_KINDS = ("CarePlan", "ClaimResponse", "DocumentReference")
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,18 @@ class _Advance:
 
 
 def poll(
-    emr: FhirClient, mark: Watermark, *, count: int = 200, deletions: bool = True
+    emr: FhirClient,
+    mark: Watermark,
+    *,
+    count: int = 200,
+    deletions: bool = True,
+    context: bool = False,
 ) -> tuple[list[ChangeEvent], Watermark]:
     """Changes since the watermark, and the watermark to store once they are handled.
 
     With ``deletions``, resources deleted since the watermark are changes too (reference-only
-    events marked ``deleted``, found in the type-level ``_history``)."""
+    events marked ``deleted``, found in the type-level ``_history``). With ``context``, the
+    patient's context the clocks read (``CONTEXT_KINDS``) is searched for changes too."""
     events: list[ChangeEvent] = []
     reads: dict[str, Mark] = {}
     truncated: list[str] = []
@@ -125,6 +134,13 @@ def poll(
             reads[history] = _deletions(
                 emr, kind, mark.of(history), count, events=events, truncated=truncated
             )
+    for kind in CONTEXT_KINDS if context else ():
+        try:
+            reads[kind] = _changes(emr, kind, mark.of(kind), count, events=events)
+        except FhirServerError as err:
+            log.warning("%s search answered %s: its changes are not found by this poll",
+                        kind, err.status or type(err).__name__)  # fmt: skip
+            reads[kind] = mark.of(kind)
     since = min((m.since for m in reads.values() if m.since), default=mark.since)
     return events, Watermark(since=since, seen=set(), reads=reads, truncated=truncated)
 

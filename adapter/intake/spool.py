@@ -59,10 +59,12 @@ _LINKS = {
     "Coverage": ("beneficiary", "coverage"),
     "CarePlan": ("subject", "careplan"),
     "DocumentReference": ("subject", "document"),
+    "ClaimResponse": ("patient", "authorization"),
 }
 _KEPT = frozenset(
     {"Procedure", "Encounter", "Practitioner", "PractitionerRole", "Coverage", "CarePlan",
-     "Patient", "Organization", "Condition", "DocumentReference"}
+     "Patient", "Organization", "Condition", "DocumentReference", "ClaimResponse",
+     "Provenance"}
 )  # fmt: skip
 
 
@@ -229,6 +231,13 @@ class Spool:
     def _link(self, kind: str, resource: Resource, key: str) -> None:
         """Index a role by its practitioner, a coverage by its beneficiary, a care plan by its
         subject."""
+        if kind == "Provenance":  # a signature on a plan of care (the certification clock)
+            for target in as_list(resource.get("target")):
+                ref = reference_of(target)
+                if ref and ref_key(ref).startswith("CarePlan/"):
+                    self.db.execute("INSERT INTO links VALUES (?, ?, ?)",
+                                    ("provenance", ref_key(ref), key))  # fmt: skip
+            return
         field = _LINKS.get(kind)
         owner = reference_of(resource.get(field[0])) if field else None
         if field and owner:
@@ -425,6 +434,12 @@ class Spool:
 
     def documents_of(self, patient_key: str) -> Sequence[Resource]:
         return self._linked("document", patient_key)
+
+    def authorizations_of(self, patient_key: str) -> Sequence[Resource]:
+        return self._linked("authorization", patient_key)
+
+    def provenances_of(self, target_key: str) -> Sequence[Resource]:
+        return self._linked("provenance", target_key)
 
     def sessions_of(
         self, actor_keys: Iterable[str], service_date: str, exclude_patient: str

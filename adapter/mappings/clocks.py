@@ -40,7 +40,7 @@ class _Category(EntryRow):
 
 
 class _Certification(EntryRow):
-    convention: Literal["author", "off"]
+    convention: Literal["author", "provenance", "off"]
     days_to_certify: int = Field(ge=1, le=90)
     max_days: int = Field(ge=1, le=366)
     category: list[dict[str, object]] = Field(default_factory=list)

@@ -195,7 +195,8 @@ def _judge(
         return []
     low = []
     if grant.visits is not None and grant.visits - use.visit <= rules.visits_left:
-        low.append(f"{grant.visits - use.visit} visit(s) left after today")
+        left = grant.visits - use.visit
+        low.append(f"{left} visit(s) left after today" if left else "today is the last visit")
     if grant.units is not None and grant.units - use.units < rules.units_left:
         low.append(f"{grant.units - use.units} unit(s) left")
     if grant.end is not None and grant.end - today <= timedelta(days=rules.days_left):
@@ -204,7 +205,7 @@ def _judge(
         return []
     return [finding(FindingCode.AUTHORIZATION_RUNNING_OUT, WARN,
                     f"authorization {grant.number} for {_scope(grant)} is running out: "
-                    f"{'; '.join(low)}; ask the payer for more visits in time", ids)]  # fmt: skip
+                    f"{'; '.join(low)}; ask the payer to extend it in time", ids)]  # fmt: skip
 
 
 def _missing(

@@ -7,8 +7,10 @@ For each discipline treated today, the plan covering the date for that disciplin
 - not certified yet: a warning up to the deadline (first treatment + 30 days), an error after it
   (the day's services of the discipline held) unless a reason for the delay is documented;
 - certified after the deadline without a documented reason: an error (held);
-- today later than ``max_days`` after the certification: recertification (a new signature, a
-  new ``created``) is due, an error (held).
+- today later than ``max_days`` after the latest certification: recertification (a new
+  signature, a new ``created``) is due, an error (held);
+- changed significantly (``changed_on``) after the latest certification: a new certification
+  is due, a warning for ``days_to_certify`` after the change, an error after.
 The first treatment under the plan is the earliest of the shell's earlier treatment days of the
 discipline on or after the plan's start, or today.
 """
@@ -88,9 +90,10 @@ def _judge(
     max_days: int,
 ) -> tuple[FindingCode, Severity, str] | None:  # fmt: skip
     """What is wrong with the plan's certification today (None: nothing)."""
-    if plan.certified_on is not None and today > plan.certified_on + timedelta(days=max_days):
+    latest = plan.recertified_on or plan.certified_on
+    if latest is not None and today > latest + timedelta(days=max_days):
         return (FindingCode.PLAN_RECERTIFICATION_DUE, ERR,
-                f"the {discipline} plan of care {plan.ref} was certified {plan.certified_on}: "
+                f"the {discipline} plan of care {plan.ref} was last certified {latest}: "
                 f"past {max_days} days, the physician/NPP must recertify it before more is "
                 "billed")  # fmt: skip
     if plan.certified_on is None:
@@ -110,4 +113,25 @@ def _judge(
                 f"the {discipline} plan of care {plan.ref} was certified {plan.certified_on}, "
                 f"after {deadline} (30 days from the first treatment {first}), with no reason "
                 "documented for the delay")  # fmt: skip
-    return None
+    return _changed(plan, discipline, latest, today, days_to_certify=(deadline - first).days)
+
+
+def _changed(
+    plan: PlanOfCare, discipline: Discipline, latest: date | None, today: date, *,
+    days_to_certify: int,
+) -> tuple[FindingCode, Severity, str] | None:  # fmt: skip
+    """A significant change since the latest certification needs a new one: a warning up to
+    ``days_to_certify`` after the change, an error after."""
+    if (
+        plan.changed_on is None
+        or today < plan.changed_on
+        or (latest is not None and latest >= plan.changed_on)
+    ):
+        return None
+    due = plan.changed_on + timedelta(days=days_to_certify)
+    severity = WARN if today <= due else ERR
+    return (FindingCode.PLAN_RECERTIFICATION_DUE, severity,
+            f"the {discipline} plan of care {plan.ref} changed significantly on "
+            f"{plan.changed_on}, after its certification of {latest}: the physician/NPP must "
+            f"certify it again by {due}"
+            + (": services are held until then" if severity is ERR else ""))  # fmt: skip

@@ -123,9 +123,16 @@ class SqlStore:
             """CREATE TABLE IF NOT EXISTS kx_ledger (
                 day TEXT PRIMARY KEY, patient TEXT NOT NULL, year INTEGER NOT NULL,
                 dos TEXT NOT NULL, amounts TEXT NOT NULL, treated TEXT NOT NULL DEFAULT '[]',
-                evaluated TEXT NOT NULL DEFAULT '[]')""",
+                evaluated TEXT NOT NULL DEFAULT '[]', units TEXT NOT NULL DEFAULT '[]')""",
             "CREATE INDEX IF NOT EXISTS kx_ledger_year ON kx_ledger (patient, year, dos)",
         ]
+
+    #: columns added after a table was first created: (table, column, definition); each store
+    #: adds those an older database lacks when it opens it
+    added_columns: tuple[tuple[str, str, str], ...] = (
+        # the units each day billed per discipline and code (the authorization counters)
+        ("kx_ledger", "units", "TEXT NOT NULL DEFAULT '[]'"),
+    )
 
     def _atomic(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
         """Run statements (``?`` placeholders) in one transaction."""
@@ -261,19 +268,22 @@ class SqlStore:
         self, day: str, inputs: Mapping[str, str], decision_hash: str, written: Mapping[str, Any],
         *, worker: str, changed: bool, kx: Mapping[str, str] | None = None,
         treated: Sequence[str] = (), evaluated: Sequence[str] = (),
+        units: Sequence[tuple[str, str, int]] = (),
     ) -> None:  # fmt: skip
         """The ledger row of a synced day, its inputs, its run and (``kx``: KX group -> the
         day's expected allowed amount, decimal text) its part of the year's KX totals, with
-        the disciplines it treated and evaluated (``kx`` None: that part left as it was)."""
+        the disciplines it treated and evaluated and the units it billed per (discipline, code)
+        (``kx`` None: that part left as it was)."""
         now = self.clock()
         patient, _, dos = day.rpartition(":")
         kx_rows: list[tuple[str, tuple[Any, ...]]] = [
             ("DELETE FROM kx_ledger WHERE day = ?", (day,)),
             *(
-                [("INSERT INTO kx_ledger (day, patient, year, dos, amounts, treated, evaluated) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [("INSERT INTO kx_ledger (day, patient, year, dos, amounts, treated, evaluated, "
+                  "units) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                   (day, patient, int(dos[:4]), dos, json.dumps(dict(kx or {}), sort_keys=True),
-                   json.dumps(sorted(treated)), json.dumps(sorted(evaluated))))]
+                   json.dumps(sorted(treated)), json.dumps(sorted(evaluated)),
+                   json.dumps(sorted(list(u) for u in units))))]
                 if (kx or treated) and dos[:4].isdigit()
                 else []
             ),
@@ -309,28 +319,35 @@ class SqlStore:
         rows = self._run("SELECT amounts FROM kx_ledger WHERE day = ?", (day,))
         return dict(json.loads(rows[0][0])) if rows else {}
 
-    def day_record(self, day: str) -> tuple[dict[str, str], list[str], list[str]] | None:
-        """The day's row of the KX and treatment ledger: (amounts, treated, evaluated)."""
-        rows = self._run("SELECT amounts, treated, evaluated FROM kx_ledger WHERE day = ?", (day,))
+    def day_record(
+        self, day: str
+    ) -> tuple[dict[str, str], list[str], list[str], list[list[Any]]] | None:
+        """The day's row of the KX and treatment ledger: (amounts, treated, evaluated, units)."""
+        rows = self._run(
+            "SELECT amounts, treated, evaluated, units FROM kx_ledger WHERE day = ?", (day,)
+        )
         if not rows:
             return None
-        amounts, treated, evaluated = rows[0]
-        return dict(json.loads(amounts)), list(json.loads(treated)), list(json.loads(evaluated))
+        amounts, treated, evaluated, units = rows[0]
+        return (dict(json.loads(amounts)), list(json.loads(treated)), list(json.loads(evaluated)),
+                list(json.loads(units)))  # fmt: skip
 
     def treatment_history(
         self, day: str, days: int = 400
-    ) -> list[tuple[date, list[str], list[str]]]:
-        """(date, treated, evaluated) of the patient's days in the ``days`` before ``day``."""
+    ) -> list[tuple[date, list[str], list[str], list[list[Any]]]]:
+        """(date, treated, evaluated, units) of the patient's days in the ``days`` before
+        ``day``."""
         patient, _, dos = day.rpartition(":")
         since = (date.fromisoformat(dos) - timedelta(days=days)).isoformat()
         return [
-            (date.fromisoformat(str(d)), list(json.loads(t)), list(json.loads(e)))
-            for d, t, e in self._run(
-                "SELECT dos, treated, evaluated FROM kx_ledger WHERE patient = ? AND dos < ? "
-                "AND dos >= ? ORDER BY dos",
+            (date.fromisoformat(str(d)), list(json.loads(t)), list(json.loads(e)),
+             list(json.loads(u)))
+            for d, t, e, u in self._run(
+                "SELECT dos, treated, evaluated, units FROM kx_ledger WHERE patient = ? "
+                "AND dos < ? AND dos >= ? ORDER BY dos",
                 (patient, dos, since),
             )
-        ]
+        ]  # fmt: skip
 
     def kx_prior(self, day: str) -> dict[str, Decimal]:
         """The sums of the patient's days of the year before ``day`` (a patient-day key), per
@@ -347,15 +364,30 @@ class SqlStore:
 
     def kx_later_days(self, day: str, days: int = 400) -> list[str]:
         """The patient's days in the ledger in the ``days`` after ``day``, by date: those whose
-        KX total (same year) or progress-report count (any year) an earlier day's change can
-        move."""
+        KX total (same year), progress-report count or authorization counters an earlier
+        day's change can move (a day whose every line is held included: it has no part in the
+        totals, but its own answer can change)."""
         patient, _, dos = day.rpartition(":")
         until = (date.fromisoformat(dos) + timedelta(days=days)).isoformat()
+        return self._ledger_days(patient, after=dos, until=until)
+
+    def patient_days(self, patient: str, since: str) -> list[str]:
+        """The patient's days in the ledger on or after ``since`` (an ISO date), by date."""
+        bare = patient.split("/", 1)[1] if patient.startswith("Patient/") else patient
+        return self._ledger_days(bare, since=since)
+
+    def _ledger_days(
+        self, patient: str, *, since: str = "", after: str = "", until: str = "9999-12-31"
+    ) -> list[str]:
+        """Day keys ``<patient>:<date>`` of the ledger in a date range, by date (a key range:
+        ``;`` sorts right after ``:``)."""
+        low = f"{patient}:{after}" if after else f"{patient}:{since}"
         return [
             str(d)
             for (d,) in self._run(
-                "SELECT day FROM kx_ledger WHERE patient = ? AND dos > ? AND dos <= ? ORDER BY dos",
-                (patient, dos, until),
+                f"SELECT day FROM ledger WHERE day {'>' if after else '>='} ? AND day <= ? "
+                "AND day < ? ORDER BY day",
+                (low, f"{patient}:{until}", f"{patient};"),
             )
         ]
 

@@ -55,6 +55,8 @@ class PostgresStore(SqlStore):
             conn.execute("SELECT pg_advisory_xact_lock(727272)")  # one schema creator at a time
             for statement in self.schema():
                 conn.execute(statement)
+            for table, column, definition in self.added_columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}")
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:

@@ -28,6 +28,10 @@ class SqliteStore(SqlStore):
             self.db.execute("PRAGMA synchronous=NORMAL")
             for statement in self.schema():
                 self.db.execute(statement.replace("DOUBLE PRECISION", "REAL"))
+            for table, column, definition in self.added_columns:
+                have = {str(r[1]) for r in self.db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.lock:

@@ -136,6 +136,13 @@ EXTS = [
         "string",
     ),
     ext(
+        "significant-change",
+        "Significant change of the plan of care",
+        "Input: on a CarePlan, the date the plan was changed significantly: the physician/NPP must certify it again (a warning for 30 days after the change, an error after).",
+        ["CarePlan"],
+        "date",
+    ),
+    ext(
         "therapy-ytd-allowed-pt-slp",
         "Year-to-date allowed amount, PT and SLP",
         "Input: the Medicare allowed amount of PT and SLP services so far in the calendar year, for the KX threshold.",
@@ -387,6 +394,9 @@ FINDINGS = {
     "plan-certified-late": "The plan of care was certified more than 30 days after the first treatment with no documented reason.",
     "plan-recertification-due": "More than 90 days since the plan of care was certified: it must be recertified.",
     "progress-report-missing": "The 11th treatment day or later without a progress report: the day's services of the discipline are held.",
+    "authorization-missing": "No payer authorization covers the line on the date (one ended or starts later, or the payer profile requires one).",
+    "authorization-exceeded": "The visits or units used pass the payer's authorization: the payer profile allows, warns or holds the lines.",
+    "authorization-running-out": "A payer authorization is running out: 2 visits or fewer left, under 10 units left, or 7 days or fewer to its end.",
     "claim-correction-needed": "A submitted or locked Claim no longer matches the documentation: correct it by hand.",
 }
 CS = {

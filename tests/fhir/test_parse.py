@@ -504,3 +504,37 @@ def test_a_procedure_without_a_status_is_an_input_problem(rulebook: Rulebook) ->
     full = __import__("adapter.replay", fromlist=["x"]).evaluate_bundle
     _, ds, summary = full(bundle(*context(), p), rulebook)
     assert ds == [] and any("has no status" in x.reason for x in summary.problems)
+
+
+def test_certification_by_a_provenance_signature(rulebook: Rulebook) -> None:
+    """(issue 15) convention "provenance": the plan is certified by the signatures of the
+    Provenances targeting it (by a Practitioner or PractitionerRole), the first the
+    certification, the latest a recertification; its author alone does not certify it."""
+    from dataclasses import replace
+
+    cert = replace(rulebook.clocks.certification, convention="provenance")
+    book = replace(rulebook, clocks=replace(rulebook.clocks, certification=cert))
+    ctx = context()
+    plan = next(r for r in ctx if r["resourceType"] == "CarePlan")
+    plan["period"] = {"start": "2025-10-01"}
+
+    def signed(pid: str, when: str, who: str) -> dict[str, Any]:
+        return {"resourceType": "Provenance", "id": pid, "recorded": f"{when}T10:00:00Z",
+                "target": [{"reference": f"CarePlan/{plan['id']}"}],
+                "agent": [{"who": {"reference": who}}],
+                "signature": [{"type": [{"system": "urn:iso-astm:E1762-95:2013",
+                                         "code": "1.2.840.10065.1.12.1.1"}],
+                               "when": f"{when}T10:00:00Z", "who": {"reference": who},
+                               "data": "c2lnbmVk"}]}  # fmt: skip
+
+    proc = procedure("a", "97110", at("09:00"), at("09:30"))
+    (d,) = decide(book, *ctx, proc)
+    assert "plan-uncertified" in codes(d)  # the author is not a signature here
+    # certified 2025-10-01 (over 90 days before 2026-03-02), recertified 2026-02-20: nothing due
+    first = signed("s1", "2025-10-01", "Practitioner/md")
+    again = signed("s2", "2026-02-20", "Practitioner/md2")
+    by_org = signed("s3", "2026-03-01", "Organization/clinic")  # no physician's signature
+    (d,) = decide(book, *ctx, proc, first, again, by_org)
+    assert not {"plan-uncertified", "plan-recertification-due"} & codes(d)
+    (d,) = decide(book, *ctx, proc, first, by_org)
+    assert "plan-recertification-due" in codes(d)

@@ -28,8 +28,9 @@ def test_poll_once(
     # the watermark starts a day back from now; these procedures were just written
     assert main(["poll", "--once", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert "2 change(s)" in out and " 1 written" in out  # Procedure and Encounter: one day
-    assert "inbox done 2" in out
+    # Procedure, Encounter and the CarePlan (the patient's context): one day, written once
+    assert "3 change(s)" in out and " 1 written" in out
+    assert "inbox done 3" in out
     assert charge_lines(fresh_fhir, pid) == [("97112", 2, "billable")]
     assert (tmp_path / "state" / "adapter.db").exists()
     assert main(["poll", "--once", "--config", str(cfg)]) == 0

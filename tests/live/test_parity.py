@@ -25,7 +25,7 @@ from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.fhir.refs import ref_key
 from adapter.intake.sources import Item, expand, read
-from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments
+from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments, day_units
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options, decision_hash, sync_day
 from adapter.replay import decisions
@@ -130,7 +130,8 @@ def test_live_sync_decides_every_day_like_replay(
         result = sync_day(emr, emr, rulebook, day=PatientDay.of(patient, dos), options=day_options)
         if result.decision is not None:
             ledger.record(patient, on, day_amounts(result.decision, rulebook))
-            treatments.record(patient, on, *day_treatments(result.decision, rulebook))
+            treatments.record(patient, on, *day_treatments(result.decision, rulebook),
+                              units=day_units(result.decision))  # fmt: skip
         live[(patient, dos)] = result
     assert {k: view(r.decision) for k, r in live.items()} == {
         k: view(d) for k, d in offline.items()

@@ -4,6 +4,7 @@ error after unless a reason for the delay is documented), recertified within 90 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -87,3 +88,37 @@ def test_per_discipline(rulebook: Rulebook) -> None:
                      treatment_days={Discipline.OT: (first,)}), rulebook)  # fmt: skip
     assert [ln.code for ln in d.lines] == ["97110"]
     assert cert(d) == {FindingCode.PLAN_UNCERTIFIED: Severity.ERROR}
+
+
+def test_a_recertification_restarts_the_90_days(rulebook: Rulebook) -> None:
+    """Certified 120 days ago, recertified 30 days ago: nothing due; the 30-day rule still
+    reads the first certification."""
+    first = DOS - timedelta(days=125)
+    recert = replace(plan(DOS - timedelta(days=120)), recertified_on=DOS - timedelta(days=30))
+    d = evaluate(day(iv("a", "97110", 0, 30), plans=(recert,), treatment_days={PTD: (first,)}),
+                 rulebook)  # fmt: skip
+    assert cert(d) == {}
+    assert "last certified" not in d.explain()
+
+
+@pytest.mark.parametrize(
+    ("changed", "recertified", "expected"),
+    [
+        (10, None, Severity.WARNING),  # changed 10 days ago, not certified again: due
+        (30, None, Severity.WARNING),  # the 30th day after the change
+        (31, None, Severity.ERROR),  # the 31st: held
+        (31, 20, None),  # certified again after the change
+        (-1, None, None),  # a change dated after today is not today's
+    ],
+)
+def test_a_significant_change_needs_a_new_certification(
+    rulebook: Rulebook, changed: int, recertified: int | None, expected: Severity | None
+) -> None:
+    again = DOS - timedelta(days=recertified) if recertified else None
+    p = replace(plan(DOS - timedelta(days=60)), changed_on=DOS - timedelta(days=changed),
+                recertified_on=again)  # fmt: skip
+    first = DOS - timedelta(days=62)
+    d = evaluate(day(iv("a", "97110", 0, 30), plans=(p,), treatment_days={PTD: (first,)}),
+                 rulebook)  # fmt: skip
+    assert cert(d) == ({FindingCode.PLAN_RECERTIFICATION_DUE: expected} if expected else {})
+    assert bool(d.lines) is (expected is not Severity.ERROR)
