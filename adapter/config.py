@@ -23,6 +23,8 @@ or ``token_file = "/run/secrets/token"`` in the TOML. Every key is optional for 
                                             # offers none: its searches would fail every day)
     poll_context = true                     # polls also find changed CarePlans, ClaimResponses
                                             # and DocumentReferences (the clocks' inputs)
+    bill_from = 2026-07-01                  # the first date of service the adapter bills:
+                                            # earlier days are history only (backfill)
     emr_base_url = "https://emr.example.org/fhir"     # where procedures are read
     write_base_url = "https://billing.example.org/fhir"  # where charges go (default: the EMR)
     state_dir = "/var/lib/charge-adapter"   # holds the SQLite store by default
@@ -61,7 +63,7 @@ import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
-from datetime import tzinfo
+from datetime import date, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -249,6 +251,8 @@ class Settings(BaseSettings):
     emr_authorizations: bool = True
     #: whether polls search the patient's context for changes (which recompute their days)
     poll_context: bool = True
+    #: the first date of service the adapter bills (earlier days: history only, never written)
+    bill_from: date | None = None
     timezone: str | None = None  # IANA zone of the site; dates of service are dates there
     mappings: Path | None = None
     emr_base_url: str | None = None

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from adapter.domain import Authorization, Decision, KxSpend, PatientDay, Rulebook
@@ -65,6 +65,9 @@ class Options:
     #: whether polls search the patient's context (plans of care, documents, authorizations)
     #: for changes, which recompute the patient's days
     poll_context: bool = False
+    #: the first date of service the adapter bills: an earlier day is history only (computed
+    #: and kept in the ledger for the clocks and the KX total, never written)
+    bill_from: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,12 @@ def sync_day(
 
     A concurrent change to one of the day's resources (412 on If-Match) re-reads and retries.
     """
+    if options.bill_from is not None and day.service_date < options.bill_from:
+        # history only: before the adapter bills, another process billed the day
+        result, inputs, _ = _recompute(emr, None, rulebook, day, options)
+        log.info("day %s is before bill_from: kept as history, nothing written", day.key)
+        return SyncResult(day, result.decision, WriteResult(), len(result.parsed.problems),
+                          inputs, decision_hash(result.decision))  # fmt: skip
     for attempt in range(1, attempts + 1):
         result, inputs, existing = _recompute(emr, target, rulebook, day, options)
         entries, written = plan(
@@ -191,13 +200,18 @@ def sync_day(
 
 
 def _recompute(
-    emr: FhirClient, target: FhirClient, rulebook: Rulebook, day: PatientDay, options: Options
+    emr: FhirClient,
+    target: FhirClient | None,
+    rulebook: Rulebook,
+    day: PatientDay,
+    options: Options,
 ) -> tuple[DayResult, dict[str, str], dict[str, list[dict[str, Any]]]]:
     """Gather the day from the EMR and process it: the result, the versions of the procedures
-    it was computed from, and what the adapter wrote for the day before."""
+    it was computed from, and what the adapter wrote for the day before (``target`` None:
+    not asked)."""
     # one server for both (the usual deployment): ask for the day's earlier writes in the
     # same batch as the EMR data
-    same_server = emr is target or emr.base_url == target.base_url
+    same_server = target is not None and (emr is target or emr.base_url == target.base_url)
     spool, earlier = gather_day(
         emr, day, zone=options.zone, also=existing_searches(day) if same_server else (),
         authorizations=options.emr_authorizations,
@@ -209,6 +223,8 @@ def _recompute(
     finally:
         spool.close()
     inputs = {str(p["_key"]): version_of(p) or "" for p in procedures}
+    if target is None:
+        return result, inputs, {}
     existing = existing_from(earlier, day) if same_server else existing_for_day(target, day)
     return result, inputs, existing
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import overload
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -256,6 +256,34 @@ class Service:
         self._count(result, time.monotonic() - started)
         log.info("day %s synced: %s", day.key, "written" if result.write.changed else "unchanged")
         return result
+
+    def backfill(self, since: date, until: date) -> tuple[int, int]:
+        """The history before the adapter bills: every patient-day with completed procedures
+        dated from ``since`` to the day before ``until`` (the ``bill_from`` date), in date
+        order, computed and kept in the ledger only (for the clocks' counts and the KX total;
+        ``Options.bill_from`` makes sure nothing of it is written). Days the ledger already
+        holds are left as they are. Returns (days found, days kept)."""
+        if self.options.bill_from is None or until > self.options.bill_from:
+            raise ValueError("backfill needs bill_from, and stops at it: days before it only")
+        params = [("status", "completed"), ("date", f"ge{since.isoformat()}"),
+                  ("date", f"lt{until.isoformat()}"), ("_count", "200")]  # fmt: skip
+        events = [
+            ChangeEvent("Procedure", str(p["id"]), p, None, "backfill")
+            for p in self.emr.search("Procedure", params)
+            if p.get("resourceType") == "Procedure" and isinstance(p.get("id"), str)
+        ]
+        found = sorted(
+            (d for d in days_of(self.emr, events, zone=self.options.zone)
+             if since <= d.service_date < until),
+            key=lambda d: (d.service_date, d.patient),
+        )  # fmt: skip
+        kept = 0
+        for day in found:
+            if self.store.ledger_get(day.key) is None:
+                self.sync(day)
+                kept += 1
+        log.info("backfill: %d day(s) found, %d kept as history", len(found), kept)
+        return len(found), kept
 
     def _record(self, result: SyncResult) -> None:
         """The ledger row of a synced day (its run, and its part of the year's KX totals)."""

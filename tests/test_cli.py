@@ -117,3 +117,17 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["bill-everything"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_backfill_needs_bill_from_and_stops_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without bill_from a backfill would bill the past: refused before any request."""
+    cfg = tmp_path / "adapter.toml"
+    base = f'emr_base_url = "http://127.0.0.1:9/fhir"\nstate_dir = "{tmp_path / "state"}"\n'
+    cfg.write_text(base)
+    assert main(["backfill", "--config", str(cfg), "--since", "2026-01-01"]) == 2
+    assert "backfill needs bill_from" in capsys.readouterr().err
+    cfg.write_text(base + "bill_from = 2026-01-01\n")
+    assert main(["backfill", "--config", str(cfg), "--since", "2026-01-01"]) == 2
+    assert "--since 2026-01-01 is not before bill_from 2026-01-01" in capsys.readouterr().err

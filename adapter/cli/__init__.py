@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "subscribe": live.subscribe,
     "unsubscribe": live.unsubscribe,
     "poll": live.poll,
+    "backfill": live.backfill,
     "work": live.work,
     "check-config": ops.check_config,
     "doctor": ops.doctor,
@@ -102,6 +104,14 @@ def _live_commands(sub: Subparsers) -> None:
     pl = sub.add_parser("poll", help="poll the EMR for changed procedures (no Subscriptions)")
     _live(pl)
     pl.add_argument("--once", action="store_true", help="poll once and exit")
+    bf = sub.add_parser(
+        "backfill", help="keep the EMR's days before bill_from as history (nothing written)"
+    )
+    _live(bf)
+    bf.add_argument(
+        "--since", type=date.fromisoformat, required=True, metavar="DATE",
+        help="the first date of service to read (e.g. a year before bill_from)",
+    )  # fmt: skip
     wk = sub.add_parser("work", help="process the durable inbox (a worker replica)")
     _live(wk)
     wk.add_argument("--until-empty", action="store_true", help="exit when nothing is due")

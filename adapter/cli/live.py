@@ -50,6 +50,7 @@ def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
         ),
         emr_authorizations=settings.emr_authorizations,
         poll_context=settings.poll_context,
+        bill_from=settings.bill_from,
         build=build_options(settings),
     )
     return settings, rulebook, options
@@ -182,6 +183,21 @@ def poll(args: argparse.Namespace) -> int:
                 return DEAD_LETTERS_EXIT
             return 0
         time.sleep(settings.poll_interval)
+
+
+def backfill(args: argparse.Namespace) -> int:
+    """The history before ``bill_from``: the EMR's completed procedures from ``--since`` kept
+    in the ledger (the clocks' counts, the KX total), nothing written."""
+    settings, service = service_of(args)
+    if settings.bill_from is None:
+        raise ConfigError("backfill needs bill_from in the config: the first date the adapter "
+                          "bills (the history before it is only kept, never written)")  # fmt: skip
+    if args.since >= settings.bill_from:
+        raise ConfigError(f"--since {args.since} is not before bill_from {settings.bill_from}")
+    found, kept = service.backfill(args.since, settings.bill_from)
+    print(f"{found} patient-day(s) from {args.since} to {settings.bill_from}; {kept} kept as "
+          "history (nothing written)")  # fmt: skip
+    return 0
 
 
 def counts(counts: dict[str, int]) -> str:

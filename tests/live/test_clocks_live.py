@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,37 @@ def test_a_late_signature_clears_the_held_line_on_recompute(
         assert service.drain(timeout=90)
         assert _billed(fresh_fhir, patient) == {d: ["97110"] for d in days}
         assert "plan-uncertified" not in _findings(fresh_fhir, patient, "2026-02-10")
+        assert set(store.counts()) == {"done"}
+    finally:
+        store.close()
+
+
+def test_the_history_before_bill_from_counts_and_is_never_written(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """Ten treatment days before the adapter bills (bill_from 2026-04-16), backfilled from the
+    EMR: none of them is written, and the first billed day is the 11th treatment day with no
+    progress report, an error that holds its line. A notification about a day before bill_from
+    keeps it as history too."""
+    patient = "backfill-live"
+    me = f"Patient/{patient}"
+    before = [f"2026-04-{d:02d}" for d in (1, 2, 3, 6, 7, 8, 9, 10, 13, 14)]
+    days = [*before, "2026-04-20"]
+    procs = [procedure(f"{patient}-{n}", "97110", at("09:00", d), at("09:30", d), patient=me,
+                       encounter=None) for n, d in enumerate(days, start=1)]  # fmt: skip
+    fresh_fhir.put_all(*context(patient=patient), *procs)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "backfill.db")
+    service = Service(client, client, RULEBOOK, Options(bill_from=date(2026, 4, 16)), store)
+    try:
+        assert service.backfill(date(2026, 1, 1), date(2026, 4, 16)) == (10, 10)
+        assert service.backfill(date(2026, 1, 1), date(2026, 4, 16)) == (10, 0)  # kept once
+        assert _billed(fresh_fhir, patient) == {}
+        assert fresh_fhir.search(f"Claim?patient={me}&_count=50") == []
+        _notify(service, f"{patient}-11", f"{patient}-3")
+        assert _billed(fresh_fhir, patient) == {}
+        assert "progress-report-missing" in _findings(fresh_fhir, patient, "2026-04-20")
+        assert _findings(fresh_fhir, patient, "2026-04-03") == set()  # history: nothing posted
         assert set(store.counts()) == {"done"}
     finally:
         store.close()
