@@ -207,13 +207,18 @@ def day_treatments(
     return treated, evaluated
 
 
-def day_units(decision: Decision) -> tuple[tuple[str, str, int], ...]:
-    """The units a day billed per (discipline, code), for the authorization counters."""
-    total: dict[tuple[str, str], int] = {}
+DayUnits = tuple[tuple[str, str, int, tuple[str, ...]], ...]
+
+
+def day_units(decision: Decision) -> DayUnits:
+    """The units a day billed per (discipline, code) and the authorization numbers they were
+    billed under, for the authorization counters."""
+    total: dict[tuple[str, str], tuple[int, set[str]]] = {}
     for ln in decision.lines:
         key = (ln.discipline.value, ln.code)
-        total[key] = total.get(key, 0) + ln.units
-    return tuple((d, c, u) for (d, c), u in sorted(total.items()))
+        units, numbers = total.get(key, (0, set()))
+        total[key] = (units + ln.units, numbers | set(ln.authorizations))
+    return tuple((d, c, u, tuple(sorted(n))) for (d, c), (u, n) in sorted(total.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +230,8 @@ class DayHistory:
     units: tuple[UnitsOnDay, ...] = ()
 
 
-HistoryRow = tuple[date, Iterable[str], Iterable[str], Iterable[Iterable[object]]]
+HistoryRow = tuple[date, Iterable[str], Iterable[str], Iterable[Iterable[object]] | None]
+UNKNOWN_CODE = "*"  # a day recorded before the ledger kept its units: any code, no units
 
 
 def history_of(rows: Iterable[HistoryRow]) -> DayHistory:
@@ -234,10 +240,19 @@ def history_of(rows: Iterable[HistoryRow]) -> DayHistory:
     days: dict[Discipline, set[date]] = {}
     evaluations: list[ProgressReport] = []
     units: list[UnitsOnDay] = []
-    for on, treated, evaluated, billed in rows:
-        for discipline, code, n in (tuple(b) for b in billed):
-            units.append(UnitsOnDay(date=on, discipline=Discipline(str(discipline)),
-                                    code=str(code), units=int(str(n))))  # fmt: skip
+    for on, treated_of, evaluated, billed_of in rows:
+        treated = list(treated_of)
+        # kept before the units were: each treated discipline a visit
+        billed = [(d, UNKNOWN_CODE, 0) for d in treated] if billed_of is None else billed_of
+        for entry in (tuple(b) for b in billed):
+            discipline, code, n = entry[:3]
+            numbers = entry[3] if len(entry) > 3 else ()
+            units.append(UnitsOnDay(
+                date=on, discipline=Discipline(str(discipline)), code=str(code),
+                units=int(str(n)),
+                authorizations=tuple(str(x) for x in numbers) if isinstance(numbers, list | tuple)
+                else (),
+            ))  # fmt: skip
         for d in treated:
             days.setdefault(Discipline(d), set()).add(on)
         for d in evaluated:
@@ -255,9 +270,9 @@ class TreatmentLedger:
     """The in-memory treatment days of one replay: patient -> date -> (treated, evaluated,
     units billed)."""
 
-    days: dict[
-        str, dict[date, tuple[frozenset[str], frozenset[str], tuple[tuple[str, str, int], ...]]]
-    ] = field(default_factory=dict)
+    days: dict[str, dict[date, tuple[frozenset[str], frozenset[str], DayUnits]]] = field(
+        default_factory=dict
+    )
 
     def history(self, patient: str, on: date) -> DayHistory:
         rows = self.days.get(patient, {})
@@ -265,7 +280,7 @@ class TreatmentLedger:
 
     def record(self, patient: str, on: date, treated: Iterable[Discipline],
                evaluated: Iterable[Discipline],
-               units: tuple[tuple[str, str, int], ...] = ()) -> None:  # fmt: skip
+               units: DayUnits = ()) -> None:  # fmt: skip
         self.days.setdefault(patient, {})[on] = (
             frozenset(d.value for d in treated),
             frozenset(d.value for d in evaluated),

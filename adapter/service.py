@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import overload
+from typing import Any, overload
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -37,6 +37,8 @@ from adapter.intake.events import (
     Notification,
     QueuedEvent,
     context_patient,
+    context_since,
+    target_plan,
 )
 from adapter.intake.gather import days_of
 from adapter.intake.inbox import Inbox
@@ -147,25 +149,41 @@ class Service:
         return days
 
     def _context_days(self, ev: QueuedEvent) -> list[PatientDay]:
-        """The days a change to the patient's context (a plan of care signed, a progress
-        report, an authorization, a coverage) can change: the patient's days in the ledger of
-        the last ``CONTEXT_DAYS`` days. Its patient is read from the EMR when the notification
-        did not carry the resource; a deleted one names nobody (logged)."""
-        patient = ev.patient
-        if patient is None and not ev.deleted:
-            try:
-                patient = context_patient(self.emr.read(ev.kind, ev.id))
-            except FatalServerError as err:
-                if err.status not in (404, 410):
-                    raise
+        """The days a change to the patient's context can change: the patient's days in the
+        ledger from the date it bears on (a plan's or an authorization's start, a report's
+        date; at most ``CONTEXT_DAYS`` back). The resource is read as the EMR has it now (a
+        Provenance: the CarePlan it signs); a DocumentReference that is no progress report, a
+        ClaimResponse that is no preauthorization, or a deleted resource (it names nobody any
+        more: logged) recomputes nothing."""
+        resource = None if ev.deleted else self._read_context(ev.kind, ev.id)
+        if resource is not None and resource.get("resourceType") == "Provenance":
+            plans = [p for t in resource.get("target") or []
+                     if isinstance(t, dict) and (p := target_plan(t))]  # fmt: skip
+            resource = self._read_context("CarePlan", plans[0]) if plans else None
+        patient = context_patient(resource) if resource is not None else None
+        if resource is not None and resource.get("resourceType") == "DocumentReference":
+            types = self.rulebook.clocks.progress.types
+            canonical = self.rulebook.intake.canonical
+            kinds = [f"{canonical(c.get('system'))}|{c.get('code')}"
+                     for c in (resource.get("type") or {}).get("coding") or []
+                     if isinstance(c, dict)]  # fmt: skip
+            patient = patient if any(k in types for k in kinds) else None
         if patient is None:
-            log.info("%s changed: no patient's preauthorization or context, nothing to recompute",
-                     ev.key)  # fmt: skip
+            log.info("%s changed: no patient's clock input, nothing to recompute", ev.key)
             return []
-        since = (self.clock().date() - timedelta(days=CONTEXT_DAYS)).isoformat()
+        floor = (self.clock().date() - timedelta(days=CONTEXT_DAYS)).isoformat()
+        since = max(floor, context_since(resource) or floor) if resource else floor
         found = [PatientDay.from_key(d) for d in self.store.patient_days(patient, since)]
         log.info("%s changed: recomputing %d day(s) of its patient", ev.key, len(found))
         return found
+
+    def _read_context(self, kind: str, rid: str) -> dict[str, Any] | None:
+        try:
+            return self.emr.read(kind, rid)
+        except FatalServerError as err:
+            if err.status not in (404, 410):
+                raise
+            return None
 
     def _days_before(self, change: Change) -> set[PatientDay]:
         """The days the changed resource was billed on: from the ledger, or (days this store

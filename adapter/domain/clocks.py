@@ -44,8 +44,8 @@ class PlanOfCare:
     end: date | None
     certified_on: date | None  # None: not certified (not signed) yet
     delayed_reason: bool = False  # a documented reason for a late certification
-    #: the latest certification, when it was certified again later (a recertification)
-    recertified_on: date | None = None
+    #: the later certifications (recertifications), by date
+    recertifications: tuple[date, ...] = ()
     #: the date the plan was changed significantly (it needs a new certification)
     changed_on: date | None = None
 
@@ -91,6 +91,8 @@ class UnitsOnDay:
     discipline: Discipline
     code: str
     units: int
+    #: the authorization numbers they were billed under (empty: none known then)
+    authorizations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

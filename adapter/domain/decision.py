@@ -41,6 +41,7 @@ class ChargeLine:
     reasons: tuple[str, ...]
     price: LinePrice = LinePrice()
     authorization: str | None = None  # the payer's authorization number the line is under
+    authorizations: tuple[str, ...] = ()  # every authorization it counts against
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

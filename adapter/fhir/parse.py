@@ -32,7 +32,7 @@ from adapter.domain import (
 )
 from adapter.fhir import codes
 from adapter.fhir.authorizations import authorizations_of
-from adapter.fhir.clinicians import Clinicians
+from adapter.fhir.clinicians import Clinicians, role_discipline
 from adapter.fhir.coding import (
     ResolvedCode,
     codings,
@@ -181,7 +181,9 @@ def service_day(
             lookup.documents_of(patient), parser, rulebook, zone, service_date
         ),
         kx_spend=kx_spend(coverage),
-        authorizations=authorizations_of(lookup.authorizations_of(patient), rulebook, zone),
+        authorizations=authorizations_of(
+            lookup.authorizations_of(patient), rulebook, zone, coverage=coverage, lookup=lookup.get
+        ),
         other_patient_sessions=parser.busy(),
         evaluated_at=evaluated_at,
         coverage=choice.status,
@@ -273,12 +275,12 @@ def _plans(plans: Sequence[Resource], rulebook: Rulebook, lookup: Lookup) -> tup
         discipline = next((rules.categories[k] for k in kinds if k in rules.categories), None)
         period = as_dict(plan.get("period"))
         key = f"CarePlan/{plan.get('id')}"
-        signed = sorted(d for d, _ in _signatures(plan, key, lookup, rules.convention))
+        signed = sorted(d for d, _ in _signatures(plan, key, lookup, rulebook))
         out.append(PlanOfCare(
             ref=key, discipline=discipline,
             start=_date_part(period.get("start")), end=_date_part(period.get("end")),
             certified_on=signed[0] if signed else None,
-            recertified_on=signed[-1] if len(signed) > 1 and signed[-1] > signed[0] else None,
+            recertifications=tuple(d for d in dict.fromkeys(signed[1:]) if d > signed[0]),
             delayed_reason=_extension_value(plan, codes.EXT_DELAYED_CERTIFICATION) is not None,
             changed_on=_date_part(_extension_value(plan, codes.EXT_SIGNIFICANT_CHANGE)),
         ))  # fmt: skip
@@ -297,9 +299,10 @@ def _extension_value(resource: Resource, url: str) -> Any:
 
 
 def _signatures(
-    plan: Resource, key: str, lookup: Lookup, convention: str
+    plan: Resource, key: str, lookup: Lookup, rulebook: Rulebook
 ) -> list[tuple[date, str]]:
     """(date, signer key) of each certification of the plan by the site's convention."""
+    convention = rulebook.clocks.certification.convention
     signer = reference_of(plan.get("author"))
     if convention == "author":
         created = _date_part(plan.get("created"))
@@ -312,9 +315,24 @@ def _signatures(
             who = reference_of(as_dict(sig).get("who"))
             when = _date_part(as_dict(sig).get("when"))
             who_key = lookup.key_of(who) if who else None
-            if when and who_key and who_key.startswith(("Practitioner/", "PractitionerRole/")):
+            if when and who_key and _physician(who_key, lookup, rulebook):
                 out.append((when, who_key))
     return out
+
+
+def _physician(key: str, lookup: Lookup, rulebook: Rulebook) -> bool:
+    """Whether a signer can certify a plan of care: a Practitioner or PractitionerRole the
+    input holds that is no therapist or assistant (a therapist's signature on their own plan
+    is not the physician's/NPP's certification; one that cannot be read certifies nothing)."""
+    resource = lookup.get(key)
+    if resource is None or resource.get("resourceType") not in ("Practitioner", "PractitionerRole"):
+        return False
+    roles = [resource] if resource.get("resourceType") == "PractitionerRole" else [
+        *lookup.roles_of(key),
+        *({"code": [q.get("code")]} for q in as_list(resource.get("qualification"))
+          if isinstance(q, dict)),
+    ]  # fmt: skip
+    return all(role_discipline(r, rulebook) is None for r in roles)
 
 
 def _date_part(value: Any) -> date | None:
@@ -334,7 +352,7 @@ def _certifier(plans: Sequence[Resource], lookup: Lookup, rulebook: Rulebook) ->
     convention = rulebook.clocks.certification.convention
     for plan in plans:
         if convention == "provenance":
-            signed = sorted(_signatures(plan, f"CarePlan/{plan.get('id')}", lookup, convention))
+            signed = sorted(_signatures(plan, f"CarePlan/{plan.get('id')}", lookup, rulebook))
             key = signed[-1][1] if signed else None
         else:
             ref = reference_of(plan.get("author"))

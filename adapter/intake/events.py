@@ -25,7 +25,7 @@ from adapter.fhir.refs import is_id, patient_key, reference_of, version_of
 
 Resource = dict[str, Any]
 #: the patient's context: a change recomputes the patient's days the ledger holds
-CONTEXT = frozenset({"CarePlan", "ClaimResponse", "DocumentReference", "Coverage"})
+CONTEXT = frozenset({"CarePlan", "ClaimResponse", "DocumentReference", "Coverage", "Provenance"})
 HANDLED = frozenset({"Procedure", "Encounter"}) | CONTEXT
 #: the element of a context resource that names its patient
 PATIENT_ELEMENT = {"CarePlan": "subject", "ClaimResponse": "patient",
@@ -37,11 +37,37 @@ def context_patient(resource: Resource) -> str | None:
     ClaimResponse counts only as a preauthorization (a payer's answer to a claim changes no
     decision)."""
     kind = resource.get("resourceType")
-    if kind not in CONTEXT or (
+    if kind not in PATIENT_ELEMENT or (
         kind == "ClaimResponse" and resource.get("use") != "preauthorization"
     ):
         return None
     return patient_key(reference_of(resource.get(PATIENT_ELEMENT[str(kind)])))
+
+
+def context_since(resource: Resource) -> str | None:
+    """The first date of service a context resource bears on (an ISO date), when it says:
+    a plan's or a coverage's period start, an authorization's, a report's date."""
+    kind = resource.get("resourceType")
+    period = {"CarePlan": "period", "Coverage": "period", "ClaimResponse": "preAuthPeriod"}
+    value: Any = None
+    if kind in period:
+        bounds = resource.get(period[str(kind)])
+        value = bounds.get("start") if isinstance(bounds, dict) else None
+    elif kind == "DocumentReference":
+        value = resource.get("date")
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10]).isoformat()
+        except ValueError:
+            return None
+    return None
+
+
+def target_plan(reference: Any) -> str | None:
+    """The id of the CarePlan a Provenance target names (a signature on a plan), or None."""
+    key = reference_of(reference)
+    kind, _, rid = (key or "").rpartition("/")
+    return rid if kind.endswith("CarePlan") and is_id(rid) else None
 
 
 @dataclass(frozen=True, slots=True)

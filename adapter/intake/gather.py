@@ -332,6 +332,21 @@ class _Gathering:
             for ref in doc.get("author") or []
             if (a := self._resolve(ref)) and a.startswith(("Practitioner/", "PractitionerRole/"))
         }
+        # the physicians who signed the care plans (convention provenance: not a therapist)
+        authors |= {
+            a
+            for plan in self.spool.care_plans_of(self.day.patient)
+            for prov in self.spool.provenances_of(f"CarePlan/{plan.get('id')}")
+            for sig in prov.get("signature") or []
+            if isinstance(sig, dict) and (a := self._resolve(sig.get("who")))
+            and a.startswith(("Practitioner/", "PractitionerRole/"))
+        }  # fmt: skip
+        # the request Claims of the preauthorizations (what an item without detail authorizes)
+        refs |= {
+            r
+            for cr in self.spool.authorizations_of(self.day.patient)
+            if (r := self._resolve(cr.get("request"))) and r.startswith("Claim/")
+        }
         practitioners = self._practitioners(actors)
         writers = self._practitioners(authors)
         refs |= actors | authors | practitioners | writers

@@ -31,7 +31,8 @@ MAX_SKEW = timedelta(minutes=5)
 KINDS = ("Procedure", "Encounter")
 #: the patient's context the clocks read: searched for changes too (not for deletes); an EMR
 #: that does not offer one is logged and asked again next poll
-CONTEXT_KINDS = ("CarePlan", "ClaimResponse", "DocumentReference")
+CONTEXT_KINDS = {"CarePlan": (), "ClaimResponse": (("use", "preauthorization"),),
+                 "DocumentReference": ()}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,9 @@ def poll(
             reads[history] = _deletions(
                 emr, kind, mark.of(history), count, events=events, truncated=truncated
             )
-    for kind in CONTEXT_KINDS if context else ():
+    for kind, extra in CONTEXT_KINDS.items() if context else ():
         try:
-            reads[kind] = _changes(emr, kind, mark.of(kind), count, events=events)
+            reads[kind] = _changes(emr, kind, mark.of(kind), count, events=events, extra=extra)
         except FhirServerError as err:
             log.warning("%s search answered %s: its changes are not found by this poll",
                         kind, err.status or type(err).__name__)  # fmt: skip
@@ -146,11 +147,17 @@ def poll(
 
 
 def _changes(
-    emr: FhirClient, kind: str, start: Mark, count: int, *, events: list[ChangeEvent]
+    emr: FhirClient,
+    kind: str,
+    start: Mark,
+    count: int,
+    *,
+    events: list[ChangeEvent],
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> Mark:
     """Append an event for every ``kind`` changed since ``start``; the read's next mark."""
     advance = _Advance(start)
-    params = [("_count", str(count)), ("_sort", "_lastUpdated")]
+    params = [("_count", str(count)), ("_sort", "_lastUpdated"), *extra]
     if start.since:
         params.append(("_lastUpdated", f"ge{start.since}"))
     for resource in emr.search(kind, params):

@@ -64,7 +64,7 @@ _LINKS = {
 _KEPT = frozenset(
     {"Procedure", "Encounter", "Practitioner", "PractitionerRole", "Coverage", "CarePlan",
      "Patient", "Organization", "Condition", "DocumentReference", "ClaimResponse",
-     "Provenance"}
+     "Provenance", "Claim"}
 )  # fmt: skip
 
 

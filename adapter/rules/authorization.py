@@ -5,8 +5,9 @@ with the payer profile's benefit year.
 For each grant covering the date of service that today's lines fall under (a code's grant for
 that code's lines, a discipline's for the discipline's, a grant of neither for every line):
 - visits: today is visit ``n``, the earlier days in the window (from the later of the grant's
-  start and the benefit year's) that billed a line under it, plus one; beyond the authorised
-  visits it is exceeded;
+  start and the benefit year's) that billed a line in its scope, plus one (a day billed under
+  other authorizations only does not count against it); beyond the authorised visits it is
+  exceeded; of several grants of one scope the day is under the first that still has room;
 - units: the window's earlier units under it plus today's; beyond the authorised units it is
   exceeded;
 - exceeded: the payer profile's ``authorization`` says what it is: ``allow`` (info), ``warn``
@@ -57,8 +58,8 @@ def authorize(
     rulebook: Rulebook,
     explanation: list[str],
 ) -> tuple[list[ChargeLine], list[Finding]]:
-    """The lines, each with the number of the authorization it is under (those an exceeded or
-    missing authorization blocks left out), and the findings."""
+    """The lines, each with the numbers of the authorizations it is under (those an exceeded
+    or missing authorization blocks left out), and the findings."""
     grants = [g for g in day.authorizations if g.payer in (None, payer.id)]
     if not lines or (not grants and not payer.authorization_required):
         return list(lines), []
@@ -69,30 +70,45 @@ def authorize(
     ref = f"[{payer.source.ref}" + (f"; {clock.ref}]" if clock else "]")
     findings: list[Finding] = []
     held: set[int] = set()
-    for grant in current:
-        mine = [i for i, ln in enumerate(lines) if _under(grant, ln)]
+    chosen: list[Authorization] = []
+    # grants of one scope (the same code and discipline) compete: the day is under the first
+    # that still has room (the earliest to end); grants of different scopes all apply
+    scopes = list(dict.fromkeys((g.code, g.discipline) for g in current))
+    for scope in scopes:
+        rivals = [g for g in current if (g.code, g.discipline) == scope]
+        mine = [i for i, ln in enumerate(lines) if _under(rivals[0], ln)]
         if not mine:
             continue
-        use = usage(grant, [lines[i] for i in mine], day.unit_history, today, start)
+        today_lines = [lines[i] for i in mine]
+        uses = [(g, usage(g, today_lines, day.unit_history, today, start)) for g in rivals]
+        grant, use = next(((g, u) for g, u in uses if _room(g, u)), uses[0])
+        chosen.append(grant)
         explanation.append(f"Authorization {_describe(grant)}: {_counts(grant, use)} {ref}.")
-        for f in _judge(
-            grant, use, [lines[i] for i in mine], today, payer=payer, rulebook=rulebook
-        ):
+        for f in _judge(grant, use, today_lines, today, payer=payer, rulebook=rulebook):
             findings.append(f)
             if f.severity is ERR:
                 held.update(mine)
     out: list[ChargeLine] = []
     for i, ln in enumerate(lines):
-        under = next((g for g in current if _under(g, ln)), None)
-        if under is None:
+        under = [g for g in chosen if _under(g, ln)]
+        if not under:
             missing = _missing(ln, grants, today, payer)
             if missing is not None:
                 findings.append(missing)
                 if missing.severity is ERR:
                     held.add(i)
         if i not in held:
-            out.append(replace(ln, authorization=under.number) if under else ln)
+            out.append(replace(ln, authorization=under[0].number,
+                               authorizations=tuple(sorted({g.number for g in under})))
+                       if under else ln)  # fmt: skip
     return out, findings
+
+
+def _room(grant: Authorization, use: _Use) -> bool:
+    """Whether the day fits in the grant."""
+    return (grant.visits is None or use.visit <= grant.visits) and (
+        grant.units is None or use.units <= grant.units
+    )
 
 
 def benefit_year_start(on: date, month_day: tuple[int, int]) -> date:
@@ -114,7 +130,9 @@ def usage(
     since = max(grant.start or year_start, year_start)
     earlier = [
         u for u in history
-        if since <= u.date < today and u.units > 0 and _matches(grant, u.code, u.discipline)
+        if since <= u.date < today and _matches(grant, u.code, u.discipline)
+        # billed under other authorizations only: not this one's (none known then: counted)
+        and (not u.authorizations or grant.number in u.authorizations)
     ]  # fmt: skip
     return _Use(
         since=since,
@@ -128,7 +146,9 @@ def _covers(grant: Authorization, on: date) -> bool:
 
 
 def _matches(grant: Authorization, code: str, discipline: object) -> bool:
-    return (grant.code is None or grant.code == code) and (
+    """Whether a code of a discipline is in the grant's scope (``*``: a code not known, which
+    counts: an earlier day is never left out of a count for want of its codes)."""
+    return (grant.code is None or code in (grant.code, "*")) and (
         grant.discipline is None or grant.discipline == discipline
     )
 

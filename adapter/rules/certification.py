@@ -90,12 +90,17 @@ def _judge(
     max_days: int,
 ) -> tuple[FindingCode, Severity, str] | None:  # fmt: skip
     """What is wrong with the plan's certification today (None: nothing)."""
-    latest = plan.recertified_on or plan.certified_on
+    # the certification in force today: the latest signed on or before it (a recertification
+    # signed later does not cover the days it lapsed)
+    signed = [d for d in (plan.certified_on, *plan.recertifications) if d is not None]
+    latest = max([d for d in signed if d <= today], default=plan.certified_on)
     if latest is not None and today > latest + timedelta(days=max_days):
+        later = [d for d in signed if d > today]
         return (FindingCode.PLAN_RECERTIFICATION_DUE, ERR,
                 f"the {discipline} plan of care {plan.ref} was last certified {latest}: "
                 f"past {max_days} days, the physician/NPP must recertify it before more is "
-                "billed")  # fmt: skip
+                "billed" + (f" (recertified only on {min(later)}: the days between are not "
+                            "covered)" if later else ""))  # fmt: skip
     if plan.certified_on is None:
         if today <= deadline:
             return (FindingCode.PLAN_UNCERTIFIED, WARN,
@@ -113,7 +118,8 @@ def _judge(
                 f"the {discipline} plan of care {plan.ref} was certified {plan.certified_on}, "
                 f"after {deadline} (30 days from the first treatment {first}), with no reason "
                 "documented for the delay")  # fmt: skip
-    return _changed(plan, discipline, latest, today, days_to_certify=(deadline - first).days)
+    return _changed(plan, discipline, max(signed, default=None), today,
+                    days_to_certify=(deadline - first).days)  # fmt: skip
 
 
 def _changed(

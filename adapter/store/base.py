@@ -131,7 +131,8 @@ class SqlStore:
     #: adds those an older database lacks when it opens it
     added_columns: tuple[tuple[str, str, str], ...] = (
         # the units each day billed per discipline and code (the authorization counters)
-        ("kx_ledger", "units", "TEXT NOT NULL DEFAULT '[]'"),
+        # (NULL on the rows before it: not known, the days still count as visits)
+        ("kx_ledger", "units", "TEXT"),
     )
 
     def _atomic(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
@@ -268,7 +269,7 @@ class SqlStore:
         self, day: str, inputs: Mapping[str, str], decision_hash: str, written: Mapping[str, Any],
         *, worker: str, changed: bool, kx: Mapping[str, str] | None = None,
         treated: Sequence[str] = (), evaluated: Sequence[str] = (),
-        units: Sequence[tuple[str, str, int]] = (),
+        units: Sequence[Sequence[object]] = (),
     ) -> None:  # fmt: skip
         """The ledger row of a synced day, its inputs, its run and (``kx``: KX group -> the
         day's expected allowed amount, decimal text) its part of the year's KX totals, with
@@ -321,7 +322,7 @@ class SqlStore:
 
     def day_record(
         self, day: str
-    ) -> tuple[dict[str, str], list[str], list[str], list[list[Any]]] | None:
+    ) -> tuple[dict[str, str], list[str], list[str], list[list[Any]] | None] | None:
         """The day's row of the KX and treatment ledger: (amounts, treated, evaluated, units)."""
         rows = self._run(
             "SELECT amounts, treated, evaluated, units FROM kx_ledger WHERE day = ?", (day,)
@@ -330,18 +331,18 @@ class SqlStore:
             return None
         amounts, treated, evaluated, units = rows[0]
         return (dict(json.loads(amounts)), list(json.loads(treated)), list(json.loads(evaluated)),
-                list(json.loads(units)))  # fmt: skip
+                None if units is None else list(json.loads(units)))  # fmt: skip
 
     def treatment_history(
         self, day: str, days: int = 400
-    ) -> list[tuple[date, list[str], list[str], list[list[Any]]]]:
+    ) -> list[tuple[date, list[str], list[str], list[list[Any]] | None]]:
         """(date, treated, evaluated, units) of the patient's days in the ``days`` before
         ``day``."""
         patient, _, dos = day.rpartition(":")
         since = (date.fromisoformat(dos) - timedelta(days=days)).isoformat()
         return [
             (date.fromisoformat(str(d)), list(json.loads(t)), list(json.loads(e)),
-             list(json.loads(u)))
+             None if u is None else list(json.loads(u)))
             for d, t, e, u in self._run(
                 "SELECT dos, treated, evaluated, units FROM kx_ledger WHERE patient = ? "
                 "AND dos < ? AND dos >= ? ORDER BY dos",

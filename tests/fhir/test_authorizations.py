@@ -14,8 +14,9 @@ import pytest
 from adapter.domain import Authorization, Discipline, Rulebook
 from adapter.errors import ConfigError
 from adapter.fhir.authorizations import authorizations_of
-from adapter.ledger import read_authorizations
+from adapter.ledger import history_of, read_authorizations
 from adapter.mappings import load_rulebook
+from adapter.rules.authorization import usage
 from adapter.store import open_store
 
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition"
@@ -83,11 +84,17 @@ def test_the_core_shape_and_what_authorizes_nothing(rulebook: Rulebook) -> None:
         {"productOrService": {"coding": [{"system": "http://snomed.info/sct", "code": "84478008"}]},
          "quantity": {"value": 10, "unit": "visits"}},
         {"productOrService": {"coding": [{"system": CPT, "code": "97530"}]},
-         "quantity": {"value": 2.5}},  # not a whole number: a grant with no count
+         "quantity": {"value": 2.5}},  # not a whole number: not read (never "no limit")
+        {"productOrService": {"coding": [{"system": CPT, "code": "97110"}]},
+         "quantity": {"value": 60, "code": "min"}},  # minutes are no units: not read
+        {"productOrService": {"coding": [{"system": CPT, "code": "97112"}]},
+         "quantity": {"value": 0, "code": "UN"}},  # none authorized
+        {"productOrService": {"coding": [{"system": CPT, "code": "97140"}]}},  # no count set
     ])  # fmt: skip
     got = authorizations_of([core], rulebook, None)
     assert [(g.discipline, g.code, g.visits, g.units) for g in got] == [
-        (Discipline.OT, None, 10, None), (None, "97530", None, None)]  # fmt: skip
+        (Discipline.OT, None, 10, None), (None, "97112", None, 0),
+        (None, "97140", None, None)]  # fmt: skip
     # a response with no items authorizes everything, without a count (its number still counts)
     assert authorizations_of([response()], rulebook, None) == (
         Authorization(number="PA-1", ref="ClaimResponse/cr1", start=date(2026, 3, 1),
@@ -171,12 +178,45 @@ def test_an_older_store_gets_the_units_column(tmp_path: Path) -> None:
     db.close()
     store = open_store(f"sqlite:///{path}")
     try:
-        assert store.day_record("p1:2026-03-02") == ({}, ["PT"], [], [])
+        assert store.day_record("p1:2026-03-02") == ({}, ["PT"], [], None)  # not known
         store.ledger_put("p1:2026-03-04", {}, "h", {}, worker="w", changed=True, kx={},
-                         treated=["PT"], units=[("PT", "97110", 2)])  # fmt: skip
-        assert store.treatment_history("p1:2026-03-05") == [
-            (date(2026, 3, 2), ["PT"], [], []),
-            (date(2026, 3, 4), ["PT"], [], [["PT", "97110", 2]]),
+                         treated=["PT"], units=[("PT", "97110", 2, ("A-1",))])  # fmt: skip
+        rows = store.treatment_history("p1:2026-03-05")
+        assert rows == [
+            (date(2026, 3, 2), ["PT"], [], None),
+            (date(2026, 3, 4), ["PT"], [], [["PT", "97110", 2, ["A-1"]]]),
         ]
+        # (review) the day kept before the units still counts as a visit, of any code
+        units = history_of(rows).units
+        assert [(u.date, u.code, u.units, u.authorizations) for u in units] == [
+            (date(2026, 3, 2), "*", 0, ()), (date(2026, 3, 4), "97110", 2, ("A-1",))]  # fmt: skip
+        grant = Authorization(number="A-1", ref="x", code="97110", visits=3)
+        assert usage(grant, [], units, date(2026, 3, 5), date(2026, 1, 1)).visit == 3
     finally:
         store.close()
+
+
+def test_a_denied_item_and_an_item_as_requested(rulebook: Rulebook) -> None:
+    """(review) PAS often leaves the detail out: an item not certified (A3) authorizes nothing,
+    and is never read as "everything"; an item certified as requested authorizes its request
+    Claim's item (found through the lookup); another coverage's response is not the day's."""
+    a3 = {"coding": [{"code": "A3"}]}
+    review = {"url": f"{PAS}/extension-reviewAction", "extension": [
+        {"url": "reviewActionCode", "valueCodeableConcept": a3}]}  # fmt: skip
+    denied = response(item=[{"itemSequence": 1, "extension": [review]}])
+    assert authorizations_of([denied], rulebook, None) == ()
+    asked = {"resourceType": "Claim", "id": "req1", "item": [
+        {"sequence": 1, "productOrService": {"coding": [{"system": CPT, "code": "97110"}]},
+         "quantity": {"value": 12}}]}  # fmt: skip
+    as_asked = response(request={"reference": "Claim/req1"}, item=[{"itemSequence": 1}])
+    got = authorizations_of([as_asked], rulebook, None,
+                            lookup={"Claim/req1": asked}.get)  # fmt: skip
+    assert [(g.code, g.units) for g in got] == [("97110", 12)]
+    assert authorizations_of([as_asked], rulebook, None) == ()  # the request is not here
+    mine = {"resourceType": "Coverage", "id": "cov1", "payor": [{"reference": "Organization/a"}]}
+    other_cov = response(insurance=[{"coverage": {"reference": "Coverage/cov2"}}])
+    other_insurer = response(insurer={"reference": "Organization/b"})
+    same = response(insurer={"reference": "Organization/a"},
+                    insurance=[{"coverage": {"reference": "Coverage/cov1"}}])  # fmt: skip
+    assert authorizations_of([other_cov, other_insurer], rulebook, None, coverage=mine) == ()
+    assert len(authorizations_of([same], rulebook, None, coverage=mine)) == 1

@@ -528,6 +528,8 @@ def test_certification_by_a_provenance_signature(rulebook: Rulebook) -> None:
                                "data": "c2lnbmVk"}]}  # fmt: skip
 
     proc = procedure("a", "97110", at("09:00"), at("09:30"))
+    doctors = [{"resourceType": "Practitioner", "id": i} for i in ("md", "md2")]
+    ctx += doctors
     (d,) = decide(book, *ctx, proc)
     assert "plan-uncertified" in codes(d)  # the author is not a signature here
     # certified 2025-10-01 (over 90 days before 2026-03-02), recertified 2026-02-20: nothing due
@@ -537,4 +539,10 @@ def test_certification_by_a_provenance_signature(rulebook: Rulebook) -> None:
     (d,) = decide(book, *ctx, proc, first, again, by_org)
     assert not {"plan-uncertified", "plan-recertification-due"} & codes(d)
     (d,) = decide(book, *ctx, proc, first, by_org)
+    assert "plan-recertification-due" in codes(d)
+    # (review) the therapist's own signature, or one by a practitioner the input lacks, is no
+    # physician's certification
+    by_pt = signed("s4", "2026-02-20", "PractitionerRole/r-pt")
+    unknown = signed("s5", "2026-02-20", "Practitioner/nobody")
+    (d,) = decide(book, *ctx, proc, first, by_pt, unknown)
     assert "plan-recertification-due" in codes(d)

@@ -113,7 +113,7 @@ def test_an_authorization_is_consumed_over_several_days(
         for d in DAYS[:3]:
             claim = _claim(fresh_fhir, patient, d)
             assert claim is not None and claim["insurance"][0]["preAuthRef"] == ["PA-LIVE-1"]
-        assert store.day_record(f"{patient}:2026-03-06")[3] == [["PT", "97110", 2]]  # type: ignore[index]
+        assert store.day_record(f"{patient}:2026-03-06")[3] == [["PT", "97110", 2, ["PA-LIVE-1"]]]  # type: ignore[index]
         # the payer authorizes 6 visits: the ClaimResponse's change recomputes the patient's
         # days, and the 4th bills again
         more = _preauth(patient)
@@ -193,6 +193,58 @@ def test_the_history_before_bill_from_counts_and_is_never_written(
         assert _billed(fresh_fhir, patient) == {}
         assert "progress-report-missing" in _findings(fresh_fhir, patient, "2026-04-20")
         assert _findings(fresh_fhir, patient, "2026-04-03") == set()  # history: nothing posted
+        assert set(store.counts()) == {"done"}
+    finally:
+        store.close()
+
+
+def test_a_provenance_signature_certifies_the_plan_live(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """Convention "provenance": the plan is unsigned (2026-02-10, 36 days after the first
+    treatment, is held); the physician's signature arrives as a Provenance targeting the
+    CarePlan, dated 2026-01-20 (within 30 days): its notification recomputes the patient's
+    days (the CarePlan search brings the Provenance by _revinclude) and the line bills. A
+    therapist's signature would not have certified it."""
+    cert = replace(RULEBOOK.clocks.certification, convention="provenance")
+    book = replace(RULEBOOK, clocks=replace(RULEBOOK.clocks, certification=cert))
+    patient = "prov-live"
+    me = f"Patient/{patient}"
+    ctx = [r for r in context(patient=patient) if r["resourceType"] != "CarePlan"]
+    plan = {"resourceType": "CarePlan", "id": f"{patient}-cp", "status": "active",
+            "intent": "plan", "subject": {"reference": me},
+            "period": {"start": "2026-01-01", "end": "2026-03-31"}}  # fmt: skip
+    days = ("2026-01-05", "2026-02-10")
+    procs = [procedure(f"{patient}-{n}", "97110", at("09:00", d), at("09:30", d), patient=me,
+                       encounter=None) for n, d in enumerate(days, start=1)]  # fmt: skip
+    md = {"resourceType": "Practitioner", "id": f"{patient}-md", "name": [{"text": "Test MD"}]}
+    fresh_fhir.put_all(*ctx, plan, md, *procs)
+    client = FhirClient(fresh_fhir.base)
+    store = open_store(tmp_path / "prov.db")
+    service = Service(client, client, book, Options(), store)
+
+    def signature(pid: str, who: str) -> dict[str, Any]:
+        return {"resourceType": "Provenance", "id": pid, "recorded": "2026-01-20T15:00:00Z",
+                "target": [{"reference": f"CarePlan/{patient}-cp"}],
+                "agent": [{"who": {"reference": who}}],
+                "signature": [{"type": [{"system": "urn:iso-astm:E1762-95:2013",
+                                         "code": "1.2.840.10065.1.12.1.1"}],
+                               "when": "2026-01-20T15:00:00Z", "who": {"reference": who},
+                               "data": "c2lnbmVk"}]}  # fmt: skip
+
+    try:
+        _notify(service, f"{patient}-1", f"{patient}-2")
+        assert _billed(fresh_fhir, patient) == {"2026-01-05": ["97110"]}
+        fresh_fhir.put_all(signature(f"{patient}-by-pt", "PractitionerRole/r-pt"))
+        _notify(service, f"{patient}-by-pt", kind="Provenance")
+        assert _billed(fresh_fhir, patient) == {"2026-01-05": ["97110"]}  # not a physician
+        fresh_fhir.put_all(signature(f"{patient}-by-md", f"Practitioner/{patient}-md"))
+        _notify(service, f"{patient}-by-md", kind="Provenance")
+        assert _billed(fresh_fhir, patient) == {d: ["97110"] for d in days}
+        claim = _claim(fresh_fhir, patient, "2026-02-10")
+        assert claim is not None
+        assert any(m["provider"]["reference"] == f"Practitioner/{patient}-md"
+                   for m in claim["careTeam"])  # fmt: skip
         assert set(store.counts()) == {"done"}
     finally:
         store.close()

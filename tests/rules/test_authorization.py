@@ -193,3 +193,19 @@ def test_the_count_does_not_depend_on_arrival_order(
     order = {None: 0, LOW: 1, EXCEEDED: 2}
     rank = lambda d: max((order[c] for c in found(d) if c in order), default=0)  # noqa: E731
     assert rank(more) >= rank(a)
+
+
+def test_of_two_grants_of_one_scope_the_day_is_under_the_one_with_room(rulebook: Rulebook) -> None:
+    """(review) A (PT, 12 visits, to 03-31) is used up in February; B (PT, 12 visits, from
+    02-01) is new: the day is B's first visit, billed under B, even when the profile blocks
+    (A's visits do not count against B). Days billed before either was known (no number)
+    count against both: then both are used up."""
+    a = grant(number="A", visits=12, start=date(2026, 1, 1), end=date(2026, 3, 31))
+    b = grant(number="B", visits=12, start=date(2026, 2, 1), end=date(2026, 5, 31))
+    used = tuple(replace(u, authorizations=("A",)) for u in visits(12))
+    d = run(with_payer(rulebook, authorization="block"), a, b, history=used)
+    assert [(ln.code, ln.authorization) for ln in d.lines] == [("97110", "B")]
+    assert "visit 1 of 12 since 2026-02-01" in d.explain()
+    unknown = visits(12)
+    d = run(with_payer(rulebook, authorization="block"), a, b, history=unknown)
+    assert found(d)[EXCEEDED] is Severity.ERROR and d.lines == ()

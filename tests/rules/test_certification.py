@@ -94,7 +94,7 @@ def test_a_recertification_restarts_the_90_days(rulebook: Rulebook) -> None:
     """Certified 120 days ago, recertified 30 days ago: nothing due; the 30-day rule still
     reads the first certification."""
     first = DOS - timedelta(days=125)
-    recert = replace(plan(DOS - timedelta(days=120)), recertified_on=DOS - timedelta(days=30))
+    recert = replace(plan(DOS - timedelta(days=120)), recertifications=(DOS - timedelta(days=30),))
     d = evaluate(day(iv("a", "97110", 0, 30), plans=(recert,), treatment_days={PTD: (first,)}),
                  rulebook)  # fmt: skip
     assert cert(d) == {}
@@ -114,11 +114,21 @@ def test_a_recertification_restarts_the_90_days(rulebook: Rulebook) -> None:
 def test_a_significant_change_needs_a_new_certification(
     rulebook: Rulebook, changed: int, recertified: int | None, expected: Severity | None
 ) -> None:
-    again = DOS - timedelta(days=recertified) if recertified else None
+    again = (DOS - timedelta(days=recertified),) if recertified else ()
     p = replace(plan(DOS - timedelta(days=60)), changed_on=DOS - timedelta(days=changed),
-                recertified_on=again)  # fmt: skip
+                recertifications=again)  # fmt: skip
     first = DOS - timedelta(days=62)
     d = evaluate(day(iv("a", "97110", 0, 30), plans=(p,), treatment_days={PTD: (first,)}),
                  rulebook)  # fmt: skip
     assert cert(d) == ({FindingCode.PLAN_RECERTIFICATION_DUE: expected} if expected else {})
     assert bool(d.lines) is (expected is not Severity.ERROR)
+
+
+def test_a_recertification_signed_after_the_lapse_does_not_cover_it(rulebook: Rulebook) -> None:
+    """(review) Certified 100 days ago, recertified only 10 days from now: today is past the
+    90 days of the certification in force, an error."""
+    p = replace(plan(DOS - timedelta(days=100)), recertifications=(DOS + timedelta(days=10),))
+    d = evaluate(day(iv("a", "97110", 0, 30), plans=(p,),
+                     treatment_days={PTD: (DOS - timedelta(days=99),)}), rulebook)  # fmt: skip
+    assert cert(d) == {FindingCode.PLAN_RECERTIFICATION_DUE: Severity.ERROR} and not d.lines
+    assert "recertified only on" in d.explain()
