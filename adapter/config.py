@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -177,6 +177,73 @@ class SubscriptionSettings(_Model):
     criteria: list[str] = ["Procedure?", "Encounter?"]
 
 
+class BillingProviderSettings(_Model):
+    """The 837P billing provider (loop 2010AA)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=60)]
+    npi: Annotated[str, Field(pattern=r"^[0-9]{10}$")]
+    tax_id: Annotated[str, Field(pattern=r"^[0-9]{9}$")]
+    address: Annotated[str, Field(min_length=1, max_length=55)]
+    city: Annotated[str, Field(min_length=1, max_length=30)]
+    state: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    postal_code: Annotated[str, Field(pattern=r"^[0-9]{5}([0-9]{4})?$")]
+    taxonomy: Annotated[str, Field(pattern=r"^[0-9A-Z]{9}X$")] | None = None
+
+
+_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2,15}$")]
+
+
+class TargetSettings(_Model):
+    """One ``[[targets]]`` entry: where the same decisions go, in one format.
+
+    kind ``fhir``: today's write-back (``base_url``: a separate billing FHIR server, default
+    the write target); ``hl7v2-mllp``: DFT^P03 to ``host``:``port`` (``tls``), with the site
+    profile's options; ``x12-837p``: 837P files in ``folder`` with the envelope's ids and the
+    billing provider."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    kind: Literal["fhir", "hl7v2-mllp", "x12-837p"]
+    base_url: str | None = None
+    # hl7v2-mllp
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    tls: bool = False
+    sending_application: str = "CHARGE-ADAPTER"
+    sending_facility: str = ""
+    receiving_application: str = "BILLING"
+    receiving_facility: str = ""
+    transaction_code: Literal["cdm", "cpt"] = "cdm"
+    diagnoses: Literal["both", "ft1"] = "both"
+    processing_id: Literal["P", "T", "D"] = "P"
+    # x12-837p
+    folder: Path | None = None
+    sender_id: _ID | None = None
+    receiver_id: _ID | None = None
+    submitter_name: str = ""
+    receiver_name: str = ""
+    contact_name: str = ""
+    contact_phone: Annotated[str, Field(pattern=r"^[0-9]{10}$")] | None = None
+    usage: Literal["T", "P"] = "T"
+    billing_provider: BillingProviderSettings | None = None
+    #: the payer id (2010BB NM109) by payer profile; default: the Organization's identifier
+    payer_ids: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2,80}$")]] = {}
+
+    @model_validator(mode="after")
+    def _complete(self) -> TargetSettings:
+        """Each kind's own keys are there."""
+        missing = {
+            "hl7v2-mllp": [k for k in ("host", "port") if getattr(self, k) is None],
+            "x12-837p": [k for k in ("folder", "sender_id", "receiver_id", "contact_phone",
+                                     "billing_provider") if getattr(self, k) is None]
+            + [k for k in ("submitter_name", "receiver_name", "contact_name")
+               if not getattr(self, k)],
+            "fhir": [],
+        }[self.kind]  # fmt: skip
+        if missing:
+            raise ValueError(f"target {self.name} ({self.kind}) needs {', '.join(missing)}")
+        return self
+
+
 _TOML: ContextVar[dict[str, Any] | None] = ContextVar("adapter_toml", default=None)
 SECRET_KEYS = {("auth", "token"), ("auth", "password"), ("write_auth", "token"),
                ("write_auth", "password"), ("webhook", "secret"), ("store",)}  # fmt: skip
@@ -276,6 +343,12 @@ class Settings(BaseSettings):
     write_auth: AuthSettings | None = None
     webhook: WebhookSettings = WebhookSettings()
     subscription: SubscriptionSettings = SubscriptionSettings()
+    #: where the decisions go (README "Targets"); none: the FHIR write-back alone
+    targets: list[TargetSettings] = []
+
+    def target_of(self, kind: str) -> TargetSettings | None:
+        """The first target of a kind."""
+        return next((t for t in self.targets if t.kind == kind), None)
 
     def _verify(self) -> bool | str:
         return str(self.ca_bundle) if self.ca_bundle else True

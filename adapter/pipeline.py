@@ -30,6 +30,7 @@ from adapter.fhir.diff import (
     voided_services,
 )
 from adapter.fhir.parse import Lookup, ParsedDay, service_day
+from adapter.fhir.parties import Parties, parties_of
 from adapter.fhir.refs import split_key, version_of
 from adapter.intake.events import ChangeEvent
 from adapter.intake.gather import days_of, gather_day, procedure_day
@@ -75,6 +76,8 @@ class DayResult:
     parsed: ParsedDay
     decision: Decision | None  # None: nothing on the day was therapy
     entries: list[dict[str, Any]]
+    #: the day's people and payer as the billing formats name them (HL7 v2, 837P)
+    parties: Parties | None = None
 
 
 def process_day(
@@ -119,7 +122,14 @@ def process_day(
     if not parsed.day.interventions:
         return DayResult(parsed, None, [])
     decision = evaluate(parsed.day, rulebook)
-    return DayResult(parsed, decision, build_day(decision, parsed.facts, options.build))
+    facts = parsed.facts
+    people = [
+        *(p for ps in facts.performers.values() for p in ps),
+        *(p for ps in facts.supervisors.values() for p in ps),
+        *([facts.referring] if facts.referring else []),
+    ]
+    parties = parties_of(lookup, day.patient, facts.coverage, people, facts.diagnoses)
+    return DayResult(parsed, decision, build_day(decision, facts, options.build), parties)
 
 
 @dataclass(frozen=True, slots=True)

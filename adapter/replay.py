@@ -13,10 +13,10 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,10 +24,19 @@ from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.errors import InputError
 from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
+from adapter.hl7v2.dft import SiteProfile, change, control_id, dft_message, lines_of
 from adapter.intake.sources import Deleted, InputFile, Item, document_items, expand, read
 from adapter.intake.spool import Spool
 from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments, day_units
 from adapter.pipeline import DayResult, Options, process_day
+from adapter.x12.p837 import (
+    BillingProvider,
+    ClaimControl,
+    Envelope,
+    Unwritable,
+    interchange,
+)
+from adapter.x12.p837 import transaction as claim_transaction
 
 Progress = Callable[[str], None]
 
@@ -62,6 +71,9 @@ class Summary:
     communications: int = 0
     findings: Counter[str] = field(default_factory=Counter)
     payers: Counter[str] = field(default_factory=Counter)
+    hl7_messages: int = 0
+    x12_claims: int = 0
+    x12_unwritable: Counter[str] = field(default_factory=Counter)  # days no 837P carries, why
 
     def add(self, result: DayResult) -> None:
         self.not_therapy += len(result.parsed.not_therapy)
@@ -110,6 +122,9 @@ class Summary:
             "charge_items": self.charge_items,
             "claims": self.claims,
             "communications": self.communications,
+            "hl7_messages": self.hl7_messages,
+            "x12_claims": self.x12_claims,
+            "x12_unwritable": dict(sorted(self.x12_unwritable.items())),
             "findings": dict(sorted(self.findings.items())),
             "problem_count": self.problem_count,
             "problems": [{"where": p.where, "reason": p.reason} for p in self.problems],
@@ -128,6 +143,10 @@ class Summary:
             ("written", f"{self.charge_items} ChargeItem, {self.claims} Claim, "
              f"{self.communications} Communication"),
             ("input problems", str(self.problem_count)),
+            *([("HL7 v2 / 837P", f"{self.hl7_messages} DFT^P03, {self.x12_claims} claims"
+                + "".join(f"; not claimed ({why}): {n}"
+                          for why, n in sorted(self.x12_unwritable.items())))]
+              if self.hl7_messages or self.x12_claims or self.x12_unwritable else []),
         ]  # fmt: skip
         width = max(len(k) for k, _ in rows)
         out = [f"{k.ljust(width)}  {v}" for k, v in rows]
@@ -258,6 +277,127 @@ def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[i
         yield file, result
 
 
+#: how an MLLP peer receives each message: a vertical tab before, FS CR after
+MLLP_START, MLLP_END = "\x0b", "\x1c\r"
+
+
+@dataclass(frozen=True, slots=True)
+class X12Output:
+    """How replay writes 837P files (the first ``x12-837p`` target's settings)."""
+
+    envelope: Envelope
+    provider: BillingProvider
+    place_of_service: str = "11"
+    payer_ids: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Formats:
+    """What replay writes beside (or instead of) the FHIR transaction bundles."""
+
+    fhir: bool = True
+    hl7v2: SiteProfile | None = None  # <name>.hl7: DFT^P03 messages, MLLP-framed
+    x12: X12Output | None = None  # <name>.837p.x12: one interchange, a claim per day
+
+
+class _OtherFormats:
+    """One input file's DFT messages and 837P claims, written when its days are done
+    (deterministic: the times come from ``--as-of``, else from the input's own stamps)."""
+
+    def __init__(self, formats: Formats, summary: Summary, evaluated_at: datetime | None):
+        self.formats, self.summary, self.evaluated_at = formats, summary, evaluated_at
+        self.messages: list[str] = []
+        self.claims: list[list[str]] = []
+        self.latest: datetime | None = None
+
+    def day(self, result: DayResult, descriptions: Mapping[str, str]) -> None:
+        d, parties, facts = result.decision, result.parties, result.parsed.facts
+        if d is None or parties is None:
+            return
+        at = self.evaluated_at or _instant(facts.recorded)
+        self.latest = max(self.latest or at, at)
+        if self.formats.hl7v2 is not None and d.lines:
+            delta = change((), lines_of(d, facts, parties, descriptions))
+            message = dft_message(
+                facts=facts, parties=parties, delta=delta, at=at, profile=self.formats.hl7v2,
+                message_id=control_id("replay", facts.day.key, 1), referring=facts.referring,
+            )  # fmt: skip
+            self.messages.append(MLLP_START + message + MLLP_END)
+            self.summary.hl7_messages += 1
+        x12 = self.formats.x12
+        if x12 is not None:
+            try:
+                self.claims.append(claim_transaction(
+                    d, facts, parties, envelope=x12.envelope, provider=x12.provider,
+                    control=ClaimControl(control_number=1, at=at),
+                    place_of_service=facts.place_of_service or x12.place_of_service,
+                    payer_id=x12.payer_ids.get(d.payer, ""),
+                ))  # fmt: skip
+                self.summary.x12_claims += 1
+            except Unwritable as why:
+                self.summary.x12_unwritable[str(why)] += 1
+
+    def write(self, out: Path, stem: str) -> None:
+        if self.formats.hl7v2 is not None:
+            (out / f"{stem}.hl7").write_bytes("".join(self.messages).encode())
+        x12 = self.formats.x12
+        if x12 is not None and self.claims:
+            at = self.latest or datetime(2000, 1, 1, tzinfo=UTC)
+            text = interchange(self.claims, envelope=x12.envelope, control_number=1, at=at)
+            (out / f"{stem}.837p.x12").write_bytes(text.encode())
+        self.messages, self.claims, self.latest = [], [], None
+
+
+def _instant(text: str) -> datetime:
+    """A FHIR instant as an aware datetime (the input's ``recorded``)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime(2000, 1, 1, tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class _NoBundle(_BundleWriter):
+    """The FHIR bundles, when not asked for: nothing written."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class _Outputs:
+    """The output files of one replay, per input file."""
+
+    files: Sequence[InputFile]
+    out: Path
+    summary: Summary
+    formats: Formats
+    evaluated_at: datetime | None
+    others: _OtherFormats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.others = _OtherFormats(self.formats, self.summary, self.evaluated_at)
+
+    def open(self, index: int) -> _BundleWriter:
+        name = _output_name(self.files[index].name)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not self.formats.fhir:
+            return _NoBundle()
+        self.summary.files[index].output = str(self.out / name)
+        return _BundleWriter(self.out / name)
+
+    def close(self, index: int, writer: _BundleWriter) -> None:
+        writer.close()
+        stem = _output_name(self.files[index].name).removesuffix(".transaction.json")
+        self.others.write(self.out, stem)
+
+
 def replay(
     paths: Sequence[Path],
     out: Path,
@@ -266,15 +406,15 @@ def replay(
     *,
     progress: Progress | None = None,
     on_day: Callable[[DayResult], None] | None = None,
+    formats: Formats | None = None,
 ) -> Summary:
-    """Replay ``paths`` into transaction bundles under ``out``; return the summary."""
+    """Replay ``paths`` into transaction bundles under ``out`` (and, with ``formats``, DFT
+    messages and 837P files beside them); return the summary."""
     files = expand(paths)
     summary = Summary(rulebook_version=rulebook.version)
-
-    def open_output(index: int) -> _BundleWriter:
-        name = _output_name(files[index].name)
-        summary.files[index].output = str(out / name)
-        return _BundleWriter(out / name)
+    outputs = _Outputs(files, out, summary, formats or Formats(), options.evaluated_at)
+    descriptions = {c: e[0].descriptor for c, e in rulebook.codes.items() if e}
+    open_output, close_output, others = outputs.open, outputs.close, outputs.others
 
     with _temporary_spool(options.zone) as spool:
         ingest(files, spool, summary, progress)
@@ -282,10 +422,11 @@ def replay(
         for index, result in days(spool, rulebook, options):
             if current is None or current[0] != index:
                 if current is not None:
-                    current[1].close()
+                    close_output(*current)
                 current = (index, open_output(index))
             for entry in result.entries:
                 current[1].write(entry)
+            others.day(result, descriptions)
             summary.add(result)
             if result.decision is not None:
                 summary.files[index].patient_days += 1
@@ -294,9 +435,9 @@ def replay(
             if progress and result.decision and summary.patient_days % 5_000 == 0:
                 progress(f"{summary.patient_days} patient-days")
         if current is not None:
-            current[1].close()
+            close_output(*current)
         for index in spool.procedure_files():
-            if summary.files[index].output is None:  # procedures, none billable: empty
+            if summary.files[index].output is None and outputs.formats.fhir:  # none billable
                 open_output(index).close()
     return summary
 

@@ -22,7 +22,7 @@ DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api"})
 
 ALL_LAYERS = frozenset(
     {"domain", "rules", "errors", "observe", "mappings", "fhir", "emr", "store", "intake",
-     "web", "config", "ledger", "pipeline", "replay", "service", "cli", "api"}
+     "web", "config", "ledger", "hl7v2", "x12", "pipeline", "replay", "service", "cli", "api"}
 )  # fmt: skip
 #: layer -> the adapter layers it may import (itself always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
@@ -32,6 +32,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "observe": frozenset(),
     "mappings": frozenset({"domain", "errors"}),
     "fhir": frozenset({"domain", "rules", "errors"}),
+    # the billing formats beside FHIR: the same decision and day facts as HL7 v2 and X12 837P
+    "hl7v2": frozenset({"domain", "errors", "fhir"}),
+    "x12": frozenset({"domain", "errors", "fhir"}),
     "emr": frozenset({"domain", "errors", "fhir"}),
     "store": frozenset({"errors"}),
     "intake": frozenset({"domain", "errors", "fhir", "emr", "store", "observe"}),
@@ -41,7 +44,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the shell's KX running total (history the rules are given, never read by them)
     "ledger": frozenset({"domain", "errors"}),
     "pipeline": frozenset({"domain", "errors", "fhir", "emr", "intake", "ledger", "rules"}),
-    "replay": frozenset({"domain", "errors", "fhir", "intake", "ledger", "pipeline", "rules"}),
+    "replay": frozenset(
+        {"domain", "errors", "fhir", "hl7v2", "x12", "intake", "ledger", "pipeline", "rules"}
+    ),
     "service": frozenset(
         {
             "domain",

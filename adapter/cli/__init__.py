@@ -76,6 +76,12 @@ def _offline_commands(sub: Subparsers) -> None:
     )
     rp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     rp.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    rp.add_argument(
+        "--emit", default="fhir", metavar="FORMATS",
+        help="what to write, comma-separated: fhir (<name>.transaction.json), hl7v2 "
+        "(<name>.hl7: DFT^P03 messages, MLLP-framed), x12 (<name>.837p.x12: 837P, needs an "
+        "x12-837p target in the config); default fhir",
+    )  # fmt: skip
     _common(rp)
     rp.add_argument("--json", action="store_true", help="print the summary as JSON")
     ex = sub.add_parser(

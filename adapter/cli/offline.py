@@ -11,13 +11,15 @@ from pathlib import Path
 
 from adapter import __version__
 from adapter import replay as replay_mod
-from adapter.config import Settings, load_settings, zone_of
+from adapter.config import Settings, TargetSettings, load_settings, zone_of
 from adapter.domain import Rulebook
 from adapter.errors import ConfigError
 from adapter.fhir.build import BuildOptions
+from adapter.hl7v2.dft import SiteProfile
 from adapter.ledger import read_authorizations, read_opening_balances
 from adapter.mappings import DEFAULT_MAPPINGS_DIR, load_rulebook
 from adapter.pipeline import Options
+from adapter.x12.p837 import BillingProvider, Envelope
 
 
 def setup(args: argparse.Namespace) -> tuple[Rulebook, Options]:
@@ -78,7 +80,9 @@ def progress(message: str) -> None:
 
 def replay_command(args: argparse.Namespace) -> int:
     rulebook, options = setup(args)
-    summary = replay_mod.replay(args.paths, args.out, rulebook, options, progress=progress)
+    formats = formats_of(args.emit, load_settings(args.config))
+    summary = replay_mod.replay(args.paths, args.out, rulebook, options, progress=progress,
+                                formats=formats)  # fmt: skip
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
@@ -88,6 +92,52 @@ def replay_command(args: argparse.Namespace) -> int:
     for p in summary.unreadable:
         print(f"charge-adapter: InputError: {p.reason}", file=sys.stderr)
     return 4 if summary.unreadable else 0
+
+
+def formats_of(emit: str, settings: Settings) -> replay_mod.Formats:
+    """``--emit``: the formats replay writes, from the config's first target of each kind."""
+    asked = {e.strip() for e in emit.split(",") if e.strip()}
+    unknown = asked - {"fhir", "hl7v2", "x12"}
+    if unknown or not asked:
+        raise ConfigError(f"--emit {emit!r}: formats are fhir, hl7v2 and x12 (comma-separated)")
+    profile = profile_of(settings.target_of("hl7v2-mllp")) if "hl7v2" in asked else None
+    x12 = None
+    if "x12" in asked:
+        t = settings.target_of("x12-837p")
+        if t is None or t.billing_provider is None:
+            raise ConfigError("--emit x12 needs an x12-837p target in the config ([[targets]] "
+                              "kind = \"x12-837p\": ids, contact, billing provider)")  # fmt: skip
+        x12 = replay_mod.X12Output(envelope=envelope_of(t), provider=provider_of(t),
+                                   place_of_service=settings.place_of_service or "11",
+                                   payer_ids=dict(t.payer_ids))  # fmt: skip
+    return replay_mod.Formats(fhir="fhir" in asked, hl7v2=profile, x12=x12)
+
+
+def profile_of(t: TargetSettings | None) -> SiteProfile:
+    """A DFT receiver's site profile (defaults without a target)."""
+    if t is None:
+        return SiteProfile()
+    return SiteProfile(sending_application=t.sending_application,
+                       sending_facility=t.sending_facility,
+                       receiving_application=t.receiving_application,
+                       receiving_facility=t.receiving_facility,
+                       transaction_code=t.transaction_code, diagnoses=t.diagnoses,
+                       processing_id=t.processing_id)  # fmt: skip
+
+
+def envelope_of(t: TargetSettings) -> Envelope:
+    return Envelope(sender_id=str(t.sender_id), receiver_id=str(t.receiver_id),
+                    submitter_name=t.submitter_name, receiver_name=t.receiver_name,
+                    contact_name=t.contact_name, contact_phone=str(t.contact_phone),
+                    usage=t.usage)  # fmt: skip
+
+
+def provider_of(t: TargetSettings) -> BillingProvider:
+    p = t.billing_provider
+    assert p is not None
+    return BillingProvider(name=p.name, npi=p.npi, tax_id=p.tax_id, address=p.address,
+                           city=p.city, state=p.state, postal_code=p.postal_code,
+                           taxonomy=p.taxonomy or "")  # fmt: skip
 
 
 def explain(args: argparse.Namespace) -> int:

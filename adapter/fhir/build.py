@@ -87,7 +87,7 @@ def _span(line: ChargeLine, facts: DayFacts) -> Resource:
     return {"occurrenceDateTime": facts.day.service_date.isoformat()}
 
 
-def _line_diagnoses(line: ChargeLine, facts: DayFacts) -> list[int]:
+def line_diagnoses(line: ChargeLine, facts: DayFacts) -> list[int]:
     """The diagnoses of a line, in order: its own procedures' reasons first, then their
     encounters' (indices into the day's list, each once)."""
     own = [i for iv in line.intervention_ids for i in facts.intervention_diagnoses.get(iv, ())]
@@ -98,14 +98,14 @@ def _line_diagnoses(line: ChargeLine, facts: DayFacts) -> list[int]:
 
 def _pointers(line: ChargeLine, facts: DayFacts) -> list[int]:
     """A Claim item's diagnosis pointers: the line's diagnoses, at most four (an 837P line)."""
-    return _line_diagnoses(line, facts)[:4]
+    return line_diagnoses(line, facts)[:4]
 
 
 def _line_icd(line: ChargeLine, facts: DayFacts) -> list[dict[str, Any]]:
     """The ICD-10-CM codings among a line's diagnoses, for ChargeItem.reason."""
     return [
         dict(facts.diagnoses[i])
-        for i in _line_diagnoses(line, facts)
+        for i in line_diagnoses(line, facts)
         if "system" in facts.diagnoses[i]
     ]
 

@@ -1,0 +1,231 @@
+"""DFT^P03 (HL7 v2.5.1) for one patient-day, built with ``hl7apy`` (``domain.md`` §8).
+
+MSH, EVN, PID, PV1, one FT1 per line — FT1-4 date of service, FT1-6 ``CG`` charge or ``CR``
+credit, FT1-7 the transaction code (the chargemaster's CDM code, or the CPT/HCPCS code where the
+site's profile says so or the line has none), FT1-10 the units, FT1-19 the line's diagnoses,
+FT1-20 performed by, FT1-21 ordered by (the referring provider), FT1-25 the CPT/HCPCS code,
+FT1-26 the modifiers — and DG1 segments (or FT1-19 alone, as the site profile says).
+
+A day's message carries what changed since the last one the receiver accepted: a charge for
+each new line and a credit for each line that went away (a changed line is both: a voided line
+is sent as a credit, never dropped). ``control_id`` makes MSH-10 unique per message and the same
+on every retry of it (the receiver de-duplicates by it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.core import Message
+
+from adapter.domain import Decision
+from adapter.fhir.build import line_diagnoses
+from adapter.fhir.parse import DayFacts
+from adapter.fhir.parties import Parties, Person
+
+#: characters with a meaning in ER7 (field, component, repetition, escape, subcomponent)
+_SPECIAL = str.maketrans(dict.fromkeys("|^~\\&\r\n", " "))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteProfile:
+    """What differs between DFT receivers (a target's ``profile`` in the config)."""
+
+    sending_application: str = "CHARGE-ADAPTER"
+    sending_facility: str = ""
+    receiving_application: str = "BILLING"
+    receiving_facility: str = ""
+    #: FT1-7: the chargemaster's CDM code ("cdm", CPT where a line has none) or the CPT code
+    transaction_code: Literal["cdm", "cpt"] = "cdm"
+    #: diagnoses as DG1 segments and FT1-19 ("both"), or FT1-19 only ("ft1")
+    diagnoses: Literal["both", "ft1"] = "both"
+    processing_id: Literal["P", "T", "D"] = "P"  # MSH-11: production, training, debugging
+    patient_class: str = "O"  # PV1-2: outpatient
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FtLine:
+    """One financial transaction line as sent (and remembered, to credit it later)."""
+
+    code: str
+    modifiers: tuple[str, ...]
+    units: int
+    cdm: str | None
+    performer: str | None  # clinician key
+    diagnoses: tuple[str, ...]  # ICD-10-CM codes
+    line_id: str  # stable across versions of the same line (FT1-2)
+    description: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code, "modifiers": list(self.modifiers), "units": self.units,
+                "cdm": self.cdm, "performer": self.performer, "diagnoses": list(self.diagnoses),
+                "line_id": self.line_id, "description": self.description}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> FtLine:
+        def strings(key: str) -> tuple[str, ...]:
+            value = data.get(key)
+            return tuple(str(x) for x in value) if isinstance(value, list) else ()
+
+        return cls(code=str(data["code"]), modifiers=strings("modifiers"),
+                   units=int(str(data["units"])),
+                   cdm=str(data["cdm"]) if data.get("cdm") is not None else None,
+                   performer=str(data["performer"]) if data.get("performer") else None,
+                   diagnoses=strings("diagnoses"), line_id=str(data["line_id"]),
+                   description=str(data.get("description") or ""))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a day's new message carries: credits for lines gone, charges for new ones."""
+
+    credits: tuple[FtLine, ...] = ()
+    charges: tuple[FtLine, ...] = ()
+    current: tuple[FtLine, ...] = field(default=())  # the day's lines after it
+
+    @property
+    def empty(self) -> bool:
+        return not self.credits and not self.charges
+
+
+def lines_of(
+    decision: Decision | None,
+    facts: DayFacts,
+    parties: Parties,
+    descriptions: Mapping[str, str] | None = None,
+) -> tuple[FtLine, ...]:
+    """The day's billable lines as FT1 lines (none: nothing billable)."""
+    if decision is None:
+        return ()
+    out = []
+    for ln in decision.lines:
+        performers = [p for i in ln.intervention_ids for p in facts.performers.get(i, ())]
+        codes = [parties.diagnoses[i] for i in line_diagnoses(ln, facts)
+                 if i < len(parties.diagnoses) and parties.diagnoses[i]]  # fmt: skip
+        identity = f"{facts.day.key}|{ln.code}|{','.join(sorted(ln.intervention_ids))}"
+        out.append(FtLine(
+            code=ln.code, modifiers=ln.modifiers, units=ln.units, cdm=ln.price.cdm_code,
+            performer=performers[0] if performers else None,
+            diagnoses=tuple(dict.fromkeys(codes)),
+            line_id=hashlib.sha256(identity.encode()).hexdigest()[:16],
+            description=(descriptions or {}).get(ln.code, ""),
+        ))  # fmt: skip
+    return tuple(out)
+
+
+def change(previous: Sequence[FtLine], current: Sequence[FtLine]) -> Change:
+    """Credits for the lines sent before that are not in ``current`` as they were (a line
+    whose units, modifiers or codes changed is credited and charged again), charges for the
+    new ones."""
+    before, now = set(previous), set(current)
+    return Change(
+        credits=tuple(ln for ln in previous if ln not in now),
+        charges=tuple(ln for ln in current if ln not in before),
+        current=tuple(current),
+    )
+
+
+def control_id(target: str, day_key: str, sequence: int) -> str:
+    """MSH-10 (at most 20 characters): the same for every retry of the day's ``sequence``-th
+    message to ``target``, different for any other."""
+    return hashlib.sha256(f"{target}|{day_key}|{sequence}".encode()).hexdigest()[:20].upper()
+
+
+def dft_message(
+    *,
+    facts: DayFacts,
+    parties: Parties,
+    delta: Change,
+    message_id: str,
+    at: datetime,
+    profile: SiteProfile,
+    referring: str | None = None,
+) -> str:
+    """The DFT^P03 message (ER7, segments ended by CR) for a day's change; a ``ValueError``
+    when hl7apy's strict v2.5.1 validation refuses it."""
+    stamp = at.strftime("%Y%m%d%H%M%S")
+    msg = Message("DFT_P03", version="2.5.1", validation_level=VALIDATION_LEVEL.STRICT)
+    msg.msh.msh_3 = _text(profile.sending_application)
+    if profile.sending_facility:
+        msg.msh.msh_4 = _text(profile.sending_facility)
+    msg.msh.msh_5 = _text(profile.receiving_application)
+    if profile.receiving_facility:
+        msg.msh.msh_6 = _text(profile.receiving_facility)
+    msg.msh.msh_7 = stamp
+    msg.msh.msh_9 = "DFT^P03^DFT_P03"
+    msg.msh.msh_10 = message_id
+    msg.msh.msh_11 = profile.processing_id
+    msg.msh.msh_12 = "2.5.1"
+    msg.evn.evn_1 = "P03"
+    msg.evn.evn_2 = stamp
+    msg.pid.pid_1 = "1"
+    msg.pid.pid_3 = f"{_text(parties.mrn)}^^^^MR"
+    msg.pid.pid_5 = f"{_text(parties.patient.family)}^{_text(parties.patient.given)}"
+    if parties.birth_date:
+        msg.pid.pid_7 = parties.birth_date.replace("-", "")[:8]
+    msg.pid.pid_8 = {"male": "M", "female": "F", "other": "O"}.get(parties.gender, "U")
+    msg.pv1.pv1_1 = "1"
+    msg.pv1.pv1_2 = _text(profile.patient_class)
+    if facts.encounters:
+        msg.pv1.pv1_19 = _text(facts.encounters[0].partition("/")[2])
+    dos = facts.day.service_date.strftime("%Y%m%d")
+    n = 0
+    for kind, lines in (("CR", delta.credits), ("CG", delta.charges)):
+        for ln in lines:
+            n += 1
+            _ft1(msg, n, kind, ln, dos=dos, stamp=stamp, parties=parties, profile=profile,
+                 referring=referring)  # fmt: skip
+    if profile.diagnoses == "both":
+        codes = dict.fromkeys(c for ln in delta.current + delta.credits for c in ln.diagnoses)
+        for i, code in enumerate(codes, start=1):
+            dg1 = msg.add_segment("DG1")
+            dg1.dg1_1 = str(i)
+            dg1.dg1_3 = f"{_text(code)}^^I10"
+            dg1.dg1_6 = "F"  # final
+    if not msg.validate():
+        raise ValueError("the DFT^P03 message does not validate (HL7 v2.5.1, strict)")
+    return str(msg.to_er7()) + "\r"
+
+
+def _ft1(msg: Message, n: int, kind: str, ln: FtLine, *, dos: str, stamp: str,
+         parties: Parties, profile: SiteProfile, referring: str | None) -> None:  # fmt: skip
+    group = msg.add_group("DFT_P03_FINANCIAL")
+    ft1 = group.ft1
+    ft1.ft1_1 = str(n)
+    ft1.ft1_2 = ln.line_id
+    ft1.ft1_4 = dos
+    ft1.ft1_5 = stamp[:8]
+    ft1.ft1_6 = kind
+    cdm = profile.transaction_code == "cdm" and bool(ln.cdm)
+    transaction = ln.cdm if cdm and ln.cdm else ln.code
+    system = "CDM" if cdm else "C4"
+    ft1.ft1_7 = f"{_text(transaction)}^{_text(ln.description)[:199]}^{system}"
+    ft1.ft1_10 = str(ln.units)
+    for code in ln.diagnoses:  # a repeating field: one repetition each
+        ft1.add_field("FT1_19").value = f"{_text(code)}^^I10"
+    if ln.performer:
+        ft1.ft1_20 = _xcn(parties.clinicians.get(ln.performer), ln.performer)
+    if referring:
+        ft1.ft1_21 = _xcn(parties.clinicians.get(referring), referring)
+    ft1.ft1_25 = f"{_text(ln.code)}^^C4"
+    for modifier in ln.modifiers:
+        ft1.add_field("FT1_26").value = f"{_text(modifier)}^^CPTM"
+
+
+def _xcn(person: Person | None, key: str) -> str:
+    """A clinician as XCN: the NPI (XCN-13 NPI) and the name; no NPI: the reference's id."""
+    if person is None or not person.npi:
+        return f"{_text(key.partition('/')[2])}^{_text(person.family if person else '')}^" + (
+            _text(person.given) if person else ""
+        )
+    return f"{_text(person.npi)}^{_text(person.family)}^{_text(person.given)}^^^^^^^^^^NPI"
+
+
+def _text(value: str) -> str:
+    """A value with ER7's special characters taken out (names and codes never need them)."""
+    return value.translate(_SPECIAL).strip()
