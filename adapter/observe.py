@@ -113,6 +113,14 @@ CATALOG: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "history_truncated": ("counter", "_history reads cut at the page cap, by type", ("kind",)),
     "inbox_pruned": ("counter", "Done inbox rows and runs deleted by retention", ()),
+    "outbox_sent": ("counter", "Messages a delivery target was sent (every try)", ("target",)),
+    "outbox_acked": ("counter", "Messages a delivery target accepted or took", ("target",)),
+    "outbox_rejected": ("counter", "Messages a delivery target refused for good", ("target",)),
+    "outbox_retried": (
+        "counter",
+        "Tries a delivery target did not answer or deferred",
+        ("target",),
+    ),
 }
 #: gauges and counters read from elsewhere at each scrape: name -> (kind, help)
 CALLBACKS: dict[str, tuple[str, str]] = {
@@ -120,6 +128,8 @@ CALLBACKS: dict[str, tuple[str, str]] = {
     "inbox_oldest_pending_seconds": ("gauge", "Age of the oldest pending inbox row"),
     "dead_letters": ("gauge", "Dead letters waiting for a person"),
     "retries": ("counter", "Temporary FHIR failures retried"),
+    "outbox_rows": ("gauge", "Delivery targets' outbox messages by target and status"),
+    "outbox_oldest_pending_seconds": ("gauge", "Age of a target's oldest message not delivered"),
 }
 Read = Callable[[], Mapping[tuple[tuple[str, str], ...], float]]
 

@@ -29,7 +29,7 @@ from adapter.fhir.diff import (
     plan,
     voided_services,
 )
-from adapter.fhir.parse import Lookup, ParsedDay, service_day
+from adapter.fhir.parse import DayFacts, Lookup, ParsedDay, service_day
 from adapter.fhir.parties import Parties, parties_of
 from adapter.fhir.refs import split_key, version_of
 from adapter.intake.events import ChangeEvent
@@ -142,6 +142,10 @@ class SyncResult:
     problems: int
     inputs: dict[str, str]  # Procedure key -> versionId seen
     decision_hash: str
+    #: the day as the other billing formats need it (None: nothing was parsed)
+    facts: DayFacts | None = None
+    parties: Parties | None = None
+    history_only: bool = False  # before bill_from: kept, never written or sent
 
 
 def decision_hash(decision: Decision | None) -> str:
@@ -179,7 +183,8 @@ def sync_day(
         result, inputs, _ = _recompute(emr, None, rulebook, day, options)
         log.info("day %s is before bill_from: kept as history, nothing written", day.key)
         return SyncResult(day, result.decision, WriteResult(), len(result.parsed.problems),
-                          inputs, decision_hash(result.decision))  # fmt: skip
+                          inputs, decision_hash(result.decision), result.parsed.facts,
+                          result.parties, history_only=True)  # fmt: skip
     for attempt in range(1, attempts + 1):
         result, inputs, existing = _recompute(emr, target, rulebook, day, options)
         entries, written = plan(
@@ -204,7 +209,7 @@ def sync_day(
         )  # fmt: skip
         return SyncResult(
             day, result.decision, written, len(result.parsed.problems), inputs,
-            decision_hash(result.decision),
+            decision_hash(result.decision), result.parsed.facts, result.parties,
         )  # fmt: skip
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -26,6 +26,7 @@ from typing import Any, overload
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from adapter.delivery import DayOutput, Target, backoff
 from adapter.domain import KxGroup, KxSpend, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import billed_days
@@ -97,6 +98,7 @@ class Service:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_events: int = 500,
         retention_days: float = 30.0,
+        targets: Sequence[Target] = (),
     ) -> None:
         self.emr = emr
         self.target = target
@@ -117,6 +119,8 @@ class Service:
         )  # fmt: skip
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: the delivery targets beside the FHIR write-back, each with its outbox
+        self.targets = list(targets)
 
     # -- which days an inbox row touches ----------------------------------------------------------
     def _days(self, payload: InboxPayload) -> dict[PatientDay, list[Change]]:
@@ -263,6 +267,7 @@ class Service:
             result = sync_day(self.emr, self.target, self.rulebook, day=day, options=options)
             before = self.store.day_record(day.key)
             self._record(result)
+            self._queue_outbound(result, options.evaluated_at or self.clock())
             self._recheck_later(day, before, self.store.day_record(day.key), batch or set())
             # the day's procedures the ledger also holds on another day: checked again once
             # the caller's other days are synced too (a plain move recomputes both days)
@@ -319,6 +324,65 @@ class Service:
             treated=[d.value for d in treated], evaluated=[d.value for d in evaluated],
             units=day_units(result.decision) if result.decision else (),
         )  # fmt: skip
+
+    def _queue_outbound(self, result: SyncResult, at: datetime) -> None:
+        """Each delivery target's next message for the day, when something changed for it
+        (queued in its outbox under the day lock; sent by its delivery worker)."""
+        if result.history_only or result.facts is None or result.parties is None:
+            return
+        out = DayOutput(result.decision, result.facts, result.parties, at)
+        for target in self.targets:
+            key = result.day.key
+            previous = self.store.outbox_last(target.name, key)
+            seq = self.store.outbox_seq(target.name, key) + 1
+            composed = target.compose(out, previous, seq)
+            if composed is None:
+                continue
+            item = self.store.outbox_put(target.name, key, seq, control="", body="",
+                                         state=composed.state)  # fmt: skip
+            if item is None:
+                continue  # queued already (a retry of this sync)
+            control, body = composed.render(item)
+            self.store.outbox_set_body(item, control, body)
+            log.info("day %s: message %d queued for %s", key, seq, target.name)
+
+    def deliver_once(self, target: Target) -> bool:
+        """Send the target's next due message; False when there is none."""
+        row = self.store.outbox_next(target.name)
+        if row is None:
+            return False
+        outcome = target.deliver(row)
+        name = target.name
+        self.metrics.inc("outbox_sent_total", target=name)
+        if outcome.status == "retry":
+            self.metrics.inc("outbox_retried_total", target=name)
+            log.warning("%s: message %d not delivered (%s); retrying", target.name, row.id,
+                        (outcome.ack or "no answer"))  # fmt: skip
+            self.store.outbox_retry_later(row.id, outcome.error or "", backoff(row.attempts))
+        else:
+            self.store.outbox_done(row.id, outcome.status, outcome.ack, outcome.error)
+            counter = "outbox_rejected" if outcome.status == "rejected" else "outbox_acked"
+            self.metrics.inc(f"{counter}_total", target=name)
+            log.info("%s: message %d %s", target.name, row.id, outcome.status)
+        return True
+
+    def deliver_all(self) -> int:
+        """Every target's due messages, until none is due (a retry waits for its time)."""
+        sent = 0
+        for target in self.targets:
+            while self.deliver_once(target):
+                sent += 1
+        return sent
+
+    def _deliver_loop(self, target: Target, idle_sleep: float) -> None:
+        while not self.stopping.is_set():
+            try:
+                busy = self.deliver_once(target)
+            except Exception:
+                log.exception("%s: delivery failed", target.name)
+                busy = False
+            if not busy:
+                self.stopping.wait(idle_sleep)
 
     def _kx_prior(self, day: PatientDay) -> KxSpend:
         """The allowed amounts of the adapter's own lines on the patient's earlier days of the
@@ -436,6 +500,11 @@ class Service:
             )
             thread.start()
             self._threads.append(thread)
+        for t in self.targets:  # one delivery worker per target: a target away delays itself
+            thread = threading.Thread(target=self._deliver_loop, args=(t, max(idle_sleep, 0.5)),
+                                      name=f"deliver-{t.name}", daemon=True)  # fmt: skip
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; the batches in hand finish (unfinished rows return after their lease)."""
@@ -486,6 +555,15 @@ def _metrics(service: Service) -> Metrics:
         lambda: {
             (): max(0.0, store.clock() - oldest) if (oldest := store.oldest_pending()) else 0.0
         },
+    )
+    metrics.gauge(
+        "outbox_rows",
+        lambda: {(("target", t), ("status", st)): float(n)
+                 for (t, st), n in store.outbox_counts().items()},
+    )  # fmt: skip
+    metrics.gauge(
+        "outbox_oldest_pending_seconds",
+        lambda: {(("target", t),): age for t, age in store.outbox_oldest_pending().items()},
     )
     metrics.gauge(
         "retries_total",

@@ -22,7 +22,8 @@ DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api"})
 
 ALL_LAYERS = frozenset(
     {"domain", "rules", "errors", "observe", "mappings", "fhir", "emr", "store", "intake",
-     "web", "config", "ledger", "hl7v2", "x12", "pipeline", "replay", "service", "cli", "api"}
+     "web", "config", "ledger", "hl7v2", "x12", "delivery", "pipeline", "replay", "service",
+     "cli", "api"}
 )  # fmt: skip
 #: layer -> the adapter layers it may import (itself always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
@@ -35,6 +36,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the billing formats beside FHIR: the same decision and day facts as HL7 v2 and X12 837P
     "hl7v2": frozenset({"domain", "errors", "fhir"}),
     "x12": frozenset({"domain", "errors", "fhir"}),
+    # the delivery targets' outboxes: compose what changed, send it, record the answer
+    "delivery": frozenset({"domain", "errors", "fhir", "hl7v2", "x12", "store"}),
     "emr": frozenset({"domain", "errors", "fhir"}),
     "store": frozenset({"errors"}),
     "intake": frozenset({"domain", "errors", "fhir", "emr", "store", "observe"}),
@@ -59,6 +62,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "ledger",
             "pipeline",
             "rules",
+            "delivery",
         }
     ),
     # the command line may use everything, and the package's version

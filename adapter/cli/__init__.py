@@ -27,6 +27,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "unsubscribe": live.unsubscribe,
     "poll": live.poll,
     "backfill": live.backfill,
+    "outbox": live.outbox,
     "work": live.work,
     "check-config": ops.check_config,
     "doctor": ops.doctor,
@@ -129,6 +130,13 @@ def _live_commands(sub: Subparsers) -> None:
     pr.add_argument("--days", type=float, help="keep this many days (default: retention_days)")
     pr.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     pr.add_argument("--store", metavar="URL", help="store URL (default: from the config)")
+    ob = sub.add_parser("outbox", help="the delivery targets' messages: list, show or retry")
+    ob.add_argument("action", choices=["list", "show", "retry"])
+    ob.add_argument("id", nargs="?", type=int)
+    ob.add_argument("--target", help="list: one target's messages")
+    ob.add_argument("--status", help="list: pending | acked | delivered | rejected")
+    ob.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    ob.add_argument("--store", metavar="URL", help="store URL (default: from the config)")
     dl = sub.add_parser("dead-letters", help="list, show, retry or discard dead letters")
     dl.add_argument("action", choices=["list", "show", "retry", "discard"])
     dl.add_argument("id", nargs="?", type=int)

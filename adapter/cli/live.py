@@ -10,8 +10,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from adapter.cli.offline import build_options
+from adapter.cli.offline import build_options, envelope_of, profile_of, provider_of
 from adapter.config import Settings, load_settings
+from adapter.delivery import Hl7Target, Target, X12Target
 from adapter.domain import Rulebook
 from adapter.emr import subscriptions
 from adapter.emr.client import check_capabilities
@@ -71,8 +72,29 @@ def service_of(
     service = Service(
         emr, settings.target(emr), rulebook, options, store, lease=settings.lease_seconds,
         max_events=settings.max_events_per_item, retention_days=settings.retention_days,
+        targets=targets_of(settings, rulebook),
     )  # fmt: skip
     return settings, service
+
+
+def targets_of(settings: Settings, rulebook: Rulebook) -> list[Target]:
+    """The delivery targets of the config's ``[[targets]]`` (the FHIR write-back aside)."""
+    descriptions = {c: e[0].descriptor for c, e in rulebook.codes.items() if e}
+    out: list[Target] = []
+    for t in settings.targets:
+        if t.kind == "hl7v2-mllp":
+            assert t.host is not None and t.port is not None
+            out.append(Hl7Target(name=t.name, host=t.host, port=t.port, profile=profile_of(t),
+                                 tls=t.tls, cafile=str(settings.ca_bundle)
+                                 if settings.ca_bundle else None,
+                                 descriptions=descriptions))  # fmt: skip
+        elif t.kind == "x12-837p":
+            assert t.folder is not None
+            out.append(X12Target(name=t.name, folder=t.folder, envelope=envelope_of(t),
+                                 provider=provider_of(t),
+                                 place_of_service=settings.place_of_service or "11",
+                                 payer_ids=dict(t.payer_ids)))  # fmt: skip
+    return out
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -171,6 +193,7 @@ def poll(args: argparse.Namespace) -> int:
     while True:
         found = service.inbox.catch_up()
         service.drain()
+        service.deliver_all()
         print(
             f"{found} change(s); {service.counters.days} patient-day(s) synced, "
             f"{service.counters.written} written; inbox {counts(service.store.counts())}",
@@ -200,6 +223,38 @@ def backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def outbox(args: argparse.Namespace) -> int:
+    """``outbox list [TARGET]``, ``outbox show ID``, ``outbox retry ID`` (a rejected message
+    queued again)."""
+    settings = load_settings(args.config, store=args.store)
+    store = open_store(settings.store_url())
+    try:
+        if args.action == "list":
+            for (target, status), n in sorted(store.outbox_counts().items()):
+                print(f"{target:20} {status:10} {n}")
+            for r in store.outbox_rows(target=args.target, status=args.status):
+                print(f"{r.id:>7}  {r.target:14} {r.day:40} #{r.seq:<3} {r.status:9} "
+                      f"{r.ack or '-':3} {r.attempts:>3} {r.last_error or ''}")  # fmt: skip
+            return 0
+        row = store.outbox_get(args.id) if args.id is not None else None
+        if row is None:
+            raise ConfigError(f"no outbox message {args.id}")
+        if args.action == "show":
+            print(f"id {row.id}  target {row.target}  day {row.day}  seq {row.seq}  "
+                  f"status {row.status}  ack {row.ack or '-'}")  # fmt: skip
+            print(f"attempts {row.attempts}")
+            print(f"control {row.control}  last error {row.last_error or '-'}")
+            print(row.body.replace("\r", "\n"))
+            return 0
+        if not store.outbox_resend(row.id):
+            raise ConfigError(f"outbox message {row.id} is {row.status}: only a rejected one "
+                              "is sent again")  # fmt: skip
+        print(f"outbox message {row.id} queued again")
+        return 0
+    finally:
+        store.close()
+
+
 def counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"
 
@@ -209,6 +264,7 @@ def work(args: argparse.Namespace) -> int:
     _, service = service_of(args)
     if args.until_empty:
         service.drain(timeout=float("inf"))
+        service.deliver_all()
     else:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: service.stopping.set())

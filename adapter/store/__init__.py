@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from adapter.errors import ConfigError
-from adapter.store.base import InboxItem, LedgerEntry, SqlStore
+from adapter.store.base import InboxItem, LedgerEntry, OutboxRow, SqlStore
 from adapter.store.postgres import PostgresStore
 from adapter.store.sqlite import SqliteStore
 
-__all__ = ["InboxItem", "LedgerEntry", "SqlStore", "open_store"]
+__all__ = ["InboxItem", "LedgerEntry", "OutboxRow", "SqlStore", "open_store"]
 
 
 def open_store(url: str | Path, *, pool_size: int = 8, **kw: Any) -> SqlStore:

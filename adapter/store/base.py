@@ -67,6 +67,36 @@ class LedgerEntry:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One message of a delivery target's outbox."""
+
+    id: int
+    target: str
+    day: str
+    seq: int
+    control: str
+    body: str
+    state: dict[str, Any]
+    status: str  # pending | acked | delivered | rejected
+    attempts: int
+    next_at: float
+    ack: str | None
+    last_error: str | None
+    created_at: float
+
+
+_OUTBOX = ("id, target, day, seq, control, body, state, status, attempts, next_at, ack, "
+           "last_error, created_at")  # fmt: skip
+
+
+def _outbox_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5]),
+                     dict(json.loads(r[6])), str(r[7]), int(r[8]), float(r[9]),
+                     None if r[10] is None else str(r[10]), None if r[11] is None else str(r[11]),
+                     float(r[12]))  # fmt: skip
+
+
 class SqlStore:
     """Shared SQL; subclasses set the dialect (placeholders, id type, claim query, locks)."""
 
@@ -125,6 +155,16 @@ class SqlStore:
                 dos TEXT NOT NULL, amounts TEXT NOT NULL, treated TEXT NOT NULL DEFAULT '[]',
                 evaluated TEXT NOT NULL DEFAULT '[]', units TEXT NOT NULL DEFAULT '[]')""",
             "CREATE INDEX IF NOT EXISTS kx_ledger_year ON kx_ledger (patient, year, dos)",
+            # each delivery target's durable outbox: a day's messages in order (seq), each sent
+            # until the receiver accepts or rejects it; state: what the receiver has after it
+            f"""CREATE TABLE IF NOT EXISTS outbox (
+                id {self.id_type}, target TEXT NOT NULL, day TEXT NOT NULL,
+                seq INTEGER NOT NULL, control TEXT NOT NULL, body TEXT NOT NULL,
+                state TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0, next_at DOUBLE PRECISION NOT NULL,
+                ack TEXT, last_error TEXT, created_at DOUBLE PRECISION NOT NULL,
+                done_at DOUBLE PRECISION, UNIQUE (target, day, seq))""",
+            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (target, status, id)",
         ]
 
     #: columns added after a table was first created: (table, column, definition); each store
@@ -391,6 +431,100 @@ class SqlStore:
                 (low, f"{patient}:{until}", f"{patient};"),
             )
         ]
+
+    # -- the delivery targets' outboxes ------------------------------------------------------
+    def outbox_last(self, target: str, day: str) -> OutboxRow | None:
+        """The day's latest message to ``target`` the receiver has or will have (a rejected
+        one changed nothing there)."""
+        rows = self._run(
+            f"SELECT {_OUTBOX} FROM outbox WHERE target = ? AND day = ? AND status != 'rejected' "
+            "ORDER BY seq DESC LIMIT 1",
+            (target, day),
+        )
+        return _outbox_row(rows[0]) if rows else None
+
+    def outbox_seq(self, target: str, day: str) -> int:
+        """The day's last sequence number at ``target`` (0: none)."""
+        rows = self._run("SELECT MAX(seq) FROM outbox WHERE target = ? AND day = ?", (target, day))
+        return int(rows[0][0] or 0) if rows else 0
+
+    def outbox_put(
+        self, target: str, day: str, seq: int, *, control: str, body: str,
+        state: Mapping[str, Any],
+    ) -> int | None:  # fmt: skip
+        """A new message for ``target`` (its id; None when the day's ``seq`` is there
+        already: a retry of the same sync)."""
+        rows = self._run(
+            "INSERT INTO outbox (target, day, seq, control, body, state, next_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, day, seq) DO NOTHING "
+            "RETURNING id",
+            (target, day, seq, control, body, json.dumps(state, sort_keys=True), self.clock(),
+             self.clock()),
+        )  # fmt: skip
+        return int(rows[0][0]) if rows else None
+
+    def outbox_set_body(self, item_id: int, control: str, body: str) -> None:
+        self._run("UPDATE outbox SET control = ?, body = ? WHERE id = ?", (control, body, item_id))
+
+    def outbox_next(self, target: str) -> OutboxRow | None:
+        """The target's oldest message not yet accepted or rejected, when it is due (messages
+        go in order: a later one waits for it)."""
+        rows = self._run(
+            f"SELECT {_OUTBOX} FROM outbox WHERE target = ? AND status = 'pending' "
+            "ORDER BY id LIMIT 1",
+            (target,),
+        )
+        row = _outbox_row(rows[0]) if rows else None
+        return row if row is not None and row.next_at <= self.clock() else None
+
+    def outbox_done(self, item_id: int, status: str, ack: str | None, error: str | None) -> None:
+        """``acked`` (accepted), ``rejected`` (the receiver refused it for good) or
+        ``delivered`` (written where it goes)."""
+        self._run(
+            "UPDATE outbox SET status = ?, ack = ?, last_error = ?, done_at = ?, "
+            "attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
+            (status, ack, error, self.clock(), item_id),
+        )
+
+    def outbox_retry_later(self, item_id: int, error: str, delay: float) -> None:
+        self._run(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
+            "WHERE id = ? AND status = 'pending'",
+            (error, self.clock() + delay, item_id),
+        )
+
+    def outbox_rows(self, target: str | None = None, status: str | None = None,
+                    limit: int = 200) -> list[OutboxRow]:  # fmt: skip
+        where = [("target = ?", target), ("status = ?", status)]
+        parts = [(sql, v) for sql, v in where if v is not None]
+        clause = (" WHERE " + " AND ".join(sql for sql, _ in parts)) if parts else ""
+        rows = self._run(f"SELECT {_OUTBOX} FROM outbox{clause} ORDER BY id DESC LIMIT ?",
+                         (*(v for _, v in parts), limit))  # fmt: skip
+        return [_outbox_row(r) for r in rows]
+
+    def outbox_get(self, item_id: int) -> OutboxRow | None:
+        rows = self._run(f"SELECT {_OUTBOX} FROM outbox WHERE id = ?", (item_id,))
+        return _outbox_row(rows[0]) if rows else None
+
+    def outbox_resend(self, item_id: int) -> bool:
+        """A rejected message queued again (a person fixed the receiver's side)."""
+        rows = self._run(
+            "UPDATE outbox SET status = 'pending', next_at = ?, done_at = NULL "
+            "WHERE id = ? AND status = 'rejected' RETURNING id",
+            (self.clock(), item_id),
+        )
+        return bool(rows)
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        return {(str(t), str(s)): int(n) for t, s, n in self._run(
+            "SELECT target, status, COUNT(*) FROM outbox GROUP BY target, status")}  # fmt: skip
+
+    def outbox_oldest_pending(self) -> dict[str, float]:
+        """Per target, the age in seconds of its oldest message not yet delivered."""
+        now = self.clock()
+        return {str(t): now - float(c) for t, c in self._run(
+            "SELECT target, MIN(created_at) FROM outbox WHERE status = 'pending' "
+            "GROUP BY target")}  # fmt: skip
 
     def days_with(self, proc: str) -> list[str]:
         return [
