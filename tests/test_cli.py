@@ -131,3 +131,33 @@ def test_backfill_needs_bill_from_and_stops_there(
     cfg.write_text(base + "bill_from = 2026-01-01\n")
     assert main(["backfill", "--config", str(cfg), "--since", "2026-01-01"]) == 2
     assert "--since 2026-01-01 is not before bill_from 2026-01-01" in capsys.readouterr().err
+
+
+def test_outbox_list_show_and_retry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """(issue 16) the operators' view of the delivery targets' outboxes."""
+    from adapter.store import open_store
+
+    db = tmp_path / "state" / "adapter.db"
+    db.parent.mkdir()
+    store = open_store(db)
+    ok = store.outbox_put("billing", "p1:2026-03-02", 1, control="C1", body="MSH|a\rPID|b",
+                          state={})  # fmt: skip
+    bad = store.outbox_put("billing", "p2:2026-03-02", 1, control="C2", body="MSH|c", state={})
+    assert ok is not None and bad is not None
+    assert store.outbox_put("billing", "p1:2026-03-02", 1, control="C1", body="x", state={}) is None
+    store.outbox_done(ok, "acked", "AA", None)
+    store.outbox_done(bad, "rejected", "AR", "AR 204 patient unknown")
+    store.close()
+    cfg = tmp_path / "adapter.toml"
+    cfg.write_text(f'state_dir = "{tmp_path / "state"}"\n')
+    assert main(["outbox", "list", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "billing              acked      1" in out and "AR 204 patient unknown" in out
+    assert main(["outbox", "show", str(ok), "--config", str(cfg)]) == 0
+    assert "MSH|a\nPID|b" in capsys.readouterr().out
+    assert main(["outbox", "retry", str(ok), "--config", str(cfg)]) == 2  # only a rejected one
+    assert "only a rejected one" in capsys.readouterr().err
+    assert main(["outbox", "retry", str(bad), "--config", str(cfg)]) == 0
+    assert main(["outbox", "list", "--status", "pending", "--config", str(cfg)]) == 0
+    assert "p2:2026-03-02" in capsys.readouterr().out
+    assert main(["outbox", "show", "999", "--config", str(cfg)]) == 2

@@ -7,6 +7,7 @@ is VT, the message, FS CR (HL7 v2 MLLP release 1).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 from dataclasses import dataclass
@@ -53,11 +54,13 @@ def send(
 ) -> Ack:
     """Send one message and return the receiver's ACK."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            sock: socket.socket = raw
+        with contextlib.ExitStack() as stack:
+            sock: socket.socket = stack.enter_context(
+                socket.create_connection((host, port), timeout=timeout)
+            )
             if tls:
                 context = ssl.create_default_context(cafile=cafile)
-                sock = context.wrap_socket(raw, server_hostname=host)
+                sock = stack.enter_context(context.wrap_socket(sock, server_hostname=host))
             sock.settimeout(timeout)
             sock.sendall(START + message.encode("utf-8") + END)
             buffer = b""
