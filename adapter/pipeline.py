@@ -69,6 +69,9 @@ class Options:
     #: the first date of service the adapter bills: an earlier day is history only (computed
     #: and kept in the ledger for the clocks and the KX total, never written)
     bill_from: date | None = None
+    #: whether decisions are written back over FHIR (off: a site whose billing system takes
+    #: only the other targets' formats)
+    write_fhir: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,11 @@ def sync_day(
         return SyncResult(day, result.decision, WriteResult(), len(result.parsed.problems),
                           inputs, decision_hash(result.decision), result.parsed.facts,
                           result.parties, history_only=True)  # fmt: skip
+    if not options.write_fhir:  # the other targets alone (their outboxes)
+        result, inputs, _ = _recompute(emr, None, rulebook, day, options)
+        return SyncResult(day, result.decision, WriteResult(), len(result.parsed.problems),
+                          inputs, decision_hash(result.decision), result.parsed.facts,
+                          result.parties)  # fmt: skip
     for attempt in range(1, attempts + 1):
         result, inputs, existing = _recompute(emr, target, rulebook, day, options)
         entries, written = plan(

@@ -52,6 +52,8 @@ def live_setup(args: argparse.Namespace) -> tuple[Settings, Rulebook, Options]:
         emr_authorizations=settings.emr_authorizations,
         poll_context=settings.poll_context,
         bill_from=settings.bill_from,
+        # [[targets]] without a fhir one: the billing system takes only DFT or 837P
+        write_fhir=not settings.targets or any(t.kind == "fhir" for t in settings.targets),
         build=build_options(settings),
     )
     return settings, rulebook, options

@@ -160,3 +160,22 @@ def test_a_receiver_away_mid_batch_loses_nothing_and_doubles_nothing(
         service.store.close()
     finally:
         peer.stop()
+
+
+def test_beside_an_emr_that_takes_only_dft(fresh_fhir: FhirServer, tmp_path: Path) -> None:
+    """[[targets]] without a fhir one: nothing is written over FHIR, the DFT carries the day."""
+    from dataclasses import replace
+
+    peer = Peer().start()
+    try:
+        fresh_fhir.put_all(*_patient("only-dft", "2026-03-02"))
+        service = _service(fresh_fhir, tmp_path, peer)
+        service.options = replace(service.options, write_fhir=False)
+        _notify(service, "only-dft-a")
+        _deliver(service)
+        assert len(peer.received) == 1 and len(peer.lines()) == 1
+        assert fresh_fhir.search("ChargeItem?subject=Patient/only-dft") == []
+        assert fresh_fhir.search("Claim?patient=Patient/only-dft") == []
+        service.store.close()
+    finally:
+        peer.stop()
