@@ -48,10 +48,10 @@ class DayOutput:
 
 @dataclass(frozen=True, slots=True)
 class Composed:
-    """A day's next message for a target: its body (given the outbox id, for control numbers
-    that are one per interchange) and the state the receiver has after it."""
+    """A day's next message for a target: its body (given the target's next control number,
+    one per interchange) and the state the receiver has after it."""
 
-    render: Callable[[int], tuple[str, str]]  # outbox id -> (control id, body)
+    render: Callable[[int], tuple[str, str]]  # control number -> (control id, body)
     state: Mapping[str, Any]
 
 
@@ -147,8 +147,8 @@ class X12Target:
             return None
         frequency: Literal["1", "7"] = "7" if claimed else "1"
 
-        def render(item_id: int) -> tuple[str, str]:
-            control = ClaimControl(control_number=item_id % 1_000_000_000 or 1, at=out.at,
+        def render(number: int) -> tuple[str, str]:
+            control = ClaimControl(control_number=number % 1_000_000_000 or 1, at=out.at,
                                    frequency=frequency)  # fmt: skip
             body = transaction(d, out.facts, out.parties, envelope=self.envelope,
                                provider=self.provider, control=control,
@@ -163,8 +163,8 @@ class X12Target:
     def _void(self, out: DayOutput, previous: OutboxRow) -> Composed:
         """The day's claim voided: the last claim sent, as frequency 8."""
 
-        def render(item_id: int) -> tuple[str, str]:
-            n = item_id % 1_000_000_000 or 1
+        def render(number: int) -> tuple[str, str]:
+            n = number % 1_000_000_000 or 1
             sets = [[_frequency(s, "8") for s in _set_of(previous.body)]]
             return f"{n:09d}", interchange(sets, envelope=self.envelope, control_number=n,
                                            at=out.at)  # fmt: skip

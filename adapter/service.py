@@ -338,13 +338,11 @@ class Service:
             composed = target.compose(out, previous, seq)
             if composed is None:
                 continue
-            item = self.store.outbox_put(target.name, key, seq, control="", body="",
+            control, body = composed.render(self.store.next_number(f"control:{target.name}"))
+            item = self.store.outbox_put(target.name, key, seq, control=control, body=body,
                                          state=composed.state)  # fmt: skip
-            if item is None:
-                continue  # queued already (a retry of this sync)
-            control, body = composed.render(item)
-            self.store.outbox_set_body(item, control, body)
-            log.info("day %s: message %d queued for %s", key, seq, target.name)
+            if item is not None:  # else queued already (a retry of this sync)
+                log.info("day %s: message %d queued for %s", key, seq, target.name)
 
     def deliver_once(self, target: Target) -> bool:
         """Send the target's next due message; False when there is none."""

@@ -15,6 +15,7 @@ on every retry of it (the receiver de-duplicates by it).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,12 +123,20 @@ def change(previous: Sequence[FtLine], current: Sequence[FtLine]) -> Change:
     """Credits for the lines sent before that are not in ``current`` as they were (a line
     whose units, modifiers or codes changed is credited and charged again), charges for the
     new ones."""
-    before, now = set(previous), set(current)
-    return Change(
-        credits=tuple(ln for ln in previous if ln not in now),
-        charges=tuple(ln for ln in current if ln not in before),
-        current=tuple(current),
-    )
+    # multisets: two equal lines are two charges (one of them gone is one credit)
+    left_now, left_before = Counter(current), Counter(previous)
+    credits, charges = [], []
+    for ln in previous:
+        if left_now[ln] > 0:
+            left_now[ln] -= 1
+        else:
+            credits.append(ln)
+    for ln in current:
+        if left_before[ln] > 0:
+            left_before[ln] -= 1
+        else:
+            charges.append(ln)
+    return Change(credits=tuple(credits), charges=tuple(charges), current=tuple(current))
 
 
 def control_id(target: str, day_key: str, sequence: int) -> str:

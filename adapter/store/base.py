@@ -463,8 +463,14 @@ class SqlStore:
         )  # fmt: skip
         return int(rows[0][0]) if rows else None
 
-    def outbox_set_body(self, item_id: int, control: str, body: str) -> None:
-        self._run("UPDATE outbox SET control = ?, body = ? WHERE id = ?", (control, body, item_id))
+    def next_number(self, name: str) -> int:
+        """The next of a counter (1, 2, …), atomically: control numbers one per interchange."""
+        rows = self._run(
+            "INSERT INTO kv (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET "
+            "value = CAST(CAST(kv.value AS INTEGER) + 1 AS TEXT) RETURNING value",
+            (f"counter:{name}",),
+        )
+        return int(rows[0][0])
 
     def outbox_next(self, target: str) -> OutboxRow | None:
         """The target's oldest message not yet accepted or rejected, when it is due (messages

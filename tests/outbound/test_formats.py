@@ -198,3 +198,11 @@ def test_emit_x12_needs_a_target(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "--emit x12 needs an x12-837p target" in capsys.readouterr().err
     assert main([*args[:-1], "fhir,pdf"]) == 2
     assert "formats are fhir, hl7v2 and x12" in capsys.readouterr().err
+
+
+def test_two_equal_lines_are_two_charges() -> None:
+    """Multisets: one of two equal lines gone is one credit, never both, never none."""
+    a = FtLine(code="97110", modifiers=("GP",), units=1, cdm=None, performer=None, diagnoses=(),
+               line_id="l1")  # fmt: skip
+    assert change([a, a], [a]).credits == (a,) and change([a, a], [a]).charges == ()
+    assert change([a], [a, a]).charges == (a,)

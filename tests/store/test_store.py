@@ -304,3 +304,19 @@ def test_the_kx_ledger_sums_earlier_days_of_the_year(store: SqlStore) -> None:
     assert store.kx_prior("p1:2026-03-06")["PT_SLP"] == Decimal("28.82")
     put("p1:2026-03-05", None)  # a write without KX amounts leaves them as they were
     assert store.kx_amounts("p1:2026-03-05") == {"PT_SLP": "28.82", "OT": "40.00"}
+
+
+def test_counters_and_the_outbox(store: SqlStore) -> None:
+    """(issue 16) a counter counts 1, 2, … per name; the outbox keeps a day's messages in
+    order, one per (target, day, seq), the next due one first, a rejected one not the last."""
+    assert [store.next_number("a"), store.next_number("a"), store.next_number("b")] == [1, 2, 1]
+    first = store.outbox_put("t", "p1:2026-03-02", 1, control="c1", body="m1", state={"n": 1})
+    second = store.outbox_put("t", "p1:2026-03-02", 2, control="c2", body="m2", state={"n": 2})
+    assert first and second and store.outbox_put("t", "p1:2026-03-02", 2, control="x",
+                                                 body="x", state={}) is None  # fmt: skip
+    assert store.outbox_next("t").id == first  # type: ignore[union-attr]
+    store.outbox_done(first, "acked", "AA", None)
+    store.outbox_done(second, "rejected", "AR", "no")
+    assert store.outbox_last("t", "p1:2026-03-02").state == {"n": 1}  # type: ignore[union-attr]
+    assert store.outbox_seq("t", "p1:2026-03-02") == 2
+    assert store.outbox_counts() == {("t", "acked"): 1, ("t", "rejected"): 1}
