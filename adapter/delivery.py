@@ -13,17 +13,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from adapter.domain import Decision
 from adapter.fhir.parse import DayFacts
 from adapter.fhir.parties import Parties
 from adapter.hl7v2 import mllp
-from adapter.hl7v2.dft import FtLine, SiteProfile, change, control_id, dft_message, lines_of
+from adapter.hl7v2.dft import (
+    FtLine,
+    Header,
+    SiteProfile,
+    change,
+    control_id,
+    dft_message,
+    header_of,
+    lines_of,
+)
 from adapter.store import OutboxRow
 from adapter.x12.p837 import (
     BillingProvider,
@@ -47,15 +56,6 @@ class DayOutput:
 
 
 @dataclass(frozen=True, slots=True)
-class Composed:
-    """A day's next message for a target: its body (given the target's next control number,
-    one per interchange) and the state the receiver has after it."""
-
-    render: Callable[[int], tuple[str, str]]  # control number -> (control id, body)
-    state: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     status: str  # acked | delivered | rejected | retry
     ack: str | None = None
@@ -63,10 +63,18 @@ class Outcome:
 
 
 class Target(Protocol):
+    """A delivery target. ``desire`` says, when a day is synced, what the receiver should hold
+    for it (JSON); ``render`` composes, when the message is sent, the message that takes the
+    receiver from what it accepted last (``acked``) to that (None: nothing to send);
+    ``deliver`` sends it."""
+
     name: str
     kind: str
 
-    def compose(self, out: DayOutput, previous: OutboxRow | None, seq: int) -> Composed | None: ...
+    def desire(self, out: DayOutput) -> dict[str, Any]: ...
+
+    def render(self, row: OutboxRow, acked: Mapping[str, Any] | None, number: int,
+               salt: str) -> tuple[str, str] | None: ...  # fmt: skip
 
     def deliver(self, row: OutboxRow) -> Outcome: ...
 
@@ -85,22 +93,23 @@ class Hl7Target:
     descriptions: Mapping[str, str] = field(default_factory=dict)
     kind: str = "hl7v2-mllp"
 
-    def compose(self, out: DayOutput, previous: OutboxRow | None, seq: int) -> Composed | None:
-        before = [
-            FtLine.from_json(x) for x in (previous.state.get("lines", []) if previous else [])
-        ]
-        now = lines_of(out.decision, out.facts, out.parties, self.descriptions)
+    def desire(self, out: DayOutput) -> dict[str, Any]:
+        lines = lines_of(out.decision, out.facts, out.parties, self.descriptions)
+        return {"header": header_of(out.facts, out.parties).to_json(),
+                "lines": [ln.to_json() for ln in lines], "at": out.at.isoformat()}  # fmt: skip
+
+    def render(self, row: OutboxRow, acked: Mapping[str, Any] | None, number: int,
+               salt: str) -> tuple[str, str] | None:  # fmt: skip
+        before = [FtLine.from_json(x) for x in (acked or {}).get("lines", [])]
+        now = [FtLine.from_json(x) for x in row.state.get("lines", [])]
         delta = change(before, now)
         if delta.empty:
             return None
-        control = control_id(self.name, out.facts.day.key, seq)
-
-        def render(_: int) -> tuple[str, str]:
-            return control, dft_message(facts=out.facts, parties=out.parties, delta=delta,
-                                        message_id=control, at=out.at, profile=self.profile,
-                                        referring=out.facts.referring)  # fmt: skip
-
-        return Composed(render, {"lines": [ln.to_json() for ln in now]})
+        control = control_id(self.name, row.day, row.seq, salt)
+        at = datetime.fromisoformat(str(row.state["at"]))
+        body = dft_message(header=Header.from_json(row.state["header"]), delta=delta,
+                           message_id=control, at=at, profile=self.profile)  # fmt: skip
+        return control, body
 
     def deliver(self, row: OutboxRow) -> Outcome:
         try:
@@ -108,10 +117,10 @@ class Hl7Target:
                             timeout=self.timeout)  # fmt: skip
         except mllp.MllpError as err:
             return Outcome("retry", error=str(err))
-        if ack.control and ack.control != row.control:
-            return Outcome("retry", ack.code, f"the ACK answers {ack.control}, not {row.control}")
-        if ack.accepted:
-            return Outcome("acked", ack.code)
+        if ack.control != row.control:
+            return Outcome("retry", ack.code, f"the ACK answers {ack.control!r}, not ours")
+        if ack.accepted and (ack.error != mllp.DUPLICATE or row.attempts > 0):
+            return Outcome("acked", ack.code)  # a duplicate only of a message sent before
         detail = f"{ack.code} {ack.error} {ack.text}".strip()
         return Outcome("retry" if ack.temporary else "rejected", ack.code, detail)
 
@@ -119,7 +128,7 @@ class Hl7Target:
 @dataclass
 class X12Target:
     """837P files in a folder (a clearinghouse's drop folder): an original claim, then a
-    replacement (frequency 7) when the day changes, a void (8) when its lines go."""
+    replacement (frequency 7) when the day's claim changes, a void (8) when its lines go."""
 
     name: str
     folder: Path
@@ -129,50 +138,37 @@ class X12Target:
     payer_ids: Mapping[str, str] = field(default_factory=dict)
     kind: str = "x12-837p"
 
-    def compose(self, out: DayOutput, previous: OutboxRow | None, seq: int) -> Composed | None:
-        claimed = bool(previous and previous.state.get("claimed"))
+    def desire(self, out: DayOutput) -> dict[str, Any]:
+        """The day's claim (its segments between ST and SE), or none (with the reason)."""
         d = out.decision
         try:
-            probe = ClaimControl(control_number=1, at=out.at)
-            transaction(d, out.facts, out.parties, envelope=self.envelope,
-                        provider=self.provider, control=probe,
-                        place_of_service=self._place(out))  # fmt: skip
-        except Unwritable:
-            if not claimed or (d is not None and d.lines):
-                return None  # nothing to claim (the FHIR path's findings say why)
-            assert previous is not None
-            return self._void(out, previous)
-        digest = _claim_digest(d)
-        if claimed and previous is not None and previous.state.get("digest") == digest:
+            body = transaction(
+                d, out.facts, out.parties, envelope=self.envelope, provider=self.provider,
+                control=ClaimControl(control_number=1, at=out.at),
+                place_of_service=out.facts.place_of_service or self.place_of_service,
+                payer_id=self.payer_ids.get(d.payer, "") if d else "",
+            )  # fmt: skip
+        except Unwritable as why:
+            return {"claim": None, "why": str(why), "lines": bool(d and d.lines),
+                    "at": out.at.isoformat()}  # fmt: skip
+        return {"claim": body, "digest": _claim_digest(body), "at": out.at.isoformat()}
+
+    def render(self, row: OutboxRow, acked: Mapping[str, Any] | None, number: int,
+               salt: str) -> tuple[str, str] | None:  # fmt: skip
+        claim = row.state.get("claim")
+        sent = (acked or {}).get("claim")
+        at = datetime.fromisoformat(str(row.state["at"]))
+        n = number % 1_000_000_000 or 1
+        if claim is None:
+            if sent is None or row.state.get("lines"):
+                return None  # nothing to claim, or a claim it cannot carry now: held
+            body = [_frequency(seg, "8") for seg in sent]  # the claim sent last, voided
+        elif sent is not None and (acked or {}).get("digest") == row.state.get("digest"):
             return None
-        frequency: Literal["1", "7"] = "7" if claimed else "1"
-
-        def render(number: int) -> tuple[str, str]:
-            control = ClaimControl(control_number=number % 1_000_000_000 or 1, at=out.at,
-                                   frequency=frequency)  # fmt: skip
-            body = transaction(d, out.facts, out.parties, envelope=self.envelope,
-                               provider=self.provider, control=control,
-                               place_of_service=self._place(out),
-                               payer_id=self.payer_ids.get(d.payer, "") if d else "")  # fmt: skip
-            text = interchange([body], envelope=self.envelope,
-                               control_number=control.control_number, at=out.at)  # fmt: skip
-            return f"{control.control_number:09d}", text
-
-        return Composed(render, {"claimed": True, "digest": digest})
-
-    def _void(self, out: DayOutput, previous: OutboxRow) -> Composed:
-        """The day's claim voided: the last claim sent, as frequency 8."""
-
-        def render(number: int) -> tuple[str, str]:
-            n = number % 1_000_000_000 or 1
-            sets = [[_frequency(s, "8") for s in _set_of(previous.body)]]
-            return f"{n:09d}", interchange(sets, envelope=self.envelope, control_number=n,
-                                           at=out.at)  # fmt: skip
-
-        return Composed(render, {"claimed": False, "digest": ""})
-
-    def _place(self, out: DayOutput) -> str:
-        return out.facts.place_of_service or self.place_of_service
+        else:
+            body = [_frequency(seg, "7" if sent is not None else "1") for seg in claim]
+        del salt
+        return f"{n:09d}", interchange([body], envelope=self.envelope, control_number=n, at=at)
 
     def deliver(self, row: OutboxRow) -> Outcome:
         """The file written whole (a temporary name, then renamed): a rerun writes the same
@@ -188,19 +184,10 @@ class X12Target:
         return Outcome("delivered")
 
 
-def _claim_digest(decision: Decision | None) -> str:
-    """What a claim bills (codes, modifiers, units, charges): a change replaces the claim."""
-    lines = [[ln.code, list(ln.modifiers), ln.units, str(ln.price.net), ln.authorization]
-             for ln in (decision.lines if decision else ())]  # fmt: skip
-    return hashlib.sha256(json.dumps(lines).encode()).hexdigest()[:16]
-
-
-def _set_of(body: str) -> list[str]:
-    """The segments of an interchange's one transaction set, between ST and SE."""
-    segments = [s for s in body.split("\n") if s]
-    start = next(i for i, s in enumerate(segments) if s.startswith("ST*"))
-    end = next(i for i, s in enumerate(segments) if s.startswith("SE*"))
-    return segments[start + 1 : end]
+def _claim_digest(segments: list[str]) -> str:
+    """What a claim says (every segment but BHT's date and time): any change replaces it."""
+    kept = [s for s in segments if not s.startswith("BHT*")]
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
 
 
 def _frequency(segment: str, code: str) -> str:

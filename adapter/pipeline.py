@@ -122,16 +122,17 @@ def process_day(
                 authorizations=(*parsed.day.authorizations, *site_grants),
             ),
         )  # fmt: skip
-    if not parsed.day.interventions:
-        return DayResult(parsed, None, [])
-    decision = evaluate(parsed.day, rulebook)
     facts = parsed.facts
     people = [
         *(p for ps in facts.performers.values() for p in ps),
         *(p for ps in facts.supervisors.values() for p in ps),
         *([facts.referring] if facts.referring else []),
     ]
+    # also for a day with nothing left on it: the other targets credit or void what they have
     parties = parties_of(lookup, day.patient, facts.coverage, people, facts.diagnoses)
+    if not parsed.day.interventions:
+        return DayResult(parsed, None, [], parties)
+    decision = evaluate(parsed.day, rulebook)
     return DayResult(parsed, decision, build_day(decision, facts, options.build), parties)
 
 

@@ -24,7 +24,14 @@ from adapter.domain import Decision, PatientDay, Rulebook
 from adapter.errors import InputError
 from adapter.fhir.build import transaction
 from adapter.fhir.parse import Problem
-from adapter.hl7v2.dft import SiteProfile, change, control_id, dft_message, lines_of
+from adapter.hl7v2.dft import (
+    SiteProfile,
+    change,
+    control_id,
+    dft_message,
+    header_of,
+    lines_of,
+)
 from adapter.intake.sources import Deleted, InputFile, Item, document_items, expand, read
 from adapter.intake.spool import Spool
 from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments, day_units
@@ -319,8 +326,8 @@ class _OtherFormats:
         if self.formats.hl7v2 is not None and d.lines:
             delta = change((), lines_of(d, facts, parties, descriptions))
             message = dft_message(
-                facts=facts, parties=parties, delta=delta, at=at, profile=self.formats.hl7v2,
-                message_id=control_id("replay", facts.day.key, 1), referring=facts.referring,
+                header=header_of(facts, parties), delta=delta, at=at,
+                profile=self.formats.hl7v2, message_id=control_id("replay", facts.day.key, 1),
             )  # fmt: skip
             self.messages.append(MLLP_START + message + MLLP_END)
             self.summary.hl7_messages += 1

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, overload
@@ -51,6 +51,17 @@ from adapter.store import InboxItem, SqlStore
 log = logging.getLogger(__name__)
 #: a change to a patient's context recomputes the patient's days of this many days back
 CONTEXT_DAYS = 400
+#: a message not delivered after this many tries is given up (``failed``; ``outbox retry``)
+MAX_DELIVERY_ATTEMPTS = 50
+
+
+def _same_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two desired states alike but for when they were computed."""
+    return {k: v for k, v in a.items() if k != "at"} == {k: v for k, v in b.items() if k != "at"}
+
+
+def _holds_anything(state: Mapping[str, Any]) -> bool:
+    return bool(state.get("lines") or state.get("claim"))
 
 
 @dataclass
@@ -326,43 +337,62 @@ class Service:
         )  # fmt: skip
 
     def _queue_outbound(self, result: SyncResult, at: datetime) -> None:
-        """Each delivery target's next message for the day, when something changed for it
-        (queued in its outbox under the day lock; sent by its delivery worker)."""
+        """Each delivery target's desired state for the day, when it differs from the last
+        one queued (under the day lock; composed and sent by the target's delivery worker)."""
         if result.history_only or result.facts is None or result.parties is None:
             return
         out = DayOutput(result.decision, result.facts, result.parties, at)
+        key = result.day.key
         for target in self.targets:
-            key = result.day.key
-            previous = self.store.outbox_last(target.name, key)
-            seq = self.store.outbox_seq(target.name, key) + 1
-            composed = target.compose(out, previous, seq)
-            if composed is None:
-                continue
-            control, body = composed.render(self.store.next_number(f"control:{target.name}"))
-            item = self.store.outbox_put(target.name, key, seq, control=control, body=body,
-                                         state=composed.state)  # fmt: skip
-            if item is not None:  # else queued already (a retry of this sync)
-                log.info("day %s: message %d queued for %s", key, seq, target.name)
+            desired = target.desire(out)
+            latest = self.store.outbox_latest(target.name, key)
+            if latest is not None and _same_state(latest.state, desired):
+                continue  # nothing changed for it (a rejected state is not queued again)
+            if latest is None and not _holds_anything(desired):
+                continue  # never sent, nothing to send
+            item = self.store.outbox_queue(target.name, key, (latest.seq if latest else 0) + 1,
+                                           desired)  # fmt: skip
+            if item is not None:
+                log.info("day %s: a new state queued for %s", key, target.name)
 
     def deliver_once(self, target: Target) -> bool:
-        """Send the target's next due message; False when there is none."""
-        row = self.store.outbox_next(target.name)
+        """Compose and send the target's next due message; False when there is none."""
+        row = self.store.outbox_claim(target.name)
         if row is None:
             return False
-        outcome = target.deliver(row)
         name = target.name
+        if not row.body:
+            acked = self.store.outbox_acked_state(name, row.day)
+            composed = target.render(row, acked, self.store.next_number(f"control:{name}"),
+                                     self._salt())  # fmt: skip
+            if composed is None:
+                self.store.outbox_done(row.id, "unchanged", None, None)
+                return True
+            control, body = composed
+            self.store.outbox_set_body(row.id, control, body)
+            row = replace(row, control=control, body=body)
+        outcome = target.deliver(row)
         self.metrics.inc("outbox_sent_total", target=name)
-        if outcome.status == "retry":
+        if outcome.status == "retry" and row.attempts + 1 < MAX_DELIVERY_ATTEMPTS:
             self.metrics.inc("outbox_retried_total", target=name)
-            log.warning("%s: message %d not delivered (%s); retrying", target.name, row.id,
-                        (outcome.ack or "no answer"))  # fmt: skip
+            log.warning("%s: message %d not delivered (%s); retrying", name, row.id,
+                        outcome.ack or "no answer")  # fmt: skip
             self.store.outbox_retry_later(row.id, outcome.error or "", backoff(row.attempts))
-        else:
-            self.store.outbox_done(row.id, outcome.status, outcome.ack, outcome.error)
-            counter = "outbox_rejected" if outcome.status == "rejected" else "outbox_acked"
-            self.metrics.inc(f"{counter}_total", target=name)
-            log.info("%s: message %d %s", target.name, row.id, outcome.status)
+            return True
+        status = "failed" if outcome.status == "retry" else outcome.status
+        self.store.outbox_done(row.id, status, outcome.ack, outcome.error)
+        counter = "outbox_acked" if status in ("acked", "delivered") else "outbox_rejected"
+        self.metrics.inc(f"{counter}_total", target=name)
+        log.info("%s: message %d %s", name, row.id, status)
         return True
+
+    def _salt(self) -> str:
+        """The store's own salt for message ids (made once)."""
+        salt = self.store.get_value("outbox:salt")
+        if salt is None:
+            self.store.set_value("outbox:salt", uuid.uuid4().hex[:12])
+            salt = self.store.get_value("outbox:salt") or ""
+        return salt
 
     def deliver_all(self) -> int:
         """Every target's due messages, until none is due (a retry waits for its time)."""
@@ -376,8 +406,8 @@ class Service:
         while not self.stopping.is_set():
             try:
                 busy = self.deliver_once(target)
-            except Exception:
-                log.exception("%s: delivery failed", target.name)
+            except Exception as err:  # the store away: the loop goes on (no PHI: the type only)
+                log.error("%s: delivery failed: %s", target.name, type(err).__name__)
                 busy = False
             if not busy:
                 self.stopping.wait(idle_sleep)

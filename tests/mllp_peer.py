@@ -18,6 +18,7 @@ from tests.fhir_server import free_port
 class Peer:
     port: int = 0
     flaky: int = 0  # answer AE 207 to this many messages first
+    refuse: int = 0  # answer AR (a code table value not found) to this many messages first
     received: list[str] = field(default_factory=list)  # messages taken, in order
     seen: set[str] = field(default_factory=set)  # MSH-10 of every message taken
     tries: int = 0  # every message that arrived, repeats included
@@ -52,6 +53,9 @@ class Peer:
             self.tries += 1
             if len(pid) > 3 and "reject" in pid[3]:
                 return _ack(control, "AR", "patient unknown to billing", "204")
+            if self.refuse > 0:
+                self.refuse -= 1
+                return _ack(control, "AR", "transaction code unknown", "103")
             if self.flaky > 0:
                 self.flaky -= 1
                 return _ack(control, "AE", "database busy", "207")

@@ -140,11 +140,11 @@ def test_outbox_list_show_and_retry(tmp_path: Path, capsys: pytest.CaptureFixtur
     db = tmp_path / "state" / "adapter.db"
     db.parent.mkdir()
     store = open_store(db)
-    ok = store.outbox_put("billing", "p1:2026-03-02", 1, control="C1", body="MSH|a\rPID|b",
-                          state={})  # fmt: skip
-    bad = store.outbox_put("billing", "p2:2026-03-02", 1, control="C2", body="MSH|c", state={})
+    ok = store.outbox_queue("billing", "p1:2026-03-02", 1, {"lines": []})
+    bad = store.outbox_queue("billing", "p2:2026-03-02", 1, {"lines": []})
     assert ok is not None and bad is not None
-    assert store.outbox_put("billing", "p1:2026-03-02", 1, control="C1", body="x", state={}) is None
+    assert store.outbox_claim("billing") is not None and store.outbox_claim("billing") is not None
+    store.outbox_set_body(ok, "C1", "MSH|a\rPID|b")
     store.outbox_done(ok, "acked", "AA", None)
     store.outbox_done(bad, "rejected", "AR", "AR 204 patient unknown")
     store.close()

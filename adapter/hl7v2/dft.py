@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
@@ -29,8 +29,9 @@ from adapter.fhir.build import line_diagnoses
 from adapter.fhir.parse import DayFacts
 from adapter.fhir.parties import Parties, Person
 
-#: characters with a meaning in ER7 (field, component, repetition, escape, subcomponent)
-_SPECIAL = str.maketrans(dict.fromkeys("|^~\\&\r\n", " "))
+#: characters with a meaning in ER7 and their escape sequences (HL7 v2.5.1 §2.7)
+_ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\",
+                          "~": "\\R\\", "\r": " ", "\n": " "})  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,9 +107,12 @@ def lines_of(
     out = []
     for ln in decision.lines:
         performers = [p for i in ln.intervention_ids for p in facts.performers.get(i, ())]
+        if set(ln.modifiers) & {"CQ", "CO"}:  # the assistant's line: the assistant performed it
+            performers = [p for p in performers if p in facts.assistants] or performers
         codes = [parties.diagnoses[i] for i in line_diagnoses(ln, facts)
                  if i < len(parties.diagnoses) and parties.diagnoses[i]]  # fmt: skip
-        identity = f"{facts.day.key}|{ln.code}|{','.join(sorted(ln.intervention_ids))}"
+        identity = (f"{facts.day.key}|{ln.code}|{','.join(ln.modifiers)}|"
+                    f"{','.join(sorted(ln.intervention_ids))}")  # fmt: skip
         out.append(FtLine(
             code=ln.code, modifiers=ln.modifiers, units=ln.units, cdm=ln.price.cdm_code,
             performer=performers[0] if performers else None,
@@ -139,21 +143,63 @@ def change(previous: Sequence[FtLine], current: Sequence[FtLine]) -> Change:
     return Change(credits=tuple(credits), charges=tuple(charges), current=tuple(current))
 
 
-def control_id(target: str, day_key: str, sequence: int) -> str:
+def control_id(target: str, day_key: str, sequence: int, salt: str = "") -> str:
     """MSH-10 (at most 20 characters): the same for every retry of the day's ``sequence``-th
-    message to ``target``, different for any other."""
-    return hashlib.sha256(f"{target}|{day_key}|{sequence}".encode()).hexdigest()[:20].upper()
+    message to ``target``, different for any other (``salt``: the store's own, so a store
+    started afresh never repeats an earlier store's ids)."""
+    text = f"{salt}|{target}|{day_key}|{sequence}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20].upper()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Header:
+    """What a day's messages say about the patient and visit (kept with the outbox message,
+    so a message is composed when it is sent)."""
+
+    day_key: str
+    service_date: str  # YYYYMMDD
+    mrn: str
+    family: str
+    given: str
+    birth_date: str
+    gender: str
+    encounter: str
+    referring: str | None
+    persons: Mapping[str, Person]
+
+    def to_json(self) -> dict[str, object]:
+        return {"day_key": self.day_key, "service_date": self.service_date, "mrn": self.mrn,
+                "family": self.family, "given": self.given, "birth_date": self.birth_date,
+                "gender": self.gender, "encounter": self.encounter, "referring": self.referring,
+                "persons": {k: [p.family, p.given, p.npi]
+                            for k, p in self.persons.items()}}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Header:
+        return cls(**{k: str(data.get(k) or "") for k in (
+            "day_key", "service_date", "mrn", "family", "given", "birth_date", "gender",
+            "encounter")}, referring=data.get("referring") or None,
+            persons={k: Person(key=k, family=v[0], given=v[1], npi=v[2])
+                     for k, v in dict(data.get("persons") or {}).items()})  # fmt: skip
+
+
+def header_of(facts: DayFacts, parties: Parties) -> Header:
+    return Header(
+        day_key=facts.day.key, service_date=facts.day.service_date.strftime("%Y%m%d"),
+        mrn=parties.mrn, family=parties.patient.family, given=parties.patient.given,
+        birth_date=parties.birth_date, gender=parties.gender,
+        encounter=facts.encounters[0].partition("/")[2] if facts.encounters else "",
+        referring=facts.referring, persons=dict(parties.clinicians),
+    )  # fmt: skip
 
 
 def dft_message(
     *,
-    facts: DayFacts,
-    parties: Parties,
+    header: Header,
     delta: Change,
     message_id: str,
     at: datetime,
     profile: SiteProfile,
-    referring: str | None = None,
 ) -> str:
     """The DFT^P03 message (ER7, segments ended by CR) for a day's change; a ``ValueError``
     when hl7apy's strict v2.5.1 validation refuses it."""
@@ -170,25 +216,24 @@ def dft_message(
     msg.msh.msh_10 = message_id
     msg.msh.msh_11 = profile.processing_id
     msg.msh.msh_12 = "2.5.1"
+    msg.msh.msh_18 = "UNICODE UTF-8"
     msg.evn.evn_1 = "P03"
     msg.evn.evn_2 = stamp
     msg.pid.pid_1 = "1"
-    msg.pid.pid_3 = f"{_text(parties.mrn)}^^^^MR"
-    msg.pid.pid_5 = f"{_text(parties.patient.family)}^{_text(parties.patient.given)}"
-    if parties.birth_date:
-        msg.pid.pid_7 = parties.birth_date.replace("-", "")[:8]
-    msg.pid.pid_8 = {"male": "M", "female": "F", "other": "O"}.get(parties.gender, "U")
+    msg.pid.pid_3 = f"{_text(header.mrn)}^^^^MR"
+    msg.pid.pid_5 = f"{_text(header.family)}^{_text(header.given)}"
+    if header.birth_date:
+        msg.pid.pid_7 = header.birth_date.replace("-", "")[:8]
+    msg.pid.pid_8 = {"male": "M", "female": "F", "other": "O"}.get(header.gender, "U")
     msg.pv1.pv1_1 = "1"
     msg.pv1.pv1_2 = _text(profile.patient_class)
-    if facts.encounters:
-        msg.pv1.pv1_19 = _text(facts.encounters[0].partition("/")[2])
-    dos = facts.day.service_date.strftime("%Y%m%d")
+    if header.encounter:
+        msg.pv1.pv1_19 = _text(header.encounter)
     n = 0
     for kind, lines in (("CR", delta.credits), ("CG", delta.charges)):
         for ln in lines:
             n += 1
-            _ft1(msg, n, kind, ln, dos=dos, stamp=stamp, parties=parties, profile=profile,
-                 referring=referring)  # fmt: skip
+            _ft1(msg, n, kind, ln, stamp=stamp, header=header, profile=profile)
     if profile.diagnoses == "both":
         codes = dict.fromkeys(c for ln in delta.current + delta.credits for c in ln.diagnoses)
         for i, code in enumerate(codes, start=1):
@@ -201,13 +246,13 @@ def dft_message(
     return str(msg.to_er7()) + "\r"
 
 
-def _ft1(msg: Message, n: int, kind: str, ln: FtLine, *, dos: str, stamp: str,
-         parties: Parties, profile: SiteProfile, referring: str | None) -> None:  # fmt: skip
+def _ft1(msg: Message, n: int, kind: str, ln: FtLine, *, stamp: str, header: Header,
+         profile: SiteProfile) -> None:  # fmt: skip
     group = msg.add_group("DFT_P03_FINANCIAL")
     ft1 = group.ft1
     ft1.ft1_1 = str(n)
     ft1.ft1_2 = ln.line_id
-    ft1.ft1_4 = dos
+    ft1.ft1_4 = header.service_date
     ft1.ft1_5 = stamp[:8]
     ft1.ft1_6 = kind
     cdm = profile.transaction_code == "cdm" and bool(ln.cdm)
@@ -218,9 +263,9 @@ def _ft1(msg: Message, n: int, kind: str, ln: FtLine, *, dos: str, stamp: str,
     for code in ln.diagnoses:  # a repeating field: one repetition each
         ft1.add_field("FT1_19").value = f"{_text(code)}^^I10"
     if ln.performer:
-        ft1.ft1_20 = _xcn(parties.clinicians.get(ln.performer), ln.performer)
-    if referring:
-        ft1.ft1_21 = _xcn(parties.clinicians.get(referring), referring)
+        ft1.ft1_20 = _xcn(header.persons.get(ln.performer), ln.performer)
+    if header.referring:
+        ft1.ft1_21 = _xcn(header.persons.get(header.referring), header.referring)
     ft1.ft1_25 = f"{_text(ln.code)}^^C4"
     for modifier in ln.modifiers:
         ft1.add_field("FT1_26").value = f"{_text(modifier)}^^CPTM"
@@ -236,5 +281,5 @@ def _xcn(person: Person | None, key: str) -> str:
 
 
 def _text(value: str) -> str:
-    """A value with ER7's special characters taken out (names and codes never need them)."""
-    return value.translate(_SPECIAL).strip()
+    """A value with ER7's special characters escaped."""
+    return value.strip().translate(_ESCAPES)

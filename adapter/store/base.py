@@ -163,7 +163,8 @@ class SqlStore:
                 state TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
                 attempts INTEGER NOT NULL DEFAULT 0, next_at DOUBLE PRECISION NOT NULL,
                 ack TEXT, last_error TEXT, created_at DOUBLE PRECISION NOT NULL,
-                done_at DOUBLE PRECISION, UNIQUE (target, day, seq))""",
+                done_at DOUBLE PRECISION, lease_until DOUBLE PRECISION,
+                UNIQUE (target, day, seq))""",
             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (target, status, id)",
         ]
 
@@ -433,35 +434,71 @@ class SqlStore:
         ]
 
     # -- the delivery targets' outboxes ------------------------------------------------------
-    def outbox_last(self, target: str, day: str) -> OutboxRow | None:
-        """The day's latest message to ``target`` the receiver has or will have (a rejected
-        one changed nothing there)."""
+    # status: pending (to compose and send), sending (leased to a delivery worker), acked /
+    # delivered (the receiver holds its state), rejected (refused for good), unchanged (nothing
+    # differed from what the receiver holds), superseded (a newer state of the day came before
+    # it was sent), failed (given up after too many tries)
+    def outbox_latest(self, target: str, day: str) -> OutboxRow | None:
+        """The day's newest message to ``target``, whatever became of it."""
         rows = self._run(
-            f"SELECT {_OUTBOX} FROM outbox WHERE target = ? AND day = ? AND status != 'rejected' "
-            "ORDER BY seq DESC LIMIT 1",
+            f"SELECT {_OUTBOX} FROM outbox WHERE target = ? AND day = ? ORDER BY seq DESC LIMIT 1",
             (target, day),
         )
         return _outbox_row(rows[0]) if rows else None
 
-    def outbox_seq(self, target: str, day: str) -> int:
-        """The day's last sequence number at ``target`` (0: none)."""
-        rows = self._run("SELECT MAX(seq) FROM outbox WHERE target = ? AND day = ?", (target, day))
-        return int(rows[0][0] or 0) if rows else 0
+    def outbox_acked_state(self, target: str, day: str) -> dict[str, Any] | None:
+        """What the receiver holds for the day: the state of its last accepted message."""
+        rows = self._run(
+            "SELECT state FROM outbox WHERE target = ? AND day = ? AND status IN ('acked', "
+            "'delivered') ORDER BY seq DESC LIMIT 1",
+            (target, day),
+        )
+        return dict(json.loads(rows[0][0])) if rows else None
 
-    def outbox_put(
-        self, target: str, day: str, seq: int, *, control: str, body: str,
-        state: Mapping[str, Any],
-    ) -> int | None:  # fmt: skip
-        """A new message for ``target`` (its id; None when the day's ``seq`` is there
-        already: a retry of the same sync)."""
+    def outbox_queue(self, target: str, day: str, seq: int, state: Mapping[str, Any]) -> int | None:
+        """The day's new desired state for ``target`` (its id; None when the day's ``seq`` is
+        there already: a retry of the same sync). Earlier messages of the day not sent yet are
+        superseded afterwards (the new one is composed from what the receiver holds when it is
+        sent; a crash between leaves both, sent in order, which is still right)."""
+        now = self.clock()
         rows = self._run(
             "INSERT INTO outbox (target, day, seq, control, body, state, next_at, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target, day, seq) DO NOTHING "
+            "VALUES (?, ?, ?, '', '', ?, ?, ?) ON CONFLICT (target, day, seq) DO NOTHING "
             "RETURNING id",
-            (target, day, seq, control, body, json.dumps(state, sort_keys=True), self.clock(),
-             self.clock()),
-        )  # fmt: skip
+            (target, day, seq, json.dumps(state, sort_keys=True), now, now),
+        )
+        self._run(
+            "UPDATE outbox SET status = 'superseded', done_at = ? WHERE target = ? AND day = ? "
+            "AND status = 'pending' AND seq < ?",
+            (now, target, day, seq),
+        )
         return int(rows[0][0]) if rows else None
+
+    def outbox_claim(self, target: str, lease: float = 60.0) -> OutboxRow | None:
+        """The target's next due message, leased to the caller (one worker sends it; a lease
+        that runs out returns it). A day's message waits while an earlier one of the day is
+        being sent."""
+        now = self.clock()
+        rows = self._run(
+            "SELECT o.id FROM outbox o WHERE o.target = ? AND ((o.status = 'pending' AND "
+            "o.next_at <= ?) OR (o.status = 'sending' AND o.lease_until < ?)) AND NOT EXISTS "
+            "(SELECT 1 FROM outbox e WHERE e.target = o.target AND e.day = o.day AND "
+            "e.seq < o.seq AND e.status = 'sending' AND e.lease_until >= ?) "
+            "ORDER BY o.next_at, o.id LIMIT 1",
+            (target, now, now, now),
+        )
+        if not rows:
+            return None
+        claimed = self._run(
+            f"UPDATE outbox SET status = 'sending', lease_until = ? WHERE id = ? AND "
+            f"(status = 'pending' OR (status = 'sending' AND lease_until < ?)) "
+            f"RETURNING {_OUTBOX}",
+            (now + lease, int(rows[0][0]), now),
+        )
+        return _outbox_row(claimed[0]) if claimed else None
+
+    def outbox_set_body(self, item_id: int, control: str, body: str) -> None:
+        self._run("UPDATE outbox SET control = ?, body = ? WHERE id = ?", (control, body, item_id))
 
     def next_number(self, name: str) -> int:
         """The next of a counter (1, 2, …), atomically: control numbers one per interchange."""
@@ -472,30 +509,18 @@ class SqlStore:
         )
         return int(rows[0][0])
 
-    def outbox_next(self, target: str) -> OutboxRow | None:
-        """The target's oldest message not yet accepted or rejected, when it is due (messages
-        go in order: a later one waits for it)."""
-        rows = self._run(
-            f"SELECT {_OUTBOX} FROM outbox WHERE target = ? AND status = 'pending' "
-            "ORDER BY id LIMIT 1",
-            (target,),
-        )
-        row = _outbox_row(rows[0]) if rows else None
-        return row if row is not None and row.next_at <= self.clock() else None
-
     def outbox_done(self, item_id: int, status: str, ack: str | None, error: str | None) -> None:
-        """``acked`` (accepted), ``rejected`` (the receiver refused it for good) or
-        ``delivered`` (written where it goes)."""
+        """``acked``, ``delivered``, ``rejected``, ``unchanged`` or ``failed``."""
         self._run(
             "UPDATE outbox SET status = ?, ack = ?, last_error = ?, done_at = ?, "
-            "attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
+            "lease_until = NULL, attempts = attempts + 1 WHERE id = ? AND status = 'sending'",
             (status, ack, error, self.clock(), item_id),
         )
 
     def outbox_retry_later(self, item_id: int, error: str, delay: float) -> None:
         self._run(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
-            "WHERE id = ? AND status = 'pending'",
+            "UPDATE outbox SET status = 'pending', lease_until = NULL, attempts = attempts + 1, "
+            "last_error = ?, next_at = ? WHERE id = ? AND status = 'sending'",
             (error, self.clock() + delay, item_id),
         )
 
@@ -513,10 +538,13 @@ class SqlStore:
         return _outbox_row(rows[0]) if rows else None
 
     def outbox_resend(self, item_id: int) -> bool:
-        """A rejected message queued again (a person fixed the receiver's side)."""
+        """A rejected (or failed) message queued again, composed afresh when it is sent (a
+        person fixed the receiver's side); not when a newer message of its day exists."""
         rows = self._run(
-            "UPDATE outbox SET status = 'pending', next_at = ?, done_at = NULL "
-            "WHERE id = ? AND status = 'rejected' RETURNING id",
+            "UPDATE outbox SET status = 'pending', next_at = ?, done_at = NULL, body = '', "
+            "control = '', attempts = 0 WHERE id = ? AND status IN ('rejected', 'failed') "
+            "AND NOT EXISTS (SELECT 1 FROM outbox n WHERE n.target = outbox.target AND "
+            "n.day = outbox.day AND n.seq > outbox.seq) RETURNING id",
             (self.clock(), item_id),
         )
         return bool(rows)
@@ -529,7 +557,7 @@ class SqlStore:
         """Per target, the age in seconds of its oldest message not yet delivered."""
         now = self.clock()
         return {str(t): now - float(c) for t, c in self._run(
-            "SELECT target, MIN(created_at) FROM outbox WHERE status = 'pending' "
+            "SELECT target, MIN(created_at) FROM outbox WHERE status IN ('pending', 'sending') "
             "GROUP BY target")}  # fmt: skip
 
     def days_with(self, proc: str) -> list[str]:

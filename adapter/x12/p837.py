@@ -14,6 +14,7 @@ line without a price, no ICD-10-CM diagnosis, a subscriber who is not the patien
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,6 +117,8 @@ def transaction(
     codes = list(dict.fromkeys(c for c in parties.diagnoses if c))[:12]
     if not codes:
         raise Unwritable("no ICD-10-CM diagnosis")
+    if not (payer_id or parties.payer_id):
+        raise Unwritable("no payer id (the target's payer_ids for the profile)")
     w = _Writer()
     claim = claim_id(facts.day.key)
     at = control.at
@@ -208,7 +211,7 @@ def _subscriber(w: _Writer, parties: Parties, payer: str, payer_id: str) -> None
         gender = {"male": "M", "female": "F"}.get(parties.gender, "U")
         w.seg("DMG", "D8", parties.birth_date.replace("-", "")[:8], gender)
     w.seg("NM1", "PR", "2", _text(parties.payer_name)[:60] or "UNKNOWN PAYER", "", "", "", "",
-          "PI", _text(payer_id or parties.payer_id)[:80] or "UNKNOWN")  # fmt: skip
+          "PI", _text(payer_id or parties.payer_id)[:80])  # fmt: skip
 
 
 def _rendering(decision: Decision, facts: DayFacts, parties: Parties) -> Person | None:
@@ -251,5 +254,7 @@ def _digits(value: str) -> str:
 
 
 def _text(value: str) -> str:
-    """A value without the separators (names and ids never need them), upper case."""
-    return " ".join(value.translate(_SPECIAL).split()).upper()
+    """A value in the X12 basic character set: letters without their accents (Müller:
+    MULLER), no separators, upper case."""
+    plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    return " ".join(plain.translate(_SPECIAL).split()).upper()

@@ -59,7 +59,7 @@ def _service(fhir: FhirServer, tmp_path: Path, peer: Peer) -> Service:
     targets = [
         Hl7Target(name="billing-dft", host="127.0.0.1", port=peer.port, timeout=3),
         X12Target(name="clearinghouse", folder=tmp_path / "drop", envelope=ENVELOPE,
-                  provider=PROVIDER),
+                  provider=PROVIDER, payer_ids={"medicare": "MEDICARE01"}),
     ]  # fmt: skip
     return Service(client, client, RULEBOOK, Options(), open_store(tmp_path / "t.db"),
                    targets=targets)  # fmt: skip
@@ -176,6 +176,69 @@ def test_beside_an_emr_that_takes_only_dft(fresh_fhir: FhirServer, tmp_path: Pat
         assert len(peer.received) == 1 and len(peer.lines()) == 1
         assert fresh_fhir.search("ChargeItem?subject=Patient/only-dft") == []
         assert fresh_fhir.search("Claim?patient=Patient/only-dft") == []
+        service.store.close()
+    finally:
+        peer.stop()
+
+
+def _net(peer: Peer) -> dict[str, int]:
+    """The units the receiver holds per code: charges less credits."""
+    held: dict[str, int] = {}
+    for f in peer.lines():
+        sign = 1 if f[6] == "CG" else -1
+        held[f[25].split("^")[0]] = held.get(f[25].split("^")[0], 0) + sign * int(f[10])
+    return {k: v for k, v in held.items() if v}
+
+
+def test_what_the_receiver_holds_is_always_the_last_decision(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """(review) messages are composed when sent, from what the receiver accepted: a day that
+    changes twice while the receiver is away sends one message; a refused message is not sent
+    again on an unchanged re-sync, and the next change is composed from what was accepted; a
+    procedure moved to another day credits and voids the day it left."""
+    peer = Peer().start()
+    port = peer.port
+    try:
+        fresh_fhir.put_all(*_patient("tr-a", "2026-03-02"))
+        service = _service(fresh_fhir, tmp_path, peer)
+        _notify(service, "tr-a-a")
+        _deliver(service)
+        assert _net(peer) == {"97110": 2}
+        peer.stop()
+        for minutes, tag in ((20, "one"), (45, "two")):  # 1 unit, then 3
+            fresh_fhir.put_all(_patient("tr-a", "2026-03-02", minutes=minutes)[-1])
+            _notify(service, "tr-a-a", source=tag)
+            service.deliver_all()
+        peer = Peer(port=port, received=peer.received, seen=peer.seen, refuse=1).start()
+        _deliver(service)  # the one message left is refused (AR)
+        assert _net(peer) == {"97110": 2}
+        assert [r.status for r in service.store.outbox_rows(target="billing-dft")][:2] == [
+            "rejected", "superseded"]  # fmt: skip
+        _notify(service, "tr-a-a", source="again")  # nothing changed: nothing queued again
+        assert service.store.outbox_rows(target="billing-dft", status="pending") == []
+        fresh_fhir.put_all(_patient("tr-a", "2026-03-02", minutes=38)[-1])  # 3 units still
+        fresh_fhir.put_all(_patient("tr-a", "2026-03-02", minutes=30)[-1])  # back to 2
+        _notify(service, "tr-a-a", source="back")
+        _deliver(service)
+        assert _net(peer) == {"97110": 2}  # what it accepted is what the day bills
+        # the procedure moves to 2026-03-05: the old day is credited and its claim voided
+        moved = _patient("tr-a", "2026-03-02")[-1]
+        moved["performedPeriod"] = {"start": at("09:00", "2026-03-05"),
+                                    "end": at("09:30", "2026-03-05")}  # fmt: skip
+        del moved["encounter"]  # the visit of 2026-03-02 is not this one's any more
+        fresh_fhir.put_all(moved)
+        _notify(service, "tr-a-a", source="moved")
+        _deliver(service)
+        assert _net(peer) == {"97110": 2}  # 2 credited on the old day, 2 charged on the new
+        days = {next(s for s in m.split("\r") if s.startswith("FT1")).split("|")[4]
+                for m in peer.received}  # fmt: skip
+        assert days == {"20260302", "20260305"}
+        texts = _valid_837p(tmp_path / "drop")
+        assert sum("*11:B:8*" in t for t in texts) == 1  # the old day's claim voided
+        for m in peer.received:  # FT1-2 unique within a message
+            ids = [s.split("|")[2] for s in m.split("\r") if s.startswith("FT1")]
+            assert len(ids) == len(set(ids))
         service.store.close()
     finally:
         peer.stop()

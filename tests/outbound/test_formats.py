@@ -17,7 +17,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from adapter.cli import main
-from adapter.hl7v2.dft import FtLine, SiteProfile, change, control_id, dft_message
+from adapter.hl7v2.dft import FtLine, SiteProfile, change, control_id, dft_message, header_of
 from adapter.mappings import load_rulebook
 from adapter.pipeline import Options
 from adapter.replay import decisions
@@ -52,6 +52,11 @@ city = "Testville"
 state = "MN"
 postal_code = "555550001"
 taxonomy = "225100000X"
+[targets.payer_ids]
+medicare = "MEDICARE01"
+medicaid = "MEDICAID01"
+tricare = "TRICARE01"
+commercial = "COMMERCIAL01"
 """
 ENVELOPE = Envelope(sender_id="TESTSUBMITTER", receiver_id="TESTRECEIVER",
                     submitter_name="Test Therapy Clinic", receiver_name="Test Clearinghouse",
@@ -109,6 +114,8 @@ def test_every_dft_of_the_library_validates_strictly(library: Path) -> None:
         assert msg.validate()
         assert msg.msh.msh_9.to_er7() == "DFT^P03^DFT_P03"
         ids.add(msg.msh.msh_10.to_er7())
+        lines = [s.split("|")[2] for s in text.split("\r") if s.startswith("FT1")]
+        assert len(lines) == len(set(lines))  # FT1-2 unique within a message (CQ splits too)
     assert len(ids) == len(found)  # MSH-10 unique per message
 
 
@@ -147,8 +154,9 @@ def test_a_changed_day_credits_what_went_away() -> None:
     assert change([a2], [a2]).empty
     assert FtLine.from_json(a2.to_json()) == a2
     result, _ = _day("knee-eval-97161-97140-xu")
-    text = dft_message(facts=result.parsed.facts, parties=result.parties, delta=delta,  # type: ignore[attr-defined]
-                       message_id=control_id("t", "k", 2), at=datetime(2026, 8, 1, tzinfo=UTC),
+    header = header_of(result.parsed.facts, result.parties)  # type: ignore[attr-defined]
+    text = dft_message(header=header, delta=delta, message_id=control_id("t", "k", 2),
+                       at=datetime(2026, 8, 1, tzinfo=UTC),
                        profile=SiteProfile(transaction_code="cpt", diagnoses="ft1"))  # fmt: skip
     ft1 = [s.split("|") for s in text.split("\r") if s.startswith("FT1")]
     assert [(f[6], f[7].split("^")[0], f[10]) for f in ft1] == [
@@ -164,7 +172,7 @@ def test_837p_replacement_void_and_what_cannot_be_claimed() -> None:
     at = datetime(2026, 8, 1, 12, tzinfo=UTC)
     text = claim_837p(decision, facts, parties, envelope=ENVELOPE, provider=PROVIDER,  # type: ignore[arg-type]
                       control=ClaimControl(control_number=7, at=at, frequency="7",
-                                           payer_claim_number="PCN123"))  # fmt: skip
+                                           payer_claim_number="PCN123"), payer_id="P1")  # fmt: skip
     assert "*11:B:7*" in text and "REF*F8*PCN123~" in text
     assert x12_accepted(text)[0]
     void = claim_837p(
@@ -175,11 +183,19 @@ def test_837p_replacement_void_and_what_cannot_be_claimed() -> None:
         provider=PROVIDER,  # type: ignore[arg-type]
         control=ClaimControl(control_number=8, at=at, frequency="8"),
         previous=decision,
+        payer_id="P1",
     )  # type: ignore[arg-type]
     assert "*11:B:8*" in void and void.count("LX*") == 2 and x12_accepted(void)[0]
     with pytest.raises(Unwritable, match="no billable line"):
         claim_837p(replace(decision, lines=()), facts, parties, envelope=ENVELOPE,  # type: ignore[type-var]
                    provider=PROVIDER, control=ClaimControl(control_number=9, at=at))  # fmt: skip
+    with pytest.raises(Unwritable, match="no payer id"):
+        claim_837p(decision, facts, parties, envelope=ENVELOPE, provider=PROVIDER,  # type: ignore[arg-type]
+                   control=ClaimControl(control_number=9, at=at))  # fmt: skip
+    accented = replace(parties, patient=replace(parties.patient, family="Müller"))  # type: ignore[type-var]
+    text = claim_837p(decision, facts, accented, envelope=ENVELOPE, provider=PROVIDER,  # type: ignore[arg-type]
+                      control=ClaimControl(control_number=10, at=at), payer_id="P1")  # fmt: skip
+    assert "NM1*IL*1*MULLER*" in text and x12_accepted(text)[0]
     with pytest.raises(Unwritable, match="no ICD-10-CM diagnosis"):
         claim_837p(
             decision,
@@ -206,3 +222,18 @@ def test_two_equal_lines_are_two_charges() -> None:
                line_id="l1")  # fmt: skip
     assert change([a, a], [a]).credits == (a,) and change([a, a], [a]).charges == ()
     assert change([a], [a, a]).charges == (a,)
+
+
+def test_free_text_is_escaped_not_lost() -> None:
+    """A name with ER7's special characters is escaped (\\S\\, \\T\\), and the message still
+    validates strictly."""
+    result, _ = _day("knee-eval-97161-97140-xu")
+    header = replace(header_of(result.parsed.facts, result.parties), family="O^Brien & Co")  # type: ignore[attr-defined]
+    line = FtLine(code="97110", modifiers=("GP",), units=1, cdm=None, performer=None,
+                  diagnoses=(), line_id="l1")  # fmt: skip
+    text = dft_message(header=header, delta=change((), [line]), message_id="M1",
+                       at=datetime(2026, 8, 1, tzinfo=UTC), profile=SiteProfile())  # fmt: skip
+    pid = next(s for s in text.split("\r") if s.startswith("PID"))
+    assert "O\\S\\Brien \\T\\ Co^" in pid
+    msg = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert msg.validate()

@@ -306,17 +306,33 @@ def test_the_kx_ledger_sums_earlier_days_of_the_year(store: SqlStore) -> None:
     assert store.kx_amounts("p1:2026-03-05") == {"PT_SLP": "28.82", "OT": "40.00"}
 
 
-def test_counters_and_the_outbox(store: SqlStore) -> None:
-    """(issue 16) a counter counts 1, 2, … per name; the outbox keeps a day's messages in
-    order, one per (target, day, seq), the next due one first, a rejected one not the last."""
+def test_counters_and_the_outbox(store: SqlStore, clock: Clock) -> None:
+    """(issue 16) a counter counts 1, 2, … per name; a day's newer state supersedes one not sent
+    yet; a message is leased to one sender; what the receiver holds is the last accepted
+    state; a rejected message is sent again only while no newer one exists."""
     assert [store.next_number("a"), store.next_number("a"), store.next_number("b")] == [1, 2, 1]
-    first = store.outbox_put("t", "p1:2026-03-02", 1, control="c1", body="m1", state={"n": 1})
-    second = store.outbox_put("t", "p1:2026-03-02", 2, control="c2", body="m2", state={"n": 2})
-    assert first and second and store.outbox_put("t", "p1:2026-03-02", 2, control="x",
-                                                 body="x", state={}) is None  # fmt: skip
-    assert store.outbox_next("t").id == first  # type: ignore[union-attr]
+    day = "p1:2026-03-02"
+    first = store.outbox_queue("t", day, 1, {"n": 1})
+    assert first is not None and store.outbox_queue("t", day, 1, {"n": 9}) is None
+    row = store.outbox_claim("t")
+    assert row is not None and row.id == first and store.outbox_claim("t") is None  # leased
     store.outbox_done(first, "acked", "AA", None)
-    store.outbox_done(second, "rejected", "AR", "no")
-    assert store.outbox_last("t", "p1:2026-03-02").state == {"n": 1}  # type: ignore[union-attr]
-    assert store.outbox_seq("t", "p1:2026-03-02") == 2
-    assert store.outbox_counts() == {("t", "acked"): 1, ("t", "rejected"): 1}
+    second = store.outbox_queue("t", day, 2, {"n": 2})
+    third = store.outbox_queue("t", day, 3, {"n": 3})
+    assert store.outbox_get(second).status == "superseded"  # type: ignore[arg-type,union-attr]
+    row = store.outbox_claim("t")
+    assert row is not None and row.id == third
+    store.outbox_done(third, "rejected", "AR", "no")  # type: ignore[arg-type]
+    assert store.outbox_acked_state("t", day) == {"n": 1}
+    assert store.outbox_latest("t", day).seq == 3  # type: ignore[union-attr]
+    assert store.outbox_resend(third)  # type: ignore[arg-type]
+    row = store.outbox_claim("t")
+    assert row is not None and row.id == third and row.body == ""  # composed afresh
+    store.outbox_retry_later(third, "away", 10)  # type: ignore[arg-type]
+    assert store.outbox_claim("t") is None  # not due yet
+    clock.now += 11
+    assert store.outbox_claim("t").id == third  # type: ignore[union-attr]
+    store.outbox_done(third, "rejected", "AR", "no")  # type: ignore[arg-type]
+    store.outbox_queue("t", day, 4, {"n": 4})
+    assert not store.outbox_resend(third)  # type: ignore[arg-type]  (a newer one exists)
+    assert store.outbox_counts()[("t", "pending")] == 1
