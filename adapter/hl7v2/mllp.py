@@ -76,7 +76,8 @@ def send(
             raise
         raise MllpError(f"{type(err).__name__}: {err}") from None
     start = buffer.find(START)
-    return parse_ack(buffer[start + 1 if start >= 0 else 0 : buffer.index(END)].decode("utf-8"))
+    framed = buffer[start + 1 if start >= 0 else 0 : buffer.index(END)]
+    return parse_ack(framed.decode("utf-8", errors="replace"))  # a Latin-1 ACK still reads
 
 
 def parse_ack(text: str) -> Ack:

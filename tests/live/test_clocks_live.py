@@ -127,6 +127,22 @@ def test_an_authorization_is_consumed_over_several_days(
         store.close()
 
 
+UNSIGNED_DAYS = ("2026-01-05", "2026-02-10")
+
+
+def _unsigned_plan(patient: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[Any]]:
+    """The patient's context, an unsigned plan of care for 2026-01-01 to 2026-03-31, and 30
+    minutes of 97110 on each of ``UNSIGNED_DAYS`` (the second 36 days after the first)."""
+    me = f"Patient/{patient}"
+    ctx = [r for r in context(patient=patient) if r["resourceType"] != "CarePlan"]
+    plan = {"resourceType": "CarePlan", "id": f"{patient}-cp", "status": "active",
+            "intent": "plan", "subject": {"reference": me},
+            "period": {"start": "2026-01-01", "end": "2026-03-31"}}  # fmt: skip
+    procs = [procedure(f"{patient}-{n}", "97110", at("09:00", d), at("09:30", d), patient=me,
+                       encounter=None) for n, d in enumerate(UNSIGNED_DAYS, start=1)]  # fmt: skip
+    return ctx, plan, procs
+
+
 def test_a_late_signature_clears_the_held_line_on_recompute(
     fresh_fhir: FhirServer, tmp_path: Path
 ) -> None:
@@ -134,14 +150,7 @@ def test_a_late_signature_clears_the_held_line_on_recompute(
     error, the line held. The physician signs on 2026-02-12 with a reason for the delay: the
     poll finds the changed CarePlan and both days are computed again; the line bills."""
     patient = "cert-live"
-    me = f"Patient/{patient}"
-    ctx = [r for r in context(patient=patient) if r["resourceType"] != "CarePlan"]
-    plan = {"resourceType": "CarePlan", "id": f"{patient}-cp", "status": "active",
-            "intent": "plan", "subject": {"reference": me},
-            "period": {"start": "2026-01-01", "end": "2026-03-31"}}  # fmt: skip
-    days = ("2026-01-05", "2026-02-10")
-    procs = [procedure(f"{patient}-{n}", "97110", at("09:00", d), at("09:30", d), patient=me,
-                       encounter=None) for n, d in enumerate(days, start=1)]  # fmt: skip
+    ctx, plan, procs = _unsigned_plan(patient)
     fresh_fhir.put_all(*ctx, plan, *procs)
     client = FhirClient(fresh_fhir.base)
     store = open_store(tmp_path / "cert.db")
@@ -160,7 +169,7 @@ def test_a_late_signature_clears_the_held_line_on_recompute(
         fresh_fhir.put_all(signed)
         service.inbox.catch_up()  # a poll: the changed CarePlan
         assert service.drain(timeout=90)
-        assert _billed(fresh_fhir, patient) == {d: ["97110"] for d in days}
+        assert _billed(fresh_fhir, patient) == {d: ["97110"] for d in UNSIGNED_DAYS}
         assert "plan-uncertified" not in _findings(fresh_fhir, patient, "2026-02-10")
         assert set(store.counts()) == {"done"}
     finally:
@@ -209,14 +218,7 @@ def test_a_provenance_signature_certifies_the_plan_live(
     cert = replace(RULEBOOK.clocks.certification, convention="provenance")
     book = replace(RULEBOOK, clocks=replace(RULEBOOK.clocks, certification=cert))
     patient = "prov-live"
-    me = f"Patient/{patient}"
-    ctx = [r for r in context(patient=patient) if r["resourceType"] != "CarePlan"]
-    plan = {"resourceType": "CarePlan", "id": f"{patient}-cp", "status": "active",
-            "intent": "plan", "subject": {"reference": me},
-            "period": {"start": "2026-01-01", "end": "2026-03-31"}}  # fmt: skip
-    days = ("2026-01-05", "2026-02-10")
-    procs = [procedure(f"{patient}-{n}", "97110", at("09:00", d), at("09:30", d), patient=me,
-                       encounter=None) for n, d in enumerate(days, start=1)]  # fmt: skip
+    ctx, plan, procs = _unsigned_plan(patient)
     md = {"resourceType": "Practitioner", "id": f"{patient}-md", "name": [{"text": "Test MD"}]}
     fresh_fhir.put_all(*ctx, plan, md, *procs)
     client = FhirClient(fresh_fhir.base)
@@ -240,7 +242,7 @@ def test_a_provenance_signature_certifies_the_plan_live(
         assert _billed(fresh_fhir, patient) == {"2026-01-05": ["97110"]}  # not a physician
         fresh_fhir.put_all(signature(f"{patient}-by-md", f"Practitioner/{patient}-md"))
         _notify(service, f"{patient}-by-md", kind="Provenance")
-        assert _billed(fresh_fhir, patient) == {d: ["97110"] for d in days}
+        assert _billed(fresh_fhir, patient) == {d: ["97110"] for d in UNSIGNED_DAYS}
         claim = _claim(fresh_fhir, patient, "2026-02-10")
         assert claim is not None
         assert any(m["provider"]["reference"] == f"Practitioner/{patient}-md"

@@ -135,3 +135,15 @@ def test_answers_that_are_no_ack() -> None:
     assert not ar.accepted and not ar.temporary
     dup = mllp.parse_ack("MSH|^~\\&|B\rMSA|AE|C9|dup\rERR|||205^duplicate^HL70357|E")
     assert dup.accepted  # the receiver has it already
+
+
+def test_an_ack_that_is_not_utf8_is_still_read() -> None:
+    """(review) a receiver answering in Latin-1 does not crash the delivery loop."""
+    listener, port = _listener()
+    latin = ACK.replace("MSA|AA|CTRL1", "MSA|AA|CTRL1|re\xe7u").encode("latin-1")
+    with listener:
+        t = threading.Thread(target=_serve, args=(listener, latin, None))
+        t.start()
+        ack = mllp.send("127.0.0.1", port, MESSAGE, timeout=5)
+        t.join()
+    assert ack.accepted and ack.control == "CTRL1"
