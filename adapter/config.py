@@ -244,6 +244,29 @@ class TargetSettings(_Model):
         return self
 
 
+class CdsClientSettings(_Model):
+    """A CDS client (an EHR) allowed to call the CDS Hooks services: its JWT issuer and its
+    public key (a PEM file) or JWKS URL; ``sub`` its client id, when it must be checked."""
+
+    iss: Annotated[str, Field(min_length=1)]
+    public_key: Path | None = None
+    jwks_url: Annotated[str, Field(pattern=r"^https://[!-~]+$")] | None = None
+    sub: str | None = None
+
+    @model_validator(mode="after")
+    def _keyed(self) -> CdsClientSettings:
+        if (self.public_key is None) == (self.jwks_url is None):
+            raise ValueError(f"CDS client {self.iss}: give public_key or jwks_url (one)")
+        return self
+
+
+class CdsSettings(_Model):
+    """``[cds]``: the CDS Hooks services on the webhook's server (README "CDS Hooks")."""
+
+    base_url: Annotated[str, Field(pattern=r"^https?://[!-~]+[^/]$")]  # what the EHR calls
+    clients: list[CdsClientSettings] = Field(min_length=1)
+
+
 _TOML: ContextVar[dict[str, Any] | None] = ContextVar("adapter_toml", default=None)
 SECRET_KEYS = {("auth", "token"), ("auth", "password"), ("write_auth", "token"),
                ("write_auth", "password"), ("webhook", "secret"), ("store",)}  # fmt: skip
@@ -345,6 +368,8 @@ class Settings(BaseSettings):
     subscription: SubscriptionSettings = SubscriptionSettings()
     #: where the decisions go (README "Targets"); none: the FHIR write-back alone
     targets: list[TargetSettings] = []
+    #: the CDS Hooks services (README "CDS Hooks"); none: not served
+    cds: CdsSettings | None = None
 
     def target_of(self, kind: str) -> TargetSettings | None:
         """The first target of a kind."""

@@ -18,12 +18,12 @@ import pytest
 import adapter
 
 PACKAGE = Path(adapter.__file__).parent
-DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api"})
+DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api", "cds"})
 
 ALL_LAYERS = frozenset(
     {"domain", "rules", "errors", "observe", "mappings", "fhir", "emr", "store", "intake",
      "web", "config", "ledger", "hl7v2", "x12", "delivery", "pipeline", "replay", "service",
-     "cli", "api"}
+     "cli", "api", "cds"}
 )  # fmt: skip
 #: layer -> the adapter layers it may import (itself always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
@@ -65,6 +65,8 @@ ALLOWED: dict[str, frozenset[str]] = {
             "delivery",
         }
     ),
+    # the CDS Hooks services: the draft day through the same pipeline, the store's history
+    "cds": frozenset({"domain", "errors", "fhir", "ledger", "pipeline", "replay", "store"}),
     # the command line may use everything, and the package's version
     "cli": frozenset(ALL_LAYERS - {"cli", "api"} | {"__init__"}),
     # the library API (README "Library use") and the package that exports it

@@ -148,3 +148,19 @@ def test_claim_settings_reach_the_output(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as e:
             load_settings(toml)
         assert bad.split(" ")[0] in str(e.value)
+
+
+def test_cds_settings_need_one_key_per_client(tmp_path: Path) -> None:
+    """(issue 17) a CDS client has its public key or its JWKS URL, not neither, not both."""
+    from adapter.config import load_settings
+
+    pem = tmp_path / "ehr.pem"
+    pem.write_text("-----BEGIN PUBLIC KEY-----\n")
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'[cds]\nbase_url = "https://a.example"\n[[cds.clients]]\niss = "https://e"\n'
+                   f'public_key = "{pem}"\n')  # fmt: skip
+    settings = load_settings(cfg)
+    assert settings.cds is not None and settings.cds.clients[0].public_key == pem
+    cfg.write_text('[cds]\nbase_url = "https://a.example"\n[[cds.clients]]\niss = "https://e"\n')
+    with pytest.raises(ConfigError, match="public_key or jwks_url"):
+        load_settings(cfg)

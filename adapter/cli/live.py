@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from adapter.cds.service import CdsServices
+from adapter.cds.tokens import CdsClient
 from adapter.cli.offline import build_options, envelope_of, profile_of, provider_of
 from adapter.config import Settings, load_settings
 from adapter.delivery import Hl7Target, Target, X12Target
@@ -99,6 +101,22 @@ def targets_of(settings: Settings, rulebook: Rulebook) -> list[Target]:
     return out
 
 
+def cds_of(settings: Settings, service: Service) -> CdsServices | None:
+    """The CDS Hooks services of ``[cds]`` (None: not configured, not served)."""
+    c = settings.cds
+    if c is None:
+        return None
+    clients = {}
+    for client in c.clients:
+        try:
+            pem = client.public_key.read_text() if client.public_key else None
+        except OSError as err:
+            raise ConfigError(f"cds client {client.iss}: {client.public_key}: {err}") from None
+        clients[client.iss] = CdsClient(iss=client.iss, public_key=pem,
+                                        jwks_url=client.jwks_url, sub=client.sub)  # fmt: skip
+    return CdsServices(service.rulebook, service.options, service.store, clients, c.base_url)
+
+
 def serve(args: argparse.Namespace) -> int:
     def refuse_unauthenticated(settings: Settings) -> None:
         problem = settings.webhook.problem(args.host or settings.webhook.host)
@@ -118,8 +136,9 @@ def serve(args: argparse.Namespace) -> int:
         metrics=service.metrics,
     )
     server = WebhookServer(
-        receiver, host, args.port if args.port is not None else hook.port, ops=Health(service)
-    )
+        receiver, host, args.port if args.port is not None else hook.port, ops=Health(service),
+        cds=cds_of(settings, service),
+    )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

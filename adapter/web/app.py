@@ -42,6 +42,24 @@ class Ops(Protocol):
     def metrics(self) -> tuple[bytes, str]: ...
 
 
+class CdsAnswer(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def body(self) -> dict[str, Any]: ...
+
+
+class Cds(Protocol):
+    """The CDS Hooks services (``adapter.cds``): discovery, a hook call, feedback."""
+
+    def discovery(self) -> CdsAnswer: ...
+
+    def call(self, service_id: str, body: bytes, authorization: str | None) -> CdsAnswer: ...
+
+    def feedback(self, service_id: str, body: bytes, authorization: str | None) -> CdsAnswer: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """How much a request may cost: body bytes, and seconds to send the body."""
@@ -144,6 +162,38 @@ def ops_routes(ops: Ops) -> list[Route]:
     ]
 
 
+def cds_routes(cds: Cds, limits: Limits) -> list[Route]:
+    """``GET /cds-services``, ``POST /cds-services/{id}`` and ``…/{id}/feedback`` (JSON)."""
+
+    def answer(a: CdsAnswer) -> Response:
+        return Response(orjson.dumps(a.body), status_code=a.status, media_type="application/json")
+
+    async def discovery(request: Request) -> Response:
+        return answer(cds.discovery())
+
+    def post(handler: Callable[[str, bytes, str | None], CdsAnswer]) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await read_body(request, limits)
+            except _BodyTooLarge:
+                return Response(b'{"error": "body too large"}', status_code=413)
+            except (TimeoutError, ClientDisconnect):
+                return Response(b'{"error": "body too slow"}', status_code=408)
+            auth = request.headers.get("authorization")
+            sid = str(request.path_params["service_id"])
+            return answer(await run_in_threadpool(handler, sid, body, auth))
+
+        return endpoint
+
+    call, feedback = post(cds.call), post(cds.feedback)
+
+    return [
+        Route("/cds-services", discovery, methods=["GET"]),
+        Route("/cds-services/{service_id}", call, methods=["POST"]),
+        Route("/cds-services/{service_id}/feedback", feedback, methods=["POST"]),
+    ]
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 405:
@@ -158,14 +208,19 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return fhir_response(outcome(500, "exception", "internal error"))
 
 
-def create_app(receiver: Receiver, *, ops: Ops | None = None, limits: Limits | None = None) -> Any:
-    """The application: the webhook on ``receiver.path`` (and below it), the ops routes."""
+def create_app(
+    receiver: Receiver, *, ops: Ops | None = None, limits: Limits | None = None,
+    cds: Cds | None = None,
+) -> Any:  # fmt: skip
+    """The application: the webhook on ``receiver.path`` (and below it), the ops routes, the
+    CDS Hooks services."""
     limits = limits or Limits(max_body=receiver.max_body)
     deliver = webhook_endpoint(receiver, limits)
     routes = [
         Route(receiver.path, deliver, methods=WEBHOOK_METHODS),
         Route(receiver.path + "/{rest:path}", deliver, methods=WEBHOOK_METHODS),
         *(ops_routes(ops) if ops is not None else []),
+        *(cds_routes(cds, limits) if cds is not None else []),
     ]
     return Starlette(
         routes=routes,

@@ -21,7 +21,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from adapter.intake.webhook import Receiver
-from adapter.web.app import Ops, create_app
+from adapter.web.app import Cds, Ops, create_app
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ class WebhookServer(WebServer):
         ops: Ops | None = None,
         *,
         limits: ServerLimits | None = None,
+        cds: Cds | None = None,
     ) -> None:
         self.receiver = receiver
-        super().__init__(create_app(receiver, ops=ops), host, port, limits=limits)
+        super().__init__(create_app(receiver, ops=ops, cds=cds), host, port, limits=limits)

@@ -1,0 +1,234 @@
+"""The CDS Hooks services (a driver: it wires intake, the rules and the store like the live
+service does). ``therapy-encounter-review`` on ``encounter-discharge`` (and ``encounter-start``):
+the draft day's procedures from the prefetch, evaluated by the same rules as the charges (with
+the store's ledger history for the clocks), answered as cards — one per finding, critical for
+an error (the line would be held), warning for a warning, and an info card with the expected
+lines and units.
+
+Every call carries the CDS client's JWT (``tokens.verify``); a call without a valid one is
+refused with 401 before anything is read. A request without the prefetch the service asks for
+is answered with one card saying so (the EMR reads with the client's ``fhirAuthorization`` are
+not done yet). Logs carry the hook, the service id and counts only.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from adapter.cds.models import (
+    Card,
+    Coding,
+    Discovery,
+    Feedback,
+    HookRequest,
+    HookResponse,
+    Service,
+    Source,
+)
+from adapter.cds.tokens import CdsClient, TokenError, verify
+from adapter.domain import Decision, Finding, KxGroup, PatientDay, Rulebook, Severity
+from adapter.fhir import codes
+from adapter.fhir.dates import service_date_of
+from adapter.ledger import as_spend, history_of
+from adapter.pipeline import Options
+from adapter.replay import evaluate_bundle
+from adapter.store import SqlStore
+
+log = logging.getLogger(__name__)
+REVIEW = "therapy-encounter-review"
+#: what the review needs, fetched by the EMR before it calls (CDS Hooks prefetch templates)
+PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "encounter": "Encounter/{{context.encounterId}}",
+    "procedures": "Procedure?encounter={{context.encounterId}}&_include=Procedure:performer",
+    "coverage": "Coverage?patient={{context.patientId}}&status=active",
+    "careplans": "CarePlan?subject={{context.patientId}}&status=active",
+    "roles": "PractitionerRole?_has:Procedure:performer:encounter={{context.encounterId}}",
+}
+#: a draft procedure (not signed yet) is reviewed as the completed service it will be
+DRAFT = frozenset({"preparation", "in-progress", "completed"})
+OVERRIDE = [Coding(system=codes.CS_FINDING, code="clinician-reviewed",
+                   display="Reviewed: the documentation is right as it is")]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class CdsServices:
+    """The CDS Hooks services of one site."""
+
+    rulebook: Rulebook
+    options: Options
+    store: SqlStore
+    clients: Mapping[str, CdsClient]
+    base_url: str  # the public URL the EMR calls, without /cds-services
+    services: Sequence[Service] = field(default_factory=lambda: [
+        Service(hook=hook, id=REVIEW if hook == "encounter-discharge" else f"{REVIEW}-start",
+                title="Therapy charge review",
+                description="The day's therapy documentation checked against the billing "
+                "rules (8-minute rule, modifiers, edits, plan of care, progress reports, "
+                "authorizations) before the note is signed", prefetch=PREFETCH)
+        for hook in ("encounter-discharge", "encounter-start")
+    ])  # fmt: skip
+
+    def discovery(self) -> Answer:
+        return Answer(200, Discovery(services=list(self.services)).model_dump(exclude_none=True))
+
+    def call(self, service_id: str, body: bytes, authorization: str | None) -> Answer:
+        service = next((s for s in self.services if s.id == service_id), None)
+        if service is None:
+            return Answer(404, {"error": "no such CDS service"})
+        refused = self._refused(service_id, authorization)
+        if refused is not None:
+            return refused
+        try:
+            request = HookRequest.model_validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValidationError):
+            return Answer(400, {"error": "not a CDS Hooks request"})
+        if request.hook != service.hook:
+            return Answer(400, {"error": f"this service answers {service.hook}"})
+        cards = self._review(request)
+        log.info("cds %s %s: %d card(s)", service_id, request.hook, len(cards))
+        return Answer(200, HookResponse(cards=cards).model_dump(exclude_none=True))
+
+    def feedback(self, service_id: str, body: bytes, authorization: str | None) -> Answer:
+        if not any(s.id == service_id for s in self.services):
+            return Answer(404, {"error": "no such CDS service"})
+        refused = self._refused(f"{service_id}/feedback", authorization)
+        if refused is not None:
+            return refused
+        try:
+            feedback = Feedback.model_validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValidationError):
+            return Answer(400, {"error": "not CDS Hooks feedback"})
+        for item in feedback.feedback:  # counted per service and outcome (and reason)
+            reason = item.overrideReason.reason.code if item.overrideReason and \
+                item.overrideReason.reason else ""  # fmt: skip
+            self.store.next_number(f"cds-feedback:{service_id}:{item.outcome}:{reason}")
+        log.info("cds %s feedback: %d item(s)", service_id, len(feedback.feedback))
+        return Answer(200, {})
+
+    def feedback_counts(self, service_id: str) -> dict[str, int]:
+        """Feedback so far, by outcome (and override reason)."""
+        out: dict[str, int] = {}
+        for outcome in ("accepted", "overridden"):
+            for reason in ("", "clinician-reviewed"):
+                value = self.store.get_value(
+                    f"counter:cds-feedback:{service_id}:{outcome}:{reason}"
+                )
+                if value:
+                    out[f"{outcome}:{reason}" if reason else outcome] = int(value)
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+    def _refused(self, path: str, authorization: str | None) -> Answer | None:
+        try:
+            verify(authorization, clients=self.clients,
+                   audience=f"{self.base_url}/cds-services/{path.removesuffix('/feedback')}",
+                   remember=self._remember)  # fmt: skip
+        except TokenError as why:
+            log.warning("cds %s: refused (%s)", path, why)
+            return Answer(401, {"error": "unauthorized"})
+        return None
+
+    def _remember(self, key: str, until: float) -> bool:
+        """A token id recorded once (a second use is refused)."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return self.store.next_number(f"cds-jti:{digest}") == 1
+
+    def _review(self, request: HookRequest) -> list[Card]:
+        patient = request.context.get("patientId")
+        prefetch = request.prefetch or {}
+        if not isinstance(patient, str) or not all(prefetch.get(k) for k in ("procedures",)):
+            return [_card("info", "Therapy charge review needs the procedures prefetch",
+                          "The EMR did not send the prefetch this service asks for; nothing "
+                          "was reviewed.", "prefetch")]  # fmt: skip
+        resources = _resources(prefetch)
+        draft = [r for r in resources if r.get("resourceType") == "Procedure"
+                 and r.get("status") in DRAFT]  # fmt: skip
+        for proc in draft:
+            proc["status"] = "completed"
+        dates = sorted({d for p in draft if (d := service_date_of(p, self.options.zone))})
+        options = self._with_history(f"Patient/{patient}", dates)
+        bundle = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": r} for r in resources]}  # fmt: skip
+        _, decisions, _ = evaluate_bundle(bundle, self.rulebook, options)
+        mine = [d for d in decisions if d.patient_id in (patient, f"Patient/{patient}")]
+        cards = [c for d in mine for c in _cards(d, request.hookInstance)]
+        return cards or [_card("info", "No billable therapy on this encounter",
+                               "No completed or draft therapy procedure was found in the "
+                               "prefetch.", "none")]  # fmt: skip
+
+    def _with_history(self, patient: str, dates: Sequence[str]) -> Options:
+        """The store's history of the patient's earlier days (the clocks, the KX total), for
+        the day reviewed."""
+        if not dates:
+            return self.options
+        key = PatientDay(patient, date.fromisoformat(dates[0])).key
+        prior = self.store.kx_prior(key)
+        spend = {g: prior[g.value] for g in KxGroup if g.value in prior}
+        return replace(self.options, history=history_of(self.store.treatment_history(key)),
+                       kx_prior=as_spend(spend))  # fmt: skip
+
+
+def _resources(prefetch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every resource of the prefetch (a resource, or a Bundle's entries), copied."""
+    out: list[dict[str, Any]] = []
+    for value in prefetch.values():
+        if not isinstance(value, dict):
+            continue
+        if value.get("resourceType") == "Bundle":
+            out += [copy.deepcopy(e["resource"]) for e in value.get("entry") or []
+                    if isinstance(e, dict) and isinstance(e.get("resource"), dict)]  # fmt: skip
+        elif isinstance(value.get("resourceType"), str):
+            out.append(copy.deepcopy(value))
+    return out
+
+
+def _cards(decision: Decision, instance: str) -> list[Card]:
+    lines = ", ".join(" ".join([ln.code, f"x{ln.units}", *ln.modifiers]) for ln in decision.lines)
+    cards = [_finding_card(f, lines, instance) for f in decision.findings
+             if f.severity is not Severity.INFO]  # fmt: skip
+    summary = f"Expected charges: {lines}" if lines else "No line would be billed as documented"
+    detail = (f"Expected lines for {decision.service_date} (payer profile {decision.payer}, "
+              f"{decision.method} units): {lines or 'none'}.")  # fmt: skip
+    cards.append(_card("info", summary[:140], detail, f"{instance}:lines"))
+    return cards
+
+
+def _finding_card(f: Finding, lines: str, instance: str) -> Card:
+    error = f.severity is Severity.ERROR
+    text = f.message[0].upper() + f.message[1:]
+    summary = (f"{'Blocks billing' if error else 'Review'}: {text}")[:137]
+    summary = summary + "..." if len(summary) == 137 else summary
+    detail = (f"{text}.\n\nFinding {f.code.value}"
+              + (f" on {', '.join(f.intervention_ids)}" if f.intervention_ids else "")
+              + f". Expected lines as documented now: {lines or 'none'}.")  # fmt: skip
+    card = _card("critical" if error else "warning", summary, detail,
+                 f"{instance}:{f.code.value}:{','.join(f.intervention_ids)}")  # fmt: skip
+    card.source.topic = Coding(system=codes.CS_FINDING, code=f.code.value)
+    if not error:
+        card.overrideReasons = OVERRIDE
+    return card
+
+
+def _card(indicator: str, summary: str, detail: str, key: str) -> Card:
+    uuid = hashlib.sha256(key.encode()).hexdigest()
+    return Card.model_validate({
+        "uuid": f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:32]}",
+        "summary": summary, "detail": detail, "indicator": indicator,
+        "source": Source(label="Therapy charge adapter"),
+    })  # fmt: skip

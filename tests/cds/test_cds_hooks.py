@@ -1,0 +1,196 @@
+"""The CDS Hooks service (issue 17), called the way an EHR calls it: a CDS client that signs
+its JWT with a key it makes (ES384), posting hook requests to the real ASGI application. The
+cards say what the replay of the same day finds (one rule set, one answer); bad tokens are
+refused; feedback is counted; the documents validate against the CDS Hooks 2.0 models."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from adapter.cds.models import Discovery, HookResponse
+from adapter.cds.service import REVIEW, CdsServices
+from adapter.cds.tokens import CdsClient
+from adapter.domain import Severity
+from adapter.intake.webhook import Receiver
+from adapter.mappings import load_rulebook
+from adapter.pipeline import Options
+from adapter.replay import decisions
+from adapter.store import open_store
+from adapter.web.server import WebhookServer
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+BASE = "https://adapter.example.org"
+ISS = "https://ehr.example.org"
+RULEBOOK = load_rulebook()
+STAMP = "2026-08-01T12:00:00Z"
+
+
+class Client:
+    """A CDS client: its own key pair; a fresh jti per token."""
+
+    def __init__(self, iss: str = ISS) -> None:
+        self.iss = iss
+        self.key = ec.generate_private_key(ec.SECP384R1())
+
+    @property
+    def public_pem(self) -> str:
+        return (
+            self.key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def token(self, service: str = REVIEW, **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": self.iss, "sub": "ehr-client", "aud": f"{BASE}/cds-services/{service}",
+                "exp": now + 300, "iat": now, "jti": str(uuid.uuid4()), **claims}  # fmt: skip
+        return jwt.encode(body, self.key, algorithm="ES384", headers={"kid": "k1"})
+
+
+class Http:
+    """Requests to the adapter's web server on loopback."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.base + path, timeout=30)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return requests.post(self.base + path, timeout=30, **kw)
+
+
+@pytest.fixture
+def ehr(tmp_path: Path) -> Iterator[tuple[Http, Client, CdsServices]]:
+    client = Client()
+    store = open_store(tmp_path / "cds.db")
+    cds = CdsServices(RULEBOOK, Options(), store,
+                      {ISS: CdsClient(iss=ISS, public_key=client.public_pem, sub="ehr-client")},
+                      BASE)  # fmt: skip
+    server = WebhookServer(Receiver(lambda n: None, secret="s"), port=0, cds=cds)
+    server.start()
+    try:
+        yield Http(server.port), client, cds
+    finally:
+        server.stop()
+        store.close()
+
+
+def _request(case: str) -> tuple[dict[str, Any], str, str]:
+    """An encounter-discharge request for the fixture's first day, its prefetch the fixture's
+    resources (as the EMR's searches would return them)."""
+    bundle = json.loads((FIXTURES / case / "input.json").read_text())
+    resources = [e["resource"] for e in bundle["entry"]]
+    patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+    encounter = next(r["id"] for r in resources if r["resourceType"] == "Encounter")
+    body = {
+        "hook": "encounter-discharge", "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/x", "patientId": patient, "encounterId": encounter},
+        "prefetch": {"patient": next(r for r in resources if r["resourceType"] == "Patient"),
+                     "procedures": {"resourceType": "Bundle", "type": "searchset",
+                                    "entry": [{"resource": r} for r in resources]}},
+    }  # fmt: skip
+    return body, patient, encounter
+
+
+def test_discovery(ehr: tuple[Http, Client, CdsServices]) -> None:
+    http, _, _ = ehr
+    answer = http.get("/cds-services")
+    assert answer.status_code == 200
+    doc = Discovery.model_validate(answer.json())
+    review = next(s for s in doc.services if s.id == REVIEW)
+    assert review.hook == "encounter-discharge" and "procedures" in (review.prefetch or {})
+
+
+@pytest.mark.parametrize(
+    "case", ["knee-eval-97161-97140-xu", "ms-7-7-7", "knee-progress-report-clock"]
+)
+def test_the_cards_say_what_replay_finds(ehr: tuple[Http, Client, CdsServices], case: str) -> None:
+    http, client, _ = ehr
+    body, patient, _ = _request(case)
+    answer = http.post(f"/cds-services/{REVIEW}", json=body,
+                       headers={"Authorization": f"Bearer {client.token()}"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    cards = HookResponse.model_validate(answer.json()).cards
+    decided = [d for _, d in decisions([FIXTURES / case], RULEBOOK, Options())
+               if d.patient_id.endswith(patient)]  # fmt: skip
+    expected = {
+        (f.code.value, "critical" if f.severity is Severity.ERROR else "warning")
+        for d in decided
+        for f in d.findings
+        if f.severity is not Severity.INFO
+    }
+    got = {(c.source.topic.code, c.indicator) for c in cards if c.source.topic}
+    assert got == expected
+    lines = [c for c in cards if c.summary.startswith(("Expected charges", "No line"))]
+    assert len(lines) == len(decided)
+    for d, card in zip(decided, lines, strict=True):
+        for ln in d.lines:
+            assert f"{ln.code} x{ln.units}" in (card.detail or "")
+    assert all(len(c.summary) <= 140 for c in cards)
+    assert all(c.overrideReasons for c in cards if c.indicator == "warning")
+
+
+def test_bad_tokens_are_refused(ehr: tuple[Http, Client, CdsServices]) -> None:
+    http, client, _ = ehr
+    body, _, _ = _request("knee-balance-47min")
+    url = f"/cds-services/{REVIEW}"
+
+    def status(token: str | None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return http.post(url, json=body, headers=headers).status_code
+
+    assert status(None) == 401
+    assert status(client.token(aud=f"{BASE}/cds-services/other")) == 401
+    assert status(client.token(exp=int(time.time()) - 120, iat=int(time.time()) - 400)) == 401
+    assert status(client.token(exp=int(time.time()) + 3600)) == 401  # lives over 5 minutes
+    assert status(Client(iss="https://other.example").token()) == 401  # unknown issuer
+    assert status(Client().token()) == 401  # a key the issuer does not hold
+    assert status(client.token(sub="someone-else")) == 401
+    forged = jwt.encode({"iss": ISS, "aud": f"{BASE}/cds-services/{REVIEW}", "sub": "ehr-client",
+                         "exp": int(time.time()) + 60, "iat": int(time.time()), "jti": "x"},
+                        "a-shared-secret-of-thirty-two-bytes!", algorithm="HS256")  # fmt: skip
+    assert status(forged) == 401
+    once = client.token()
+    assert status(once) == 200
+    assert status(once) == 401  # jti reused
+    assert http.post("/cds-services/nope", json=body).status_code == 404
+    ok = client.token()
+    bad = http.post(url, data=b"{not json", headers={"Authorization": f"Bearer {ok}"})
+    assert bad.status_code == 400
+
+
+def test_missing_prefetch_and_feedback(ehr: tuple[Http, Client, CdsServices]) -> None:
+    http, client, cds = ehr
+    body, _, _ = _request("knee-balance-47min")
+    body["prefetch"] = None
+    answer = http.post(f"/cds-services/{REVIEW}", json=body,
+                       headers={"Authorization": f"Bearer {client.token()}"})  # fmt: skip
+    (card,) = HookResponse.model_validate(answer.json()).cards
+    assert card.indicator == "info" and "prefetch" in card.summary
+    feedback = {"feedback": [
+        {"card": str(uuid.uuid4()), "outcome": "accepted", "outcomeTimestamp": STAMP},
+        {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": STAMP,
+         "overrideReason": {"reason": {"code": "clinician-reviewed"}, "userComment": "ok"}},
+    ]}  # fmt: skip
+    url = f"/cds-services/{REVIEW}/feedback"
+    assert http.post(url, json=feedback).status_code == 401
+    token = client.token(aud=f"{BASE}/cds-services/{REVIEW}")
+    assert (
+        http.post(url, json=feedback, headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
+    assert cds.feedback_counts(REVIEW) == {"accepted": 1, "overridden:clinician-reviewed": 1}
