@@ -5,6 +5,7 @@ when set). Anything else is refused (401)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ class CdsClient:
     public_key: str | None = None  # PEM
     jwks_url: str | None = None
     sub: str | None = None
+
+
+@functools.cache
+def _jwks(url: str) -> jwt.PyJWKClient:
+    """One JWKS client per URL (it caches the keys it fetched, and fetches again for a new
+    ``kid``)."""
+    return jwt.PyJWKClient(url, timeout=5, cache_keys=True)
 
 
 def verify(
@@ -54,7 +62,7 @@ def verify(
     try:
         key: Any = client.public_key
         if key is None and client.jwks_url:
-            key = jwt.PyJWKClient(client.jwks_url, timeout=5).get_signing_key_from_jwt(token).key
+            key = _jwks(client.jwks_url).get_signing_key_from_jwt(token).key
         claims: dict[str, Any] = jwt.decode(
             token, key, algorithms=ALGORITHMS, audience=audience, issuer=client.iss,
             leeway=LEEWAY, options={"require": ["exp", "iat", "jti", "iss", "aud", "sub"]},

@@ -194,3 +194,50 @@ def test_missing_prefetch_and_feedback(ehr: tuple[Http, Client, CdsServices]) ->
         == 200
     )
     assert cds.feedback_counts(REVIEW) == {"accepted": 1, "overridden:clinician-reviewed": 1}
+
+
+def test_a_client_known_by_its_jwks(tmp_path: Path) -> None:
+    """The issuer's keys from its JWKS URL (served here on loopback): its token passes, one
+    signed by a key not in the set does not."""
+    import http.server
+    import threading
+
+    from jwt.algorithms import ECAlgorithm
+
+    from adapter.cds.tokens import TokenError, verify
+
+    client = Client()
+    jwk = json.loads(ECAlgorithm.to_jwk(client.key.public_key()))
+    jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "ES384"}]}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+        clients = {ISS: CdsClient(iss=ISS, jwks_url=url)}
+        seen: set[str] = set()
+
+        def remember(key: str, until: float) -> bool:
+            new = key not in seen
+            seen.add(key)
+            return new
+
+        aud = f"{BASE}/cds-services/{REVIEW}"
+        claims = verify(f"Bearer {client.token()}", clients=clients, audience=aud,
+                        remember=remember)  # fmt: skip
+        assert claims["iss"] == ISS
+        with pytest.raises(TokenError):
+            verify(f"Bearer {Client().token()}", clients=clients, audience=aud, remember=remember)
+    finally:
+        server.shutdown()
+        server.server_close()
