@@ -265,6 +265,10 @@ class CdsSettings(_Model):
 
     base_url: Annotated[str, Field(pattern=r"^https?://[!-~]+[^/]$")]  # what the EHR calls
     clients: list[CdsClientSettings] = Field(min_length=1)
+    #: FHIR servers the service may read with the request's fhirAuthorization when the EHR
+    #: sent no prefetch (never with the adapter's own credentials)
+    fhir_servers: list[Annotated[str, Field(pattern=r"^https?://[!-~]+$")]] = []
+    budget_ms: Annotated[int, Field(ge=50, le=10_000)] = 400
 
 
 _TOML: ContextVar[dict[str, Any] | None] = ContextVar("adapter_toml", default=None)

@@ -17,6 +17,8 @@ import copy
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -36,8 +38,12 @@ from adapter.cds.models import (
 )
 from adapter.cds.tokens import CdsClient, TokenError, verify
 from adapter.domain import Decision, Finding, KxGroup, PatientDay, Rulebook, Severity
+from adapter.emr.auth import BearerAuth
+from adapter.emr.client import FhirClient
+from adapter.errors import FatalServerError
 from adapter.fhir import codes
 from adapter.fhir.dates import service_date_of
+from adapter.fhir.refs import is_id
 from adapter.ledger import as_spend, history_of
 from adapter.pipeline import Options
 from adapter.replay import evaluate_bundle
@@ -75,6 +81,10 @@ class CdsServices:
     store: SqlStore
     clients: Mapping[str, CdsClient]
     base_url: str  # the public URL the EMR calls, without /cds-services
+    #: FHIR servers the service may read with the request's fhirAuthorization when the
+    #: prefetch is missing (never with the adapter's own credentials); none: never read
+    fhir_servers: frozenset[str] = frozenset()
+    budget: float = 0.4  # seconds the EHR reads may take before the answer goes without them
     services: Sequence[Service] = field(default_factory=lambda: [
         Service(hook=hook, id=REVIEW if hook == "encounter-discharge" else f"{REVIEW}-start",
                 title="Therapy charge review",
@@ -151,11 +161,15 @@ class CdsServices:
 
     def _review(self, request: HookRequest) -> list[Card]:
         patient = request.context.get("patientId")
-        prefetch = request.prefetch or {}
-        if not isinstance(patient, str) or not all(prefetch.get(k) for k in ("procedures",)):
-            return [_card("info", "Therapy charge review needs the procedures prefetch",
-                          "The EMR did not send the prefetch this service asks for; nothing "
-                          "was reviewed.", "prefetch")]  # fmt: skip
+        prefetch = dict(request.prefetch or {})
+        if not isinstance(patient, str) or not is_id(patient):
+            text = "The request names no patient id; nothing was reviewed."
+            return [_card("info", "Therapy charge review needs the patient", text, "patient")]
+        if not prefetch.get("procedures"):
+            fetched = self._fetch(request)
+            if isinstance(fetched, Card):
+                return [fetched]
+            prefetch = fetched
         resources = _resources(prefetch)
         draft = [r for r in resources if r.get("resourceType") == "Procedure"
                  and r.get("status") in DRAFT]  # fmt: skip
@@ -172,6 +186,32 @@ class CdsServices:
                                "No completed or draft therapy procedure was found in the "
                                "prefetch.", "none")]  # fmt: skip
 
+    def _fetch(self, request: HookRequest) -> dict[str, Any] | Card:
+        """The prefetch read from the EHR the request names, with its ``fhirAuthorization``,
+        when that server is on the allow-list; within the budget, else a card saying so."""
+        server = (request.fhirServer or "").rstrip("/")
+        auth = request.fhirAuthorization
+        if not server or auth is None or server not in self.fhir_servers:
+            return _card("info", "Therapy charge review needs the procedures prefetch",
+                         "The EHR did not send the prefetch this service asks for, and its "
+                         "FHIR server is not one this service may read; nothing was reviewed.",
+                         "prefetch")  # fmt: skip
+        ids = {k: v for k, v in request.context.items() if isinstance(v, str) and is_id(v)}
+        future = _READS.submit(_read_prefetch, server, auth.access_token, ids)
+        try:
+            return future.result(timeout=self.budget)
+        except FutureTimeout:
+            log.warning("cds: the EHR's reads took longer than %.0f ms", self.budget * 1000)
+            return _card("warning", "Therapy charge review incomplete: the EHR did not answer "
+                         "in time", f"Reading the encounter's procedures from the EHR took "
+                         f"longer than {self.budget * 1000:.0f} ms; nothing was reviewed. Send "
+                         "the prefetch to avoid the reads.", "budget")  # fmt: skip
+        except Exception as err:  # the EHR refused or failed: said, not raised
+            log.warning("cds: the EHR's reads failed: %s", type(err).__name__)
+            return _card("warning", "Therapy charge review incomplete: the EHR's reads failed",
+                         "The EHR's FHIR server refused or failed the reads this review "
+                         "needs; nothing was reviewed.", "reads")  # fmt: skip
+
     def _with_history(self, patient: str, dates: Sequence[str]) -> Options:
         """The store's history of the patient's earlier days (the clocks, the KX total), for
         the day reviewed."""
@@ -182,6 +222,37 @@ class CdsServices:
         spend = {g: prior[g.value] for g in KxGroup if g.value in prior}
         return replace(self.options, history=history_of(self.store.treatment_history(key)),
                        kx_prior=as_spend(spend))  # fmt: skip
+
+
+_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cds-reads")
+
+
+def _read_prefetch(server: str, token: str, ids: Mapping[str, str]) -> dict[str, Any]:
+    """The prefetch templates' reads and searches (context ids filled in), with the client's
+    token, at the server it named; a template whose ids the context lacks is left out."""
+    client = FhirClient(server, BearerAuth(token))
+    out: dict[str, Any] = {}
+    for key, template in PREFETCH.items():
+        text = template
+        for name, value in ids.items():
+            text = text.replace("{{context." + name + "}}", value)
+        if "{{" in text:
+            continue
+        kind, _, rest = text.partition("?")
+        if rest:
+            params = [tuple(p.split("=", 1)) for p in rest.split("&") if "=" in p]
+            try:
+                found = list(client.search(kind, params))  # type: ignore[arg-type]
+            except FatalServerError:
+                if key == "procedures":
+                    raise
+                continue  # a search the server does not offer (e.g. _has): without it
+            out[key] = {"resourceType": "Bundle", "type": "searchset",
+                        "entry": [{"resource": r} for r in found]}  # fmt: skip
+        else:
+            kind, _, rid = text.partition("/")
+            out[key] = client.read(kind, rid)
+    return out
 
 
 def _resources(prefetch: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -114,7 +114,9 @@ def cds_of(settings: Settings, service: Service) -> CdsServices | None:
             raise ConfigError(f"cds client {client.iss}: {client.public_key}: {err}") from None
         clients[client.iss] = CdsClient(iss=client.iss, public_key=pem,
                                         jwks_url=client.jwks_url, sub=client.sub)  # fmt: skip
-    return CdsServices(service.rulebook, service.options, service.store, clients, c.base_url)
+    return CdsServices(service.rulebook, service.options, service.store, clients, c.base_url,
+                       fhir_servers=frozenset(u.rstrip("/") for u in c.fhir_servers),
+                       budget=c.budget_ms / 1000)  # fmt: skip
 
 
 def serve(args: argparse.Namespace) -> int:
