@@ -60,6 +60,24 @@ PREFETCH = {
     "careplans": "CarePlan?subject={{context.patientId}}&status=active",
     "roles": "PractitionerRole?_has:Procedure:performer:encounter={{context.encounterId}}",
 }
+CHECK = "therapy-appointment-check"
+CHECK_PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "coverage": "Coverage?patient={{context.patientId}}&status=active",
+    "careplans": "CarePlan?subject={{context.patientId}}&status=active",
+    "documents": "DocumentReference?subject={{context.patientId}}",
+    "authorizations": "ClaimResponse?patient={{context.patientId}}&use=preauthorization",
+}
+#: a visit booked is checked as a 15-minute treatment of its discipline would be
+PROBE = {"PT": ("97110", "225100000X"), "OT": ("97110", "225X00000X"),
+         "SLP": ("92507", "235Z00000X")}  # fmt: skip
+#: the findings an appointment check reports (the clocks and the KX total)
+CLOCKS = frozenset({
+    "plan-uncertified", "plan-certified-late", "plan-recertification-due", "no-plan-of-care",
+    "progress-report-due", "progress-report-missing", "authorization-missing",
+    "authorization-exceeded", "authorization-running-out", "kx-applied", "kx-targeted-review",
+    "kx-forecast",
+})  # fmt: skip
 #: a draft procedure (not signed yet) is reviewed as the completed service it will be
 DRAFT = frozenset({"preparation", "in-progress", "completed"})
 OVERRIDE = [Coding(system=codes.CS_FINDING, code="clinician-reviewed",
@@ -86,12 +104,16 @@ class CdsServices:
     fhir_servers: frozenset[str] = frozenset()
     budget: float = 0.4  # seconds the EHR reads may take before the answer goes without them
     services: Sequence[Service] = field(default_factory=lambda: [
-        Service(hook=hook, id=REVIEW if hook == "encounter-discharge" else f"{REVIEW}-start",
-                title="Therapy charge review",
-                description="The day's therapy documentation checked against the billing "
-                "rules (8-minute rule, modifiers, edits, plan of care, progress reports, "
-                "authorizations) before the note is signed", prefetch=PREFETCH)
-        for hook in ("encounter-discharge", "encounter-start")
+        *(Service(hook=hook, id=REVIEW if hook == "encounter-discharge" else f"{REVIEW}-start",
+                  title="Therapy charge review",
+                  description="The day's therapy documentation checked against the billing "
+                  "rules (8-minute rule, modifiers, edits, plan of care, progress reports, "
+                  "authorizations) before the note is signed", prefetch=PREFETCH)
+          for hook in ("encounter-discharge", "encounter-start")),
+        Service(hook="appointment-book", id=CHECK, title="Therapy appointment check",
+                description="For each therapy visit being booked: the plan of care's "
+                "certification and end, the progress report due, the authorization's visits "
+                "and units left, the KX total", prefetch=CHECK_PREFETCH),
     ])  # fmt: skip
 
     def discovery(self) -> Answer:
@@ -110,7 +132,7 @@ class CdsServices:
             return Answer(400, {"error": "not a CDS Hooks request"})
         if request.hook != service.hook:
             return Answer(400, {"error": f"this service answers {service.hook}"})
-        cards = self._review(request)
+        cards = self._check(request) if service.id == CHECK else self._review(request)
         log.info("cds %s %s: %d card(s)", service_id, request.hook, len(cards))
         return Answer(200, HookResponse(cards=cards).model_dump(exclude_none=True))
 
@@ -186,6 +208,52 @@ class CdsServices:
                                "No completed or draft therapy procedure was found in the "
                                "prefetch.", "none")]  # fmt: skip
 
+    def _check(self, request: HookRequest) -> list[Card]:
+        """Each booked therapy visit's clocks: the rules run on the visit as a short treatment
+        of its discipline would be (the appointment's serviceType/specialty coding says which,
+        by clocks.toml's categories; PT when none does), with the patient's context from the
+        prefetch and the store's history."""
+        patient = request.context.get("patientId")
+        if not isinstance(patient, str) or not is_id(patient):
+            text = "The request names no patient id; nothing was checked."
+            return [_card("info", "Therapy appointment check needs the patient", text, "patient")]
+        context = _resources(dict(request.prefetch or {}))
+        appointments = _resources({"a": request.context.get("appointments")})
+        cards: list[Card] = []
+        for n, appt in enumerate(a for a in appointments if a.get("resourceType") == "Appointment"):
+            on = service_date_of({"performedDateTime": appt.get("start")}, self.options.zone)
+            if on is None:
+                continue
+            discipline = self._discipline(appt)
+            probe = _probe(patient, on, discipline, n)
+            options = self._with_history(f"Patient/{patient}", [on])
+            bundle = {"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"resource": r} for r in [*context, *probe]]}  # fmt: skip
+            _, found, _ = evaluate_bundle(bundle, self.rulebook, options)
+            for d in (d for d in found if d.service_date.isoformat() == on):
+                key = f"{request.hookInstance}:{appt.get('id')}"
+                shown = [f for f in d.findings if f.severity is not Severity.INFO]
+                clocks = [f for f in shown if f.code.value in CLOCKS]
+                cards += [_finding_card(f, "", key) for f in clocks]
+                state = [e for e in d.explanation if e.startswith(
+                    ("Authorization", "Certification", "Progress report", "KX"))]  # fmt: skip
+                summary = f"Therapy visit {on} ({discipline}): {len(state)} clock(s) checked"
+                detail = "\n".join(state) or "No clock applies."
+                cards.append(_card("info", summary[:140], detail, f"{key}:state"))
+        text = "The request lists no appointment with a start."
+        return cards or [_card("info", "No therapy appointment to check", text, "none")]
+
+    def _discipline(self, appointment: Mapping[str, Any]) -> str:
+        kinds = self.rulebook.clocks.certification.categories
+        canonical = self.rulebook.intake.canonical
+        for element in ("serviceType", "specialty", "serviceCategory"):
+            for concept in appointment.get(element) or []:
+                for c in (concept or {}).get("coding") or [] if isinstance(concept, dict) else []:
+                    found = kinds.get(f"{canonical(c.get('system'))}|{c.get('code')}")
+                    if found is not None:
+                        return found.value
+        return "PT"
+
     def _fetch(self, request: HookRequest) -> dict[str, Any] | Card:
         """The prefetch read from the EHR the request names, with its ``fhirAuthorization``,
         when that server is on the allow-list; within the budget, else a card saying so."""
@@ -222,6 +290,20 @@ class CdsServices:
         spend = {g: prior[g.value] for g in KxGroup if g.value in prior}
         return replace(self.options, history=history_of(self.store.treatment_history(key)),
                        kx_prior=as_spend(spend))  # fmt: skip
+
+
+def _probe(patient: str, on: str, discipline: str, n: int) -> list[dict[str, Any]]:
+    """A 15-minute treatment of the discipline on the visit's date by a therapist of it: what
+    the rules need to say which clocks the visit meets (never written anywhere)."""
+    code, taxonomy = PROBE.get(discipline, PROBE["PT"])
+    role = {"resourceType": "PractitionerRole", "id": f"cds-probe-role-{discipline.lower()}",
+            "code": [{"coding": [{"system": codes.NUCC, "code": taxonomy}]}]}  # fmt: skip
+    proc = {"resourceType": "Procedure", "id": f"cds-probe-{n}", "status": "completed",
+            "subject": {"reference": f"Patient/{patient}"},
+            "code": {"coding": [{"system": codes.CPT, "code": code}]},
+            "performedPeriod": {"start": f"{on}T12:00:00+00:00", "end": f"{on}T12:15:00+00:00"},
+            "performer": [{"actor": {"reference": f"PractitionerRole/{role['id']}"}}]}  # fmt: skip
+    return [role, proc]
 
 
 _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cds-reads")

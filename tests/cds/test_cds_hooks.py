@@ -241,3 +241,38 @@ def test_a_client_known_by_its_jwks(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_appointment_check_states_the_clocks(ehr: tuple[Http, Client, CdsServices]) -> None:
+    """appointment-book: a PT visit booked after the four authorized visits were used says the
+    authorization is exceeded; one after it ended, that none covers the day; each with the
+    clocks' state (the authorization's count) as detail."""
+    from adapter.cds.service import CHECK
+
+    http, client, _ = ehr
+    bundle = json.loads((FIXTURES / "back-commercial-authorization-visits" / "input.json")
+                        .read_text())  # fmt: skip
+    resources = [e["resource"] for e in bundle["entry"]]
+    patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+    pt = {"coding": [{"system": "http://snomed.info/sct", "code": "91251008"}]}
+    appointments = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Appointment", "id": "a1", "status": "proposed",
+                      "start": "2026-06-23T10:00:00-05:00", "serviceType": [pt]}},
+        {"resource": {"resourceType": "Appointment", "id": "a2", "status": "proposed",
+                      "start": "2026-07-07T10:00:00-05:00"}}]}  # fmt: skip
+    body = {"hook": "appointment-book", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/x", "patientId": patient,
+                        "appointments": appointments},
+            "prefetch": {"everything": {"resourceType": "Bundle", "type": "searchset",
+                         "entry": [{"resource": r} for r in resources]}}}  # fmt: skip
+    auth = {"Authorization": f"Bearer {client.token(service=CHECK)}"}
+    answer = http.post(f"/cds-services/{CHECK}", json=body, headers=auth)
+    assert answer.status_code == 200, answer.text
+    cards = HookResponse.model_validate(answer.json()).cards
+    topics = [c.source.topic.code for c in cards if c.source.topic]
+    # the visits grant is used up; the 97110 units grant ends in 7 days; after 06-30: none
+    assert topics == ["authorization-exceeded", "authorization-running-out",
+                      "authorization-missing"]  # fmt: skip
+    state = [c for c in cards if c.summary.startswith("Therapy visit 2026-06-23 (PT)")]
+    assert state and "Authorization PA-2026-0601" in (state[0].detail or "")
+    assert "visit 6 of 4" in (state[0].detail or "")
