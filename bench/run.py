@@ -19,18 +19,30 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jwt
 import orjson
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from adapter.cds.service import REVIEW, CdsServices  # noqa: E402
+from adapter.cds.tokens import CdsClient  # noqa: E402
+from adapter.intake.webhook import Receiver  # noqa: E402
+from adapter.mappings import load_rulebook  # noqa: E402
+from adapter.pipeline import Options  # noqa: E402
+from adapter.store import open_store  # noqa: E402
+from adapter.web.server import WebhookServer  # noqa: E402
 from bench.generate import (  # noqa: E402
     Day,
     Generator,
@@ -524,6 +536,63 @@ def measure_live(base: str, days: list[Day], rate: float, timeout: float = 60.0)
 
 
 # -- cli -------------------------------------------------------------------------------------
+def cmd_cds(args: argparse.Namespace) -> int:
+    """CDS Hooks card latency with prefetch (issue 17: p95 <= 200 ms on this machine): a CDS
+    client signs a fresh ES384 JWT per call and posts the fixture days' encounter-discharge
+    requests to the adapter's real web server on loopback; wall time per call, client side."""
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    base, iss = "https://adapter.example.org", "https://ehr.example.org"
+    key = ec.generate_private_key(ec.SECP384R1())
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, spki).decode()
+    requests_ = []
+    for case in sorted(fixtures.glob("*/input.json"))[: args.days]:
+        resources = [e["resource"] for e in orjson.loads(case.read_bytes())["entry"]]
+        patient = next((r["id"] for r in resources if r["resourceType"] == "Patient"), None)
+        encounter = next((r["id"] for r in resources if r["resourceType"] == "Encounter"), "x")
+        if patient is None:
+            continue
+        requests_.append({"hook": "encounter-discharge", "hookInstance": "",
+                          "context": {"userId": "Practitioner/x", "patientId": patient,
+                                      "encounterId": encounter},
+                          "prefetch": {"procedures": {"resourceType": "Bundle",
+                                                      "type": "searchset",
+                                                      "entry": [{"resource": r}
+                                                                for r in resources]}}})  # fmt: skip
+    with workdir(args.keep, "bench-cds-") as tmp:
+        store = open_store(tmp / "cds.db")
+        cds = CdsServices(load_rulebook(), Options(), store,
+                          {iss: CdsClient(iss=iss, public_key=pem)}, base)  # fmt: skip
+        server = WebhookServer(Receiver(lambda n: None, secret="s"), port=0, cds=cds)
+        server.start()
+        session = requests.Session()
+        times: list[float] = []
+        try:
+            for n in range(args.calls):
+                body = dict(requests_[n % len(requests_)], hookInstance=str(uuid.uuid4()))
+                now = int(time.time())
+                token = jwt.encode({"iss": iss, "sub": "bench", "aud": f"{base}/cds-services/"
+                                    f"{REVIEW}", "exp": now + 60, "iat": now,
+                                    "jti": str(uuid.uuid4())}, key, algorithm="ES384")  # fmt: skip
+                started = time.perf_counter()
+                answer = session.post(f"http://127.0.0.1:{server.port}/cds-services/{REVIEW}",
+                                      data=orjson.dumps(body), timeout=30,
+                                      headers={"Authorization": f"Bearer {token}",
+                                               "Content-Type": "application/json"})  # fmt: skip
+                elapsed = time.perf_counter() - started
+                if answer.status_code != 200:
+                    raise SystemExit(f"cds call answered {answer.status_code}")
+                if n >= args.warmup:
+                    times.append(elapsed * 1000)
+        finally:
+            server.stop()
+            store.close()
+    report("cds", {"calls": len(times), "days": len(requests_)},
+           {"p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95)},
+           {"p95_ms": "<=200"}, {"prefetch": True})  # fmt: skip
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -539,6 +608,11 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--warmup", type=int, default=5, help="unmeasured patient-days first")
     lv.add_argument("--seed", type=int, default=0)
     lv.add_argument("--keep", type=Path, default=None, help="keep the server's work dir in DIR")
+    cd = sub.add_parser("cds", help="CDS Hooks card latency with prefetch (p50, p95)")
+    cd.add_argument("--calls", type=int, default=200)
+    cd.add_argument("--days", type=int, default=40, help="fixture cases to cycle through")
+    cd.add_argument("--warmup", type=int, default=10)
+    cd.add_argument("--keep", type=Path, default=None)
     b = sub.add_parser("_baseline", help=argparse.SUPPRESS)
     b.add_argument("inputs", type=Path)
     b.add_argument("outputs", type=Path)
@@ -548,7 +622,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    command = {"replay": cmd_replay, "live": cmd_live, "_baseline": cmd_baseline}[args.command]
+    command = {"replay": cmd_replay, "live": cmd_live, "cds": cmd_cds,
+               "_baseline": cmd_baseline}[args.command]  # fmt: skip
     return command(args)
 
 

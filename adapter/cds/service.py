@@ -146,24 +146,17 @@ class CdsServices:
             feedback = Feedback.model_validate(orjson.loads(body))
         except (orjson.JSONDecodeError, ValidationError):
             return Answer(400, {"error": "not CDS Hooks feedback"})
-        for item in feedback.feedback:  # counted per service and outcome (and reason)
-            reason = item.overrideReason.reason.code if item.overrideReason and \
-                item.overrideReason.reason else ""  # fmt: skip
-            self.store.next_number(f"cds-feedback:{service_id}:{item.outcome}:{reason}")
+        for item in feedback.feedback:  # kept per card (the reason code, never free text)
+            why = item.overrideReason.reason if item.overrideReason else None
+            self.store.cds_feedback_add(service_id, item.card, item.outcome,
+                                        why.code if why else "", item.outcomeTimestamp)  # fmt: skip
         log.info("cds %s feedback: %d item(s)", service_id, len(feedback.feedback))
         return Answer(200, {})
 
     def feedback_counts(self, service_id: str) -> dict[str, int]:
         """Feedback so far, by outcome (and override reason)."""
-        out: dict[str, int] = {}
-        for outcome in ("accepted", "overridden"):
-            for reason in ("", "clinician-reviewed"):
-                value = self.store.get_value(
-                    f"counter:cds-feedback:{service_id}:{outcome}:{reason}"
-                )
-                if value:
-                    out[f"{outcome}:{reason}" if reason else outcome] = int(value)
-        return out
+        return {f"{o}:{r}" if r else o: n
+                for (o, r), n in self.store.cds_feedback_counts(service_id).items()}  # fmt: skip
 
     # -- internals ---------------------------------------------------------------------------
     def _refused(self, path: str, authorization: str | None) -> Answer | None:

@@ -166,6 +166,11 @@ class SqlStore:
                 done_at DOUBLE PRECISION, lease_until DOUBLE PRECISION,
                 UNIQUE (target, day, seq))""",
             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (target, status, id)",
+            # the CDS Hooks cards' feedback: what clinicians did with them (no free text kept)
+            f"""CREATE TABLE IF NOT EXISTS cds_feedback (
+                id {self.id_type}, service TEXT NOT NULL, card TEXT NOT NULL,
+                outcome TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
+                UNIQUE (service, card, at))""",
         ]
 
     #: columns added after a table was first created: (table, column, definition); each store
@@ -499,6 +504,20 @@ class SqlStore:
 
     def outbox_set_body(self, item_id: int, control: str, body: str) -> None:
         self._run("UPDATE outbox SET control = ?, body = ? WHERE id = ?", (control, body, item_id))
+
+    def cds_feedback_add(self, service: str, card: str, outcome: str, reason: str, at: str) -> None:
+        """One card's feedback (the same feedback posted again is kept once)."""
+        self._run(
+            "INSERT INTO cds_feedback (service, card, outcome, reason, at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (service, card, at) DO NOTHING",
+            (service, card, outcome, reason, at),
+        )
+
+    def cds_feedback_counts(self, service: str) -> dict[tuple[str, str], int]:
+        """(outcome, override reason) -> how many, for a service."""
+        return {(str(o), str(r)): int(n) for o, r, n in self._run(
+            "SELECT outcome, reason, COUNT(*) FROM cds_feedback WHERE service = ? "
+            "GROUP BY outcome, reason", (service,))}  # fmt: skip
 
     def next_number(self, name: str) -> int:
         """The next of a counter (1, 2, …), atomically: control numbers one per interchange."""

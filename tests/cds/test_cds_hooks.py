@@ -194,6 +194,9 @@ def test_missing_prefetch_and_feedback(ehr: tuple[Http, Client, CdsServices]) ->
         == 200
     )
     assert cds.feedback_counts(REVIEW) == {"accepted": 1, "overridden:clinician-reviewed": 1}
+    again = {"Authorization": f"Bearer {client.token()}"}
+    assert http.post(url, json=feedback, headers=again).status_code == 200  # kept once
+    assert cds.feedback_counts(REVIEW) == {"accepted": 1, "overridden:clinician-reviewed": 1}
 
 
 def test_a_client_known_by_its_jwks(tmp_path: Path) -> None:
