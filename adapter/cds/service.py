@@ -37,9 +37,17 @@ from adapter.cds.models import (
     Source,
 )
 from adapter.cds.tokens import CdsClient, TokenError, verify
-from adapter.domain import Decision, Finding, KxGroup, PatientDay, Rulebook, Severity
+from adapter.domain import (
+    Decision,
+    Finding,
+    KxGroup,
+    PatientDay,
+    Rulebook,
+    RuleSource,
+    Severity,
+)
 from adapter.emr.auth import BearerAuth
-from adapter.emr.client import FhirClient
+from adapter.emr.client import FhirClient, RetryPolicy
 from adapter.errors import FatalServerError
 from adapter.fhir import codes
 from adapter.fhir.dates import service_date_of
@@ -196,7 +204,7 @@ class CdsServices:
                   "entry": [{"resource": r} for r in resources]}  # fmt: skip
         _, decisions, _ = evaluate_bundle(bundle, self.rulebook, options)
         mine = [d for d in decisions if d.patient_id in (patient, f"Patient/{patient}")]
-        cards = [c for d in mine for c in _cards(d, request.hookInstance)]
+        cards = [c for d in mine for c in _cards(d, request.hookInstance, self.rulebook)]
         return cards or [_card("info", "No billable therapy on this encounter",
                                "No completed or draft therapy procedure was found in the "
                                "prefetch.", "none")]  # fmt: skip
@@ -227,7 +235,8 @@ class CdsServices:
                 key = f"{request.hookInstance}:{appt.get('id')}"
                 shown = [f for f in d.findings if f.severity is not Severity.INFO]
                 clocks = [f for f in shown if f.code.value in CLOCKS]
-                cards += [_finding_card(f, "", key) for f in clocks]
+                cards += [_finding_card(f, "", key, _rule_of(f, self.rulebook, d.payer))
+                          for f in clocks]  # fmt: skip
                 state = [e for e in d.explanation if e.startswith(
                     ("Authorization", "Certification", "Progress report", "KX"))]  # fmt: skip
                 summary = f"Therapy visit {on} ({discipline}): {len(state)} clock(s) checked"
@@ -305,7 +314,10 @@ _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cds-reads")
 def _read_prefetch(server: str, token: str, ids: Mapping[str, str]) -> dict[str, Any]:
     """The prefetch templates' reads and searches (context ids filled in), with the client's
     token, at the server it named; a template whose ids the context lacks is left out."""
-    client = FhirClient(server, BearerAuth(token))
+    # no retries and short timeouts: the answer cannot wait for them (the budget), and a read
+    # left behind must not outlive the call by long
+    client = FhirClient(server, BearerAuth(token), timeout=(2.0, 5.0), deadline=10.0,
+                        retry=RetryPolicy(attempts=1))  # fmt: skip
     out: dict[str, Any] = {}
     for key, template in PREFETCH.items():
         text = template
@@ -344,9 +356,10 @@ def _resources(prefetch: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _cards(decision: Decision, instance: str) -> list[Card]:
+def _cards(decision: Decision, instance: str, rulebook: Rulebook) -> list[Card]:
     lines = ", ".join(" ".join([ln.code, f"x{ln.units}", *ln.modifiers]) for ln in decision.lines)
-    cards = [_finding_card(f, lines, instance) for f in decision.findings
+    cards = [_finding_card(f, lines, instance, _rule_of(f, rulebook, decision.payer))
+             for f in decision.findings
              if f.severity is not Severity.INFO]  # fmt: skip
     summary = f"Expected charges: {lines}" if lines else "No line would be billed as documented"
     detail = (f"Expected lines for {decision.service_date} (payer profile {decision.payer}, "
@@ -355,7 +368,22 @@ def _cards(decision: Decision, instance: str) -> list[Card]:
     return cards
 
 
-def _finding_card(f: Finding, lines: str, instance: str) -> Card:
+def _rule_of(f: Finding, rulebook: Rulebook, payer: str) -> RuleSource | None:
+    """The ``mappings/`` entry a clock's or KX finding comes from (None: the finding names
+    none of its own; its lines' rule references are in the Provenance)."""
+    clocks = rulebook.clocks
+    value = f.code.value
+    if value.startswith("progress-report"):
+        return clocks.progress.source
+    if value.startswith("plan-"):
+        return clocks.certification.source
+    if value.startswith("authorization"):
+        return clocks.authorization.source
+    profile = rulebook.payers.get(payer)
+    return profile.source if value.startswith("kx-") and profile is not None else None
+
+
+def _finding_card(f: Finding, lines: str, instance: str, rule: RuleSource | None = None) -> Card:
     error = f.severity is Severity.ERROR
     text = f.message[0].upper() + f.message[1:]
     summary = (f"{'Blocks billing' if error else 'Review'}: {text}")[:137]
@@ -366,6 +394,9 @@ def _finding_card(f: Finding, lines: str, instance: str) -> Card:
     card = _card("critical" if error else "warning", summary, detail,
                  f"{instance}:{f.code.value}:{','.join(f.intervention_ids)}")  # fmt: skip
     card.source.topic = Coding(system=codes.CS_FINDING, code=f.code.value)
+    if rule is not None:  # the rule and its mappings/ entry
+        card.source.label = f"Therapy charge adapter: {rule.ref}"
+        card.detail = f"{card.detail}\n\nRule ({rule.ref}, {rule.confidence}): {rule.citation}"
     if not error:
         card.overrideReasons = OVERRIDE
     return card

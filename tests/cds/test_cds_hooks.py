@@ -276,6 +276,10 @@ def test_the_appointment_check_states_the_clocks(ehr: tuple[Http, Client, CdsSer
     # the visits grant is used up; the 97110 units grant ends in 7 days; after 06-30: none
     assert topics == ["authorization-exceeded", "authorization-running-out",
                       "authorization-missing"]  # fmt: skip
+    exceeded = next(c for c in cards if c.source.topic and c.source.topic.code ==
+                    "authorization-exceeded")  # fmt: skip
+    assert exceeded.source.label == "Therapy charge adapter: clocks:authorization"
+    assert "Rule (clocks:authorization, LOW): domain.md §7" in (exceeded.detail or "")
     state = [c for c in cards if c.summary.startswith("Therapy visit 2026-06-23 (PT)")]
     assert state and "Authorization PA-2026-0601" in (state[0].detail or "")
     assert "visit 6 of 4" in (state[0].detail or "")
