@@ -31,6 +31,7 @@ from adapter.domain import KxGroup, KxSpend, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import billed_days
 from adapter.errors import FatalServerError
+from adapter.fhir.coding import coding_keys
 from adapter.intake.events import (
     CONTEXT,
     ChangeEvent,
@@ -178,10 +179,7 @@ class Service:
         patient = context_patient(resource) if resource is not None else None
         if resource is not None and resource.get("resourceType") == "DocumentReference":
             types = self.rulebook.clocks.progress.types
-            canonical = self.rulebook.intake.canonical
-            kinds = [f"{canonical(c.get('system'))}|{c.get('code')}"
-                     for c in (resource.get("type") or {}).get("coding") or []
-                     if isinstance(c, dict)]  # fmt: skip
+            kinds = coding_keys(resource.get("type"), self.rulebook)
             patient = patient if any(k in types for k in kinds) else None
         if patient is None:
             log.info("%s changed: no patient's clock input, nothing to recompute", ev.key)

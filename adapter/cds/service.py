@@ -50,6 +50,7 @@ from adapter.emr.auth import BearerAuth
 from adapter.emr.client import FhirClient, RetryPolicy
 from adapter.errors import FatalServerError
 from adapter.fhir import codes
+from adapter.fhir.coding import coding_keys
 from adapter.fhir.dates import service_date_of
 from adapter.fhir.refs import is_id
 from adapter.ledger import as_spend, history_of
@@ -247,13 +248,10 @@ class CdsServices:
 
     def _discipline(self, appointment: Mapping[str, Any]) -> str:
         kinds = self.rulebook.clocks.certification.categories
-        canonical = self.rulebook.intake.canonical
         for element in ("serviceType", "specialty", "serviceCategory"):
-            for concept in appointment.get(element) or []:
-                for c in (concept or {}).get("coding") or [] if isinstance(concept, dict) else []:
-                    found = kinds.get(f"{canonical(c.get('system'))}|{c.get('code')}")
-                    if found is not None:
-                        return found.value
+            for key in coding_keys(list(appointment.get(element) or []), self.rulebook):
+                if key in kinds:
+                    return kinds[key].value
         return "PT"
 
     def _fetch(self, request: HookRequest) -> dict[str, Any] | Card:

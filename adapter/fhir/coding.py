@@ -18,6 +18,15 @@ def codings(concept: Any) -> list[Resource]:
     return [c for c in as_list(concept.get("coding")) if isinstance(c, dict)]
 
 
+def coding_keys(value: Any, rulebook: Rulebook) -> list[str]:
+    """``system|code`` of every coding of a CodeableConcept (or of a repeating element's
+    concepts), the system as ``code_systems.toml`` spells it: the keys ``mappings/`` tables
+    use."""
+    canonical = rulebook.intake.canonical
+    found = concepts(value) if isinstance(value, list) else [value]
+    return [f"{canonical(c.get('system'))}|{c.get('code')}" for v in found for c in codings(v)]
+
+
 def concepts(value: Any) -> list[Resource]:
     """The CodeableConcepts of a repeating element."""
     return [c for c in as_list(value) if isinstance(c, dict)]

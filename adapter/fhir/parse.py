@@ -35,6 +35,7 @@ from adapter.fhir.authorizations import authorizations_of
 from adapter.fhir.clinicians import Clinicians, role_discipline
 from adapter.fhir.coding import (
     ResolvedCode,
+    coding_keys,
     codings,
     concepts,
     documented_code,
@@ -233,10 +234,7 @@ def _progress_reports(
             "entered-in-error",
         ):
             continue  # fmt: skip
-        kinds = [
-            f"{rulebook.intake.canonical(c.get('system'))}|{c.get('code')}"
-            for c in codings(as_dict(doc.get("type")))
-        ]
+        kinds = coding_keys(as_dict(doc.get("type")), rulebook)
         kind = next((k for k in kinds if k in types), None)
         when = doc.get("date") or as_dict(as_dict(doc.get("context")).get("period")).get("start")
         dos = service_date_of({"performedDateTime": when}, zone) if isinstance(when, str) else None
@@ -267,11 +265,7 @@ def _plans(plans: Sequence[Resource], rulebook: Rulebook, lookup: Lookup) -> tup
     rules = rulebook.clocks.certification
     out: list[PlanOfCare] = []
     for plan in plans:
-        kinds = [
-            f"{rulebook.intake.canonical(c.get('system'))}|{c.get('code')}"
-            for concept in as_list(plan.get("category"))
-            for c in codings(as_dict(concept))
-        ]
+        kinds = coding_keys(as_list(plan.get("category")), rulebook)
         discipline = next((rules.categories[k] for k in kinds if k in rules.categories), None)
         period = as_dict(plan.get("period"))
         key = f"CarePlan/{plan.get('id')}"
