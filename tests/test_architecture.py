@@ -66,7 +66,9 @@ ALLOWED: dict[str, frozenset[str]] = {
         }
     ),
     # the CDS Hooks services: the draft day through the same pipeline, the store's history
-    "cds": frozenset({"domain", "errors", "fhir", "emr", "ledger", "pipeline", "replay", "store"}),
+    "cds": frozenset(
+        {"domain", "errors", "fhir", "emr", "ledger", "pipeline", "replay", "rules", "store"}
+    ),
     # the command line may use everything, and the package's version
     "cli": frozenset(ALL_LAYERS - {"cli", "api"} | {"__init__"}),
     # the library API (README "Library use") and the package that exports it

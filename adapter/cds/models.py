@@ -53,13 +53,27 @@ class Link(_Closed):
     type: Literal["absolute", "smart"] = "absolute"
 
 
+class Action(_Closed):
+    type: Literal["create", "update", "delete"]
+    description: str
+    resource: dict[str, Any] | None = None
+    resourceId: list[str] | None = None
+
+
+class Suggestion(_Closed):
+    label: str
+    uuid: str | None = None
+    isRecommended: bool | None = None
+    actions: list[Action] | None = None
+
+
 class Card(_Closed):
     uuid: str | None = None
     summary: str = Field(max_length=140)
     detail: str | None = None
     indicator: Literal["info", "warning", "critical"]
     source: Source
-    suggestions: list[dict[str, Any]] | None = None
+    suggestions: list[Suggestion] | None = None
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     overrideReasons: list[Coding] | None = None
     links: list[Link] | None = None

@@ -36,6 +36,7 @@ from adapter.cds.models import (
     Service,
     Source,
 )
+from adapter.cds.suggest import suggestions
 from adapter.cds.tokens import CdsClient, TokenError, verify
 from adapter.domain import (
     Decision,
@@ -43,7 +44,6 @@ from adapter.domain import (
     KxGroup,
     PatientDay,
     Rulebook,
-    RuleSource,
     Severity,
 )
 from adapter.emr.auth import BearerAuth
@@ -56,6 +56,7 @@ from adapter.fhir.refs import is_id
 from adapter.ledger import as_spend, history_of
 from adapter.pipeline import Options
 from adapter.replay import evaluate_bundle
+from adapter.rules.sources import finding_source
 from adapter.store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class CdsServices:
     def _remember(self, key: str, until: float) -> bool:
         """A token id recorded once (a second use is refused)."""
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        return self.store.next_number(f"cds-jti:{digest}") == 1
+        return self.store.jti_first_use(f"cds-jti:{digest}", until)
 
     def _review(self, request: HookRequest) -> list[Card]:
         patient = request.context.get("patientId")
@@ -205,7 +206,9 @@ class CdsServices:
                   "entry": [{"resource": r} for r in resources]}  # fmt: skip
         _, decisions, _ = evaluate_bundle(bundle, self.rulebook, options)
         mine = [d for d in decisions if d.patient_id in (patient, f"Patient/{patient}")]
-        cards = [c for d in mine for c in _cards(d, request.hookInstance, self.rulebook)]
+        procedures = {f"Procedure/{p['id']}": p for p in draft if isinstance(p.get("id"), str)}
+        cards = [c for d in mine
+                 for c in _cards(d, request.hookInstance, self.rulebook, procedures)]  # fmt: skip
         return cards or [_card("info", "No billable therapy on this encounter",
                                "No completed or draft therapy procedure was found in the "
                                "prefetch.", "none")]  # fmt: skip
@@ -236,8 +239,12 @@ class CdsServices:
                 key = f"{request.hookInstance}:{appt.get('id')}"
                 shown = [f for f in d.findings if f.severity is not Severity.INFO]
                 clocks = [f for f in shown if f.code.value in CLOCKS]
-                cards += [_finding_card(f, "", key, _rule_of(f, self.rulebook, d.payer))
-                          for f in clocks]  # fmt: skip
+                cards += [
+                    _finding_card(
+                        f, d, lines="", instance=key, rulebook=self.rulebook, procedures={}
+                    )
+                    for f in clocks
+                ]
                 state = [e for e in d.explanation if e.startswith(
                     ("Authorization", "Certification", "Progress report", "KX"))]  # fmt: skip
                 summary = f"Therapy visit {on} ({discipline}): {len(state)} clock(s) checked"
@@ -354,9 +361,15 @@ def _resources(prefetch: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _cards(decision: Decision, instance: str, rulebook: Rulebook) -> list[Card]:
+def _cards(
+    decision: Decision,
+    instance: str,
+    rulebook: Rulebook,
+    procedures: Mapping[str, Mapping[str, Any]],
+) -> list[Card]:
     lines = ", ".join(" ".join([ln.code, f"x{ln.units}", *ln.modifiers]) for ln in decision.lines)
-    cards = [_finding_card(f, lines, instance, _rule_of(f, rulebook, decision.payer))
+    cards = [_finding_card(f, decision, lines=lines, instance=instance, rulebook=rulebook,
+                           procedures=procedures)
              for f in decision.findings
              if f.severity is not Severity.INFO]  # fmt: skip
     summary = f"Expected charges: {lines}" if lines else "No line would be billed as documented"
@@ -366,22 +379,17 @@ def _cards(decision: Decision, instance: str, rulebook: Rulebook) -> list[Card]:
     return cards
 
 
-def _rule_of(f: Finding, rulebook: Rulebook, payer: str) -> RuleSource | None:
-    """The ``mappings/`` entry a clock's or KX finding comes from (None: the finding names
-    none of its own; its lines' rule references are in the Provenance)."""
-    clocks = rulebook.clocks
-    value = f.code.value
-    if value.startswith("progress-report"):
-        return clocks.progress.source
-    if value.startswith("plan-"):
-        return clocks.certification.source
-    if value.startswith("authorization"):
-        return clocks.authorization.source
-    profile = rulebook.payers.get(payer)
-    return profile.source if value.startswith("kx-") and profile is not None else None
-
-
-def _finding_card(f: Finding, lines: str, instance: str, rule: RuleSource | None = None) -> Card:
+def _finding_card(
+    f: Finding,
+    decision: Decision,
+    *,
+    lines: str,
+    instance: str,
+    rulebook: Rulebook,
+    procedures: Mapping[str, Mapping[str, Any]],
+) -> Card:
+    """One finding's card: the rule and its ``mappings/`` entry as the source, the mechanical
+    fixes as suggestions, override reasons for a warning."""
     error = f.severity is Severity.ERROR
     text = f.message[0].upper() + f.message[1:]
     summary = (f"{'Blocks billing' if error else 'Review'}: {text}")[:137]
@@ -392,9 +400,14 @@ def _finding_card(f: Finding, lines: str, instance: str, rule: RuleSource | None
     card = _card("critical" if error else "warning", summary, detail,
                  f"{instance}:{f.code.value}:{','.join(f.intervention_ids)}")  # fmt: skip
     card.source.topic = Coding(system=codes.CS_FINDING, code=f.code.value)
+    rule = finding_source(f, decision, rulebook)
     if rule is not None:  # the rule and its mappings/ entry
         card.source.label = f"Therapy charge adapter: {rule.ref}"
         card.detail = f"{card.detail}\n\nRule ({rule.ref}, {rule.confidence}): {rule.citation}"
+    fixes = suggestions(f, decision, procedures, rulebook)
+    if fixes:
+        card.suggestions = fixes
+        card.selectionBehavior = "at-most-one"
     if not error:
         card.overrideReasons = OVERRIDE
     return card

@@ -1,7 +1,9 @@
 """The CDS client's JWT (CDS Hooks 2.0 "Trusting CDS Clients"): signed by an allow-listed
 issuer (its public key in the config, or its JWKS URL), ``aud`` the service's URL, ``exp`` at
 most five minutes out, a ``jti`` never seen before, ``sub`` the client id (the configured one,
-when set). Anything else is refused (401)."""
+when set). A ``jku`` header is followed only when it is the issuer's configured JWKS URL (any
+other is refused: the keys come from the allow-list, never from the token). Anything else is
+refused (401)."""
 
 from __future__ import annotations
 
@@ -59,6 +61,9 @@ def verify(
     client = clients.get(str(unverified.get("iss")))
     if client is None:
         raise TokenError("issuer not allowed")
+    jku = header.get("jku")
+    if jku is not None and jku != client.jwks_url:  # only the issuer's allow-listed JWKS
+        raise TokenError("jku not allowed for the issuer")
     try:
         key: Any = client.public_key
         if key is None and client.jwks_url:

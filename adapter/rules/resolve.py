@@ -139,6 +139,7 @@ def performers(iv: Intervention, code: str, entry: CodeEntry) -> Performed:
                 ERR,
                 f"{code} is not billable under a {who.discipline} plan of care",
                 ids,
+                line_code=code,
             )
         )
         held = True
@@ -149,6 +150,7 @@ def performers(iv: Intervention, code: str, entry: CodeEntry) -> Performed:
                 ERR,
                 f"{code} may not be furnished by an assistant alone",
                 ids,
+                line_code=code,
             )
         )
         held = True
@@ -341,6 +343,7 @@ def group_billed_one_on_one(
             f"{code} is a one-on-one code but the service was delivered in a group: "
             f"bill {instead} instead",
             (iv.id,),
+            line_code=code,
         )
     )
 

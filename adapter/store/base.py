@@ -171,6 +171,9 @@ class SqlStore:
                 id {self.id_type}, service TEXT NOT NULL, card TEXT NOT NULL,
                 outcome TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
                 UNIQUE (service, card, at))""",
+            # the CDS clients' token ids seen, until their token expires (a jti is used once)
+            """CREATE TABLE IF NOT EXISTS cds_jti (
+                key TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL)""",
         ]
 
     #: columns added after a table was first created: (table, column, definition); each store
@@ -518,6 +521,20 @@ class SqlStore:
         return {(str(o), str(r)): int(n) for o, r, n in self._run(
             "SELECT outcome, reason, COUNT(*) FROM cds_feedback WHERE service = ? "
             "GROUP BY outcome, reason", (service,))}  # fmt: skip
+
+    def jti_first_use(self, key: str, until: float) -> bool:
+        """Record a token id until it expires; False when it was recorded before (a replay).
+        Ids whose tokens expired (an hour ago: past any clock leeway) are dropped as it goes."""
+        self._run("DELETE FROM cds_jti WHERE until < ?", (self.clock() - 3600.0,))
+        rows = self._run(
+            "INSERT INTO cds_jti (key, until) VALUES (?, ?) ON CONFLICT (key) DO NOTHING "
+            "RETURNING key",
+            (key, until),
+        )
+        return bool(rows)
+
+    def jti_count(self) -> int:
+        return int(self._run("SELECT COUNT(*) FROM cds_jti")[0][0])
 
     def next_number(self, name: str) -> int:
         """The next of a counter (1, 2, …), atomically: control numbers one per interchange."""

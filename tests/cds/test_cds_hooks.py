@@ -18,7 +18,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapter.cds.models import Discovery, HookResponse
+from adapter.cds.models import Card, Discovery, HookResponse
 from adapter.cds.service import REVIEW, CdsServices
 from adapter.cds.tokens import CdsClient
 from adapter.domain import Severity
@@ -28,6 +28,7 @@ from adapter.pipeline import Options
 from adapter.replay import decisions
 from adapter.store import open_store
 from adapter.web.server import WebhookServer
+from tests.conformance import schema_errors
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 BASE = "https://adapter.example.org"
@@ -53,11 +54,15 @@ class Client:
             .decode()
         )
 
-    def token(self, service: str = REVIEW, **claims: Any) -> str:
+    def token(
+        self, service: str = REVIEW, headers: dict[str, Any] | None = None, **claims: Any
+    ) -> str:
         now = int(time.time())
         body = {"iss": self.iss, "sub": "ehr-client", "aud": f"{BASE}/cds-services/{service}",
                 "exp": now + 300, "iat": now, "jti": str(uuid.uuid4()), **claims}  # fmt: skip
-        return jwt.encode(body, self.key, algorithm="ES384", headers={"kid": "k1"})
+        return jwt.encode(
+            body, self.key, algorithm="ES384", headers={"kid": "k1", **(headers or {})}
+        )
 
 
 class Http:
@@ -239,6 +244,12 @@ def test_a_client_known_by_its_jwks(tmp_path: Path) -> None:
         claims = verify(f"Bearer {client.token()}", clients=clients, audience=aud,
                         remember=remember)  # fmt: skip
         assert claims["iss"] == ISS
+        # a jku header is followed only when it is the issuer's own allow-listed JWKS URL
+        ok = client.token(headers={"jku": url})
+        assert verify(f"Bearer {ok}", clients=clients, audience=aud, remember=remember)
+        elsewhere = client.token(headers={"jku": "https://attacker.example.net/jwks.json"})
+        with pytest.raises(TokenError, match="jku"):
+            verify(f"Bearer {elsewhere}", clients=clients, audience=aud, remember=remember)
         with pytest.raises(TokenError):
             verify(f"Bearer {Client().token()}", clients=clients, audience=aud, remember=remember)
     finally:
@@ -283,3 +294,84 @@ def test_the_appointment_check_states_the_clocks(ehr: tuple[Http, Client, CdsSer
     state = [c for c in cards if c.summary.startswith("Therapy visit 2026-06-23 (PT)")]
     assert state and "Authorization PA-2026-0601" in (state[0].detail or "")
     assert "visit 6 of 4" in (state[0].detail or "")
+
+
+def _card_of(cards: list[Card], code: str) -> Card:
+    return next(c for c in cards if c.source.topic and c.source.topic.code == code)
+
+
+def _review(http: Http, client: Client, case: str) -> list[Card]:
+    body, _, _ = _request(case)
+    answer = http.post(f"/cds-services/{REVIEW}", json=body,
+                       headers={"Authorization": f"Bearer {client.token()}"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return HookResponse.model_validate(answer.json()).cards
+
+
+def test_mechanical_fixes_are_suggested(ehr: tuple[Http, Client, CdsServices]) -> None:
+    """A one-on-one code in a group session: the Procedure recoded to 97150; a code from the
+    procedure's text: the Procedure carrying that CPT code; a progress report due: a Task.
+    Each resource is valid FHIR R4 (the JSON schema); the suggestion's Procedure keeps its id
+    and everything else but the code."""
+    http, client, _ = ehr
+    group = _card_of(_review(http, client, "ms-group-billed-one-on-one"), "group-billed-one-on-one")
+    assert group.indicator == "critical" and group.selectionBehavior == "at-most-one"
+    (fix,) = group.suggestions or []
+    (action,) = fix.actions or []
+    proc = action.resource or {}
+    original = next(e["resource"] for e in json.loads(
+        (FIXTURES / "ms-group-billed-one-on-one" / "input.json").read_text())["entry"]
+        if e["resource"].get("id") == proc.get("id"))  # fmt: skip
+    assert action.type == "update" and proc["resourceType"] == "Procedure"
+    assert proc["code"]["coding"][0]["code"] == "97150"
+    assert {k: v for k, v in proc.items() if k != "code"} == {
+        k: v for k, v in original.items() if k != "code"}  # fmt: skip
+    assert schema_errors(proc) == []
+
+    text = _card_of(_review(http, client, "vestibular-text-matched-codes"), "code-from-text")
+    codes = {a.resource["code"]["coding"][0]["code"] for s in text.suggestions or []
+             for a in s.actions or [] if a.resource}  # fmt: skip
+    assert codes and codes <= {"97112", "97116"}
+
+    due = _review(http, client, "knee-progress-report-clock")
+    tasks = [a.resource for c in due for s in c.suggestions or [] for a in s.actions or []
+             if a.type == "create" and a.resource]  # fmt: skip
+    assert tasks and all(t["resourceType"] == "Task" and schema_errors(t) == [] for t in tasks)
+    assert all(t["for"]["reference"].startswith("Patient/") for t in tasks)
+    # nothing mechanical about missing minutes: no suggestion
+    short = _review(http, client, "vestibular-under-8-minutes")
+    assert not any(c.suggestions for c in short)
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "ref"),
+    [
+        ("stroke-97112-units-threshold", "units-over-threshold", "limits:unit_threshold:97112>4"),
+        ("back-pain-note-missing-and-vague", "note-vague", "documentation:notes"),
+        ("ms-group-billed-one-on-one", "group-billed-one-on-one", "codes:97110"),
+        ("knee-progress-report-clock", "progress-report-due", "clocks:progress-report"),
+        ("back-eval-no-end-97140-not-distinct", "ncci-not-distinct", "ncci:97162/97140"),
+    ],
+)
+def test_a_card_names_its_mappings_entry(
+    ehr: tuple[Http, Client, CdsServices], case: str, code: str, ref: str
+) -> None:
+    http, client, _ = ehr
+    card = _card_of(_review(http, client, case), code)
+    assert card.source.label == f"Therapy charge adapter: {ref}"
+    assert f"Rule ({ref}," in (card.detail or "")
+
+
+def test_used_token_ids_are_pruned(tmp_path: Path) -> None:
+    """A token id is kept until its token expired (an hour's margin), then dropped; while
+    kept, a second use is refused."""
+    now = [1_000_000.0]
+    store = open_store(tmp_path / "jti.db", clock=lambda: now[0])
+    try:
+        assert store.jti_first_use("a", now[0] + 300)
+        assert not store.jti_first_use("a", now[0] + 300)
+        now[0] += 300 + 3601
+        assert store.jti_first_use("b", now[0] + 300)
+        assert store.jti_count() == 1
+    finally:
+        store.close()
