@@ -191,7 +191,7 @@ class CdsServices:
             text = "The request names no patient id; nothing was reviewed."
             return [_card("info", "Therapy charge review needs the patient", text, "patient")]
         if not prefetch.get("procedures"):
-            fetched = self._fetch(request)
+            fetched = self._fetch(request, PREFETCH, "procedures")
             if isinstance(fetched, Card):
                 return [fetched]
             prefetch = fetched
@@ -222,7 +222,13 @@ class CdsServices:
         if not isinstance(patient, str) or not is_id(patient):
             text = "The request names no patient id; nothing was checked."
             return [_card("info", "Therapy appointment check needs the patient", text, "patient")]
-        context = _resources(dict(request.prefetch or {}))
+        prefetch = dict(request.prefetch or {})
+        if not prefetch:  # none sent: read from the EHR (the allow-list, the budget)
+            fetched = self._fetch(request, CHECK_PREFETCH, "patient")
+            if isinstance(fetched, Card):
+                return [fetched]
+            prefetch = fetched
+        context = _resources(prefetch)
         appointments = _resources({"a": request.context.get("appointments")})
         cards: list[Card] = []
         for n, appt in enumerate(a for a in appointments if a.get("resourceType") == "Appointment"):
@@ -261,18 +267,21 @@ class CdsServices:
                     return kinds[key].value
         return "PT"
 
-    def _fetch(self, request: HookRequest) -> dict[str, Any] | Card:
-        """The prefetch read from the EHR the request names, with its ``fhirAuthorization``,
-        when that server is on the allow-list; within the budget, else a card saying so."""
+    def _fetch(
+        self, request: HookRequest, templates: Mapping[str, str], needed: str
+    ) -> dict[str, Any] | Card:
+        """The prefetch ``templates`` read from the EHR the request names, with its
+        ``fhirAuthorization``, when that server is on the allow-list; within the budget, else a
+        card saying so. ``needed``: the template without which nothing can be said."""
         server = (request.fhirServer or "").rstrip("/")
         auth = request.fhirAuthorization
         if not server or auth is None or server not in self.fhir_servers:
-            return _card("info", "Therapy charge review needs the procedures prefetch",
+            return _card("info", f"Therapy charge review needs the {needed} prefetch",
                          "The EHR did not send the prefetch this service asks for, and its "
                          "FHIR server is not one this service may read; nothing was reviewed.",
                          "prefetch")  # fmt: skip
         ids = {k: v for k, v in request.context.items() if isinstance(v, str) and is_id(v)}
-        future = _READS.submit(_read_prefetch, server, auth.access_token, ids)
+        future = _READS.submit(_read_prefetch, server, auth.access_token, ids, templates, needed)
         try:
             return future.result(timeout=self.budget)
         except FutureTimeout:
@@ -316,7 +325,9 @@ def _probe(patient: str, on: str, discipline: str, n: int) -> list[dict[str, Any
 _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cds-reads")
 
 
-def _read_prefetch(server: str, token: str, ids: Mapping[str, str]) -> dict[str, Any]:
+def _read_prefetch(
+    server: str, token: str, ids: Mapping[str, str], templates: Mapping[str, str], needed: str
+) -> dict[str, Any]:
     """The prefetch templates' reads and searches (context ids filled in), with the client's
     token, at the server it named; a template whose ids the context lacks is left out."""
     # no retries and short timeouts: the answer cannot wait for them (the budget), and a read
@@ -324,7 +335,7 @@ def _read_prefetch(server: str, token: str, ids: Mapping[str, str]) -> dict[str,
     client = FhirClient(server, BearerAuth(token), timeout=(2.0, 5.0), deadline=10.0,
                         retry=RetryPolicy(attempts=1))  # fmt: skip
     out: dict[str, Any] = {}
-    for key, template in PREFETCH.items():
+    for key, template in templates.items():
         text = template
         for name, value in ids.items():
             text = text.replace("{{context." + name + "}}", value)
@@ -336,14 +347,18 @@ def _read_prefetch(server: str, token: str, ids: Mapping[str, str]) -> dict[str,
             try:
                 found = list(client.search(kind, params))  # type: ignore[arg-type]
             except FatalServerError:
-                if key == "procedures":
+                if key == needed:
                     raise
                 continue  # a search the server does not offer (e.g. _has): without it
             out[key] = {"resourceType": "Bundle", "type": "searchset",
                         "entry": [{"resource": r} for r in found]}  # fmt: skip
         else:
             kind, _, rid = text.partition("/")
-            out[key] = client.read(kind, rid)
+            try:
+                out[key] = client.read(kind, rid)
+            except FatalServerError:
+                if key == needed:
+                    raise
     return out
 
 

@@ -89,3 +89,38 @@ def test_a_server_off_the_allow_list_is_never_read_and_a_slow_one_is_not_waited_
         cds.store.close()
     finally:
         proxy.close()
+
+
+def test_the_appointment_check_reads_the_patients_context(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """appointment-book with no prefetch: the patient's coverage, plans, documents and
+    authorizations are read from the allowed EHR with the request's token; the authorization
+    on the server (ClaimResponse) is the one the card states."""
+    from adapter.cds.service import CHECK
+
+    case = "back-commercial-authorization-visits"
+    resources = [e["resource"] for e in
+                 json.loads((FIXTURES / case / "input.json").read_text())["entry"]]  # fmt: skip
+    fresh_fhir.put_all(*resources)
+    client = Client()
+    cds = CdsServices(RULEBOOK, Options(), open_store(tmp_path / "c.db"),
+                      {ISS: CdsClient(iss=ISS, public_key=client.public_pem)}, BASE,
+                      fhir_servers=frozenset({fresh_fhir.base}), budget=5.0)  # fmt: skip
+    patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+    appointments = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Appointment", "id": "a1", "status": "proposed",
+                      "start": "2026-06-23T10:00:00-05:00"}}]}  # fmt: skip
+    request = {"hook": "appointment-book", "hookInstance": str(uuid.uuid4()),
+               "fhirServer": fresh_fhir.base,
+               "context": {"userId": "Practitioner/x", "patientId": patient,
+                           "appointments": appointments},
+               "fhirAuthorization": {"access_token": "the-clients-token", "token_type": "Bearer",
+                                     "expires_in": 300, "scope": "patient/*.read",
+                                     "subject": "cds-service"}}  # fmt: skip
+    answer = cds.call(CHECK, json.dumps(request).encode(),
+                      f"Bearer {client.token(service=CHECK)}")  # fmt: skip
+    assert answer.status == 200, answer.body
+    state = [c for c in answer.body["cards"] if c["summary"].startswith("Therapy visit 2026-06-23")]
+    assert state and "Authorization PA-2026-0601" in state[0]["detail"]
+    cds.store.close()
