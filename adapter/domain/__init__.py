@@ -35,6 +35,7 @@ from adapter.domain.money import (
     MoneyRules,
     Rvu,
 )
+from adapter.domain.review import RELEASABLE, DayReview, LineOverride, Release
 from adapter.domain.rulebook import (
     CodeEntry,
     ConceptTarget,
@@ -69,6 +70,7 @@ from adapter.domain.terms import (
 
 __all__ = [
     "BILLING_FINDINGS",
+    "RELEASABLE",
     "Adjustment",
     "Authorization",
     "AuthorizationRules",
@@ -86,6 +88,7 @@ __all__ = [
     "ContractRate",
     "CoverageRule",
     "CoverageStatus",
+    "DayReview",
     "Decision",
     "Discipline",
     "EncounterContext",
@@ -99,6 +102,7 @@ __all__ = [
     "KxGroup",
     "KxSpend",
     "KxThreshold",
+    "LineOverride",
     "LinePrice",
     "ModifierRules",
     "MoneyRules",
@@ -111,6 +115,7 @@ __all__ = [
     "ProgressReport",
     "ProgressRules",
     "PtpEdit",
+    "Release",
     "RoleEntry",
     "RuleSource",
     "Rulebook",

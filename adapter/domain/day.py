@@ -13,6 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from adapter.domain.clocks import Authorization, PlanOfCare, ProgressReport, UnitsOnDay
+from adapter.domain.review import DayReview
 from adapter.domain.terms import CodeSource, CoverageStatus, Discipline, KxGroup
 
 _PATIENT = re.compile(r"Patient/(?!\.+\Z)[A-Za-z0-9\-.]{1,64}")  # FHIR's id rule (fullmatch)
@@ -159,3 +160,5 @@ class ServiceDay:
     other_patient_sessions: tuple[BusyPeriod, ...] = ()
     evaluated_at: datetime | None = None
     coverage: CoverageStatus = CoverageStatus.KNOWN
+    #: the billing office's overrides and released holds for the day (the shell's store)
+    review: DayReview = field(default_factory=DayReview)

@@ -129,6 +129,10 @@ class FindingCode(StrEnum):
     AUTHORIZATION_MISSING = "authorization-missing"
     AUTHORIZATION_EXCEEDED = "authorization-exceeded"
     AUTHORIZATION_RUNNING_OUT = "authorization-running-out"
+    REVIEW_OVERRIDE = "review-override"  # a person set a line's units or modifiers
+    REVIEW_RELEASED = "review-released"  # a person released an administrative hold
+    REVIEW_STALE = "review-stale"  # an override matches no line any more (the day changed)
+    REVIEW_REFUSED = "review-refused"  # an override the rules cannot apply (more units, …)
 
 
 #: Who must act on a finding: the clinician (fix the documentation) or the billing office.
@@ -149,5 +153,9 @@ BILLING_FINDINGS = frozenset(
         FindingCode.AUTHORIZATION_MISSING,
         FindingCode.AUTHORIZATION_EXCEEDED,
         FindingCode.AUTHORIZATION_RUNNING_OUT,
+        FindingCode.REVIEW_OVERRIDE,
+        FindingCode.REVIEW_RELEASED,
+        FindingCode.REVIEW_STALE,
+        FindingCode.REVIEW_REFUSED,
     }
 )

@@ -38,6 +38,7 @@ from adapter.domain import (
     UnitsOnDay,
 )
 from adapter.rules.findings import ERR, INFO, WARN, finding
+from adapter.rules.review import release
 
 _BEYOND = {"allow": INFO, "warn": WARN, "block": ERR}
 
@@ -84,7 +85,9 @@ def authorize(
         grant, use = next(((g, u) for g, u in uses if _room(g, u)), uses[0])
         chosen.append(grant)
         explanation.append(f"Authorization {_describe(grant)}: {_counts(grant, use)} {ref}.")
-        for f in _judge(grant, use, today_lines, today, payer=payer, rulebook=rulebook):
+        judged, _ = release(_judge(grant, use, today_lines, today, payer=payer,
+                                   rulebook=rulebook), set(), day.review)  # fmt: skip
+        for f in judged:
             findings.append(f)
             if f.severity is ERR:
                 held.update(mine)
@@ -94,8 +97,9 @@ def authorize(
         if not under:
             missing = _missing(ln, grants, today, payer)
             if missing is not None:
-                findings.append(missing)
-                if missing.severity is ERR:
+                released, _ = release([missing], set(), day.review)
+                findings += released
+                if released[0].severity is ERR:
                     held.add(i)
         if i not in held:
             out.append(replace(ln, authorization=under[0].number,

@@ -17,7 +17,9 @@ The steps, in order, each explained in the decision, and the module each rule li
    again (``edits``); timed codes left without a unit (``allocate``); MUE caps (``edits``);
 6. lines: GP/GO/GN, one distinct-service modifier, the CQ/CO split and the modifier order
    (``lines``, ``modifiers``); the payer's authorizations (``authorization``: a blocked line
-   is held); prices (``money``); KX by the year's running total (``kx``);
+   is held); prices (``money``); KX by the year's running total (``kx``); the billing office's
+   overrides come between the lines and the authorizations, and its released holds (the
+   clocks) hold nothing (``review``);
 7. unit review thresholds (``edits``), nothing billable (``documentation``); the findings once
    each, sorted (``findings``).
 """
@@ -37,6 +39,7 @@ from adapter.rules.money import price_lines
 from adapter.rules.overlaps import concurrency, overlaps
 from adapter.rules.progress import progress_reports
 from adapter.rules.resolve import resolve_day
+from adapter.rules.review import apply_overrides, release
 from adapter.rules.tally import CodeOrder, code_minutes, tally
 
 
@@ -58,10 +61,12 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     services = [s for s in resolved.services if s.id not in held]
     # 2b. the progress-report clock of each discipline treated (an error holds its services)
     progress_findings, late = progress_reports(services, day, rulebook, explanation)
+    progress_findings, late = release(progress_findings, set(late), day.review)
     findings += progress_findings
     services = [s for s in services if s.id not in late]
     # 2c. the plan of care's certification (an error holds the discipline's services)
     cert_findings, uncertified = certification(services, day, rulebook, explanation)
+    cert_findings, uncertified = release(cert_findings, set(uncertified), day.review)
     findings += cert_findings
     services = [s for s in services if s.id not in uncertified]
     # 3. minutes per discipline and code
@@ -75,6 +80,9 @@ def evaluate(day: ServiceDay, rulebook: Rulebook) -> Decision:
     # 6. lines; their prices and expected allowed amounts; KX by the year's running total
     lines, line_findings = build_lines(codes, payer, order, rulebook.modifiers)
     findings += line_findings
+    # 6a. the billing office's overrides (units never above the rules'), before the money
+    lines, review_findings = apply_overrides(lines, day.review, rulebook.modifiers)
+    findings += review_findings
     lines, auth_findings = authorize(lines, day, payer, rulebook, explanation)
     findings += auth_findings
     money_notes: list[str] = []

@@ -398,6 +398,10 @@ FINDINGS = {
     "authorization-exceeded": "The visits or units used pass the payer's authorization: the payer profile allows, warns or holds the lines.",
     "authorization-running-out": "A payer authorization is running out: 2 visits or fewer left, under 10 units left, or 7 days or fewer to its end.",
     "claim-correction-needed": "A submitted or locked Claim no longer matches the documentation: correct it by hand.",
+    "review-override": "A person in the billing office set the line's units (never above the rules') or modifiers, with a reason.",
+    "review-released": "A person in the billing office released an administrative hold (a clock) for the day, with a reason.",
+    "review-stale": "A billing-office override matches no line any more: the documentation changed since; review the day again.",
+    "review-refused": "A billing-office override could not be applied (more units than the documentation supports, an unknown modifier).",
 }
 CS = {
     "resourceType": "CodeSystem",
