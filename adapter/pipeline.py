@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from adapter.domain import Authorization, Decision, KxSpend, PatientDay, Rulebook
+from adapter.domain import (
+    Authorization,
+    DayReview,
+    Decision,
+    KxSpend,
+    PatientDay,
+    Rulebook,
+    ServiceDay,
+)
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import existing_for_day
 from adapter.errors import FatalServerError, TemporaryServerError
@@ -72,6 +80,9 @@ class Options:
     #: whether decisions are written back over FHIR (off: a site whose billing system takes
     #: only the other targets' formats)
     write_fhir: bool = True
+    #: the billing office's overrides and released holds for the day synced (the shell's
+    #: store; None: none)
+    review: DayReview | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +133,10 @@ def process_day(
                 authorizations=(*parsed.day.authorizations, *site_grants),
             ),
         )  # fmt: skip
+    if options.review is not None:
+        parsed = dataclasses.replace(
+            parsed, day=dataclasses.replace(parsed.day, review=options.review)
+        )
     facts = parsed.facts
     people = [
         *(p for ps in facts.performers.values() for p in ps),
@@ -150,6 +165,8 @@ class SyncResult:
     facts: DayFacts | None = None
     parties: Parties | None = None
     history_only: bool = False  # before bill_from: kept, never written or sent
+    #: the day as the rules saw it (the workbench's timeline), None: nothing was parsed
+    service_day: ServiceDay | None = None
 
 
 def decision_hash(decision: Decision | None) -> str:
@@ -188,12 +205,13 @@ def sync_day(
         log.info("day %s is before bill_from: kept as history, nothing written", day.key)
         return SyncResult(day, result.decision, WriteResult(), len(result.parsed.problems),
                           inputs, decision_hash(result.decision), result.parsed.facts,
-                          result.parties, history_only=True)  # fmt: skip
+                          result.parties, history_only=True,
+                          service_day=result.parsed.day)  # fmt: skip
     if not options.write_fhir:  # the other targets alone (their outboxes)
         result, inputs, _ = _recompute(emr, None, rulebook, day, options)
         return SyncResult(day, result.decision, WriteResult(), len(result.parsed.problems),
                           inputs, decision_hash(result.decision), result.parsed.facts,
-                          result.parties)  # fmt: skip
+                          result.parties, service_day=result.parsed.day)  # fmt: skip
     for attempt in range(1, attempts + 1):
         result, inputs, existing = _recompute(emr, target, rulebook, day, options)
         entries, written = plan(
@@ -219,6 +237,7 @@ def sync_day(
         return SyncResult(
             day, result.decision, written, len(result.parsed.problems), inputs,
             decision_hash(result.decision), result.parsed.facts, result.parties,
+            service_day=result.parsed.day,
         )  # fmt: skip
     raise AssertionError("unreachable")  # pragma: no cover
 

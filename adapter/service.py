@@ -31,6 +31,7 @@ from adapter.domain import KxGroup, KxSpend, PatientDay, Rulebook
 from adapter.emr.client import FhirClient
 from adapter.emr.writeback import billed_days
 from adapter.errors import FatalServerError
+from adapter.fhir.audit import audit_event
 from adapter.fhir.coding import coding_keys
 from adapter.intake.events import (
     CONTEXT,
@@ -48,6 +49,7 @@ from adapter.ledger import as_spend, day_amounts, day_treatments, day_units, his
 from adapter.observe import Metrics, correlated
 from adapter.pipeline import Options, SyncResult, sync_day
 from adapter.store import InboxItem, SqlStore
+from adapter.workbench.state import day_review, record
 
 log = logging.getLogger(__name__)
 #: a change to a patient's context recomputes the patient's days of this many days back
@@ -267,13 +269,20 @@ class Service:
                 self.counters.stale += 1
                 log.info("day %s already synced for these changes", day.key)
                 return None
+            review, held = day_review(self.store.review_actions(day.key))
             options = replace(
                 self.options,
                 evaluated_at=self.clock(),
                 kx_prior=self._kx_prior(day),
                 history=history_of(self.store.treatment_history(day.key)),
+                review=review,
+                write_fhir=self.options.write_fhir and not held,
             )
             result = sync_day(self.emr, self.target, self.rulebook, day=day, options=options)
+            self._review_record(result, "held" if held else "sync")
+            if held:  # the billing office holds the day: computed, shown, nothing sent
+                log.info("day %s is held by the billing office: nothing written", day.key)
+                return result
             before = self.store.day_record(day.key)
             self._record(result)
             self._queue_outbound(result, options.evaluated_at or self.clock())
@@ -334,6 +343,27 @@ class Service:
             units=day_units(result.decision) if result.decision else (),
         )  # fmt: skip
 
+    def _review_record(self, result: SyncResult, cause: str) -> None:
+        """The day's record in the billing office's workbench (a new version when it
+        changed)."""
+        if result.decision is None or result.history_only:
+            return
+        provider = result.facts.provider if result.facts is not None else None
+        clinic = provider if provider and provider.startswith("Organization/") else ""
+        summary, body = record(result.decision, result.service_day, clinic, self.rulebook)
+        summary["rejected"] = self._rejected(result.day.key)
+        self.store.review_put(result.day.key, summary, body, cause)
+
+    def _rejected(self, day: str) -> int:
+        """The day's targets whose latest message the receiver refused (or that failed)."""
+        latest = [self.store.outbox_latest(t.name, day) for t in self.targets]
+        return sum(1 for row in latest
+                   if row is not None and row.status in ("rejected", "failed"))  # fmt: skip
+
+    def resync(self, day: PatientDay) -> SyncResult:
+        """The day recomputed now (a decision in the workbench, or its re-run button)."""
+        return self.sync(day)
+
     def _queue_outbound(self, result: SyncResult, at: datetime) -> None:
         """Each delivery target's desired state for the day, when it differs from the last
         one queued (under the day lock; composed and sent by the target's delivery worker)."""
@@ -379,6 +409,7 @@ class Service:
             return True
         status = "failed" if outcome.status == "retry" else outcome.status
         self.store.outbox_done(row.id, status, outcome.ack, outcome.error)
+        self.store.review_set_rejected(row.day, self._rejected(row.day))  # the workbench's
         counter = "outbox_acked" if status in ("acked", "delivered") else "outbox_rejected"
         self.metrics.inc(f"{counter}_total", target=name)
         log.info("%s: message %d %s", name, row.id, status)
@@ -531,6 +562,39 @@ class Service:
                                       name=f"deliver-{t.name}", daemon=True)  # fmt: skip
             thread.start()
             self._threads.append(thread)
+        thread = threading.Thread(target=self._audit_loop, args=(5.0,), name="audit",
+                                  daemon=True)  # fmt: skip
+        thread.start()
+        self._threads.append(thread)
+
+    def write_audits(self) -> int:
+        """The billing office's decisions not yet in the EMR, written as AuditEvents (each
+        under its fixed id: writing one again changes nothing). Without FHIR write-back they
+        stay in the store only. Returns how many were written."""
+        written = 0
+        for a in self.store.review_actions(audit="pending", limit=100):
+            if not self.options.write_fhir:
+                self.store.review_audited(a.id, "store-only")
+                continue
+            patient = "Patient/" + a.day.rpartition(":")[0]
+            detail = f"{a.action} {json.dumps(a.payload, sort_keys=True)} on version {a.version}"
+            self.target.update(audit_event(
+                salt=self._salt(), action_id=a.id, at=a.at, user=a.user, role=a.role,
+                action=a.action, reason=a.reason, patient=patient, day=a.day, detail=detail,
+            ))  # fmt: skip
+            self.store.review_audited(a.id, "written")
+            written += 1
+        if written:
+            log.info("workbench: %d decision(s) written to the EMR as AuditEvents", written)
+        return written
+
+    def _audit_loop(self, idle_sleep: float) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.write_audits()
+            except Exception as err:  # the EMR away: tried again (no PHI: the type only)
+                log.warning("workbench: AuditEvents not written: %s", type(err).__name__)
+            self.stopping.wait(idle_sleep)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; the batches in hand finish (unfinished rows return after their lease)."""

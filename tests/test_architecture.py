@@ -18,12 +18,12 @@ import pytest
 import adapter
 
 PACKAGE = Path(adapter.__file__).parent
-DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api", "cds"})
+DRIVERS = frozenset({"pipeline", "replay", "service", "cli", "api", "cds", "workbench"})
 
 ALL_LAYERS = frozenset(
     {"domain", "rules", "errors", "observe", "mappings", "fhir", "emr", "store", "intake",
      "web", "config", "ledger", "hl7v2", "x12", "delivery", "pipeline", "replay", "service",
-     "cli", "api", "cds"}
+     "cli", "api", "cds", "workbench"}
 )  # fmt: skip
 #: layer -> the adapter layers it may import (itself always allowed)
 ALLOWED: dict[str, frozenset[str]] = {
@@ -63,7 +63,12 @@ ALLOWED: dict[str, frozenset[str]] = {
             "pipeline",
             "rules",
             "delivery",
+            "workbench",  # the day's workbench record, the billing office's decisions
         }
+    ),
+    # the billing office's workbench: its pages over the store, its records of synced days
+    "workbench": frozenset(
+        {"domain", "errors", "fhir", "emr", "observe", "pipeline", "rules", "store", "web"}
     ),
     # the CDS Hooks services: the draft day through the same pipeline, the store's history
     "cds": frozenset(

@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapter.errors import AdapterError
+from adapter.store.review import ReviewStore
 
 Clock = Callable[[], float]
 
@@ -97,7 +98,7 @@ def _outbox_row(r: Sequence[Any]) -> OutboxRow:
                      float(r[12]))  # fmt: skip
 
 
-class SqlStore:
+class SqlStore(ReviewStore):
     """Shared SQL; subclasses set the dialect (placeholders, id type, claim query, locks)."""
 
     placeholder = "?"
@@ -174,6 +175,8 @@ class SqlStore:
             # the CDS clients' token ids seen, until their token expires (a jti is used once)
             """CREATE TABLE IF NOT EXISTS cds_jti (
                 key TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL)""",
+            # the billing office's workbench (adapter.store.review)
+            *self.review_schema(self.id_type),
         ]
 
     #: columns added after a table was first created: (table, column, definition); each store
@@ -567,6 +570,12 @@ class SqlStore:
         clause = (" WHERE " + " AND ".join(sql for sql, _ in parts)) if parts else ""
         rows = self._run(f"SELECT {_OUTBOX} FROM outbox{clause} ORDER BY id DESC LIMIT ?",
                          (*(v for _, v in parts), limit))  # fmt: skip
+        return [_outbox_row(r) for r in rows]
+
+    def outbox_rows_for_day(self, target: str, day: str) -> list[OutboxRow]:
+        """A day's messages to a target, newest first."""
+        rows = self._run(f"SELECT {_OUTBOX} FROM outbox WHERE target = ? AND day = ? "
+                         "ORDER BY seq DESC", (target, day))  # fmt: skip
         return [_outbox_row(r) for r in rows]
 
     def outbox_get(self, item_id: int) -> OutboxRow | None:

@@ -11,7 +11,7 @@ for an error of the adapter's own, logged through the JSON log with its type onl
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from adapter.intake.webhook import Receiver, Reply, outcome
 from adapter.observe import correlated
@@ -210,10 +210,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(
     receiver: Receiver, *, ops: Ops | None = None, limits: Limits | None = None,
-    cds: Cds | None = None,
+    cds: Cds | None = None, mounts: Sequence[tuple[str, Any]] = (),
 ) -> Any:  # fmt: skip
     """The application: the webhook on ``receiver.path`` (and below it), the ops routes, the
-    CDS Hooks services."""
+    CDS Hooks services, and ASGI applications mounted at their paths (the workbench at
+    ``/review``)."""
     limits = limits or Limits(max_body=receiver.max_body)
     deliver = webhook_endpoint(receiver, limits)
     routes = [
@@ -221,6 +222,7 @@ def create_app(
         Route(receiver.path + "/{rest:path}", deliver, methods=WEBHOOK_METHODS),
         *(ops_routes(ops) if ops is not None else []),
         *(cds_routes(cds, limits) if cds is not None else []),
+        *(Mount(path, app=app) for path, app in mounts),
     ]
     return Starlette(
         routes=routes,

@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +174,8 @@ class WebhookServer(WebServer):
         *,
         limits: ServerLimits | None = None,
         cds: Cds | None = None,
+        mounts: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.receiver = receiver
-        super().__init__(create_app(receiver, ops=ops, cds=cds), host, port, limits=limits)
+        app = create_app(receiver, ops=ops, cds=cds, mounts=mounts)
+        super().__init__(app, host, port, limits=limits)
