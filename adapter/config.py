@@ -271,9 +271,40 @@ class CdsSettings(_Model):
     budget_ms: Annotated[int, Field(ge=50, le=10_000)] = 400
 
 
+class OidcSettings(_Model):
+    """``[workbench.oidc]``: sign-in with the site's OpenID Connect provider."""
+
+    issuer: Annotated[str, Field(pattern=r"^https://[!-~]+$")]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    role_claim: str = "roles"
+    #: the provider's role values -> workbench roles (viewer, biller, manager, admin)
+    roles: dict[str, Literal["viewer", "biller", "manager", "admin"]] = Field(min_length=1)
+
+
+class WorkbenchSettings(_Model):
+    """``[workbench]``: the billing office's workbench at ``/review`` on the webhook's server
+    (README "Workbench")."""
+
+    #: signs the session cookies (32 characters or more; ``session_secret_file`` for a file)
+    session_secret: SecretStr
+    session_hours: Annotated[float, Field(gt=0, le=24)] = 8.0
+    idle_minutes: Annotated[float, Field(gt=0, le=240)] = 30.0
+    #: the cookie only over HTTPS (off only behind nothing, on loopback)
+    secure_cookie: bool = True
+    oidc: OidcSettings | None = None
+
+    @model_validator(mode="after")
+    def _long_secret(self) -> WorkbenchSettings:
+        if len(self.session_secret.get_secret_value()) < 32:
+            raise ValueError("workbench.session_secret needs at least 32 characters")
+        return self
+
+
 _TOML: ContextVar[dict[str, Any] | None] = ContextVar("adapter_toml", default=None)
 SECRET_KEYS = {("auth", "token"), ("auth", "password"), ("write_auth", "token"),
-               ("write_auth", "password"), ("webhook", "secret"), ("store",)}  # fmt: skip
+               ("write_auth", "password"), ("webhook", "secret"), ("store",),
+               ("workbench", "session_secret"), ("workbench", "oidc", "client_secret")}  # fmt: skip
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -374,6 +405,8 @@ class Settings(BaseSettings):
     targets: list[TargetSettings] = []
     #: the CDS Hooks services (README "CDS Hooks"); none: not served
     cds: CdsSettings | None = None
+    #: the billing office's workbench (README "Workbench"); none: not served
+    workbench: WorkbenchSettings | None = None
 
     def target_of(self, kind: str) -> TargetSettings | None:
         """The first target of a kind."""

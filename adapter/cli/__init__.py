@@ -28,6 +28,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "poll": live.poll,
     "backfill": live.backfill,
     "outbox": live.outbox,
+    "users": live.users,
     "work": live.work,
     "check-config": ops.check_config,
     "doctor": ops.doctor,
@@ -137,6 +138,18 @@ def _live_commands(sub: Subparsers) -> None:
     ob.add_argument("--status", help="list: pending | acked | delivered | rejected")
     ob.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     ob.add_argument("--store", metavar="URL", help="store URL (default: from the config)")
+    wu = sub.add_parser("users", help="the workbench's local users: list, add or disable")
+    wu.add_argument("action", choices=["list", "add", "disable"])
+    wu.add_argument("name", nargs="?")
+    wu.add_argument("--role", choices=["viewer", "biller", "manager", "admin"])
+    wu.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="add: read the password from FILE (else it is asked for)",
+    )
+    wu.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    wu.add_argument("--store", metavar="URL", help="store URL (default: from the config)")
     dl = sub.add_parser("dead-letters", help="list, show, retry or discard dead letters")
     dl.add_argument("action", choices=["list", "show", "retry", "discard"])
     dl.add_argument("id", nargs="?", type=int)

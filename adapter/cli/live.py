@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from adapter.cds.service import CdsServices
 from adapter.cds.tokens import CdsClient
@@ -28,6 +30,8 @@ from adapter.pipeline import Options
 from adapter.service import Health, Service
 from adapter.store import open_store
 from adapter.web.server import WebhookServer
+from adapter.workbench.auth import Oidc, SessionRules, hash_password
+from adapter.workbench.web import Workbench, workbench_app
 
 log = logging.getLogger(__name__)
 DEAD_LETTERS_EXIT = 6  # poll --once / work --until-empty: some items became dead letters
@@ -119,6 +123,26 @@ def cds_of(settings: Settings, service: Service) -> CdsServices | None:
                        budget=c.budget_ms / 1000)  # fmt: skip
 
 
+def workbench_of(settings: Settings, service: Service) -> Any:
+    """The workbench's ASGI application of ``[workbench]`` (None: not configured)."""
+    w = settings.workbench
+    if w is None:
+        return None
+    oidc = None
+    if w.oidc is not None:
+        oidc = Oidc(issuer=w.oidc.issuer, client_id=w.oidc.client_id,
+                    client_secret=w.oidc.client_secret.get_secret_value(),
+                    role_claim=w.oidc.role_claim, roles=tuple(w.oidc.roles.items()))  # fmt: skip
+    rules = SessionRules(secret=w.session_secret.get_secret_value(),
+                         max_age=int(w.session_hours * 3600), idle=int(w.idle_minutes * 60),
+                         secure=w.secure_cookie)  # fmt: skip
+    return workbench_app(Workbench(
+        store=service.store, session=rules, resync=service.resync, audit=service.write_audits,
+        targets=[t.name for t in service.targets],
+        modifiers=frozenset(service.rulebook.modifiers.order), oidc=oidc,
+    ))  # fmt: skip
+
+
 def serve(args: argparse.Namespace) -> int:
     def refuse_unauthenticated(settings: Settings) -> None:
         problem = settings.webhook.problem(args.host or settings.webhook.host)
@@ -140,6 +164,7 @@ def serve(args: argparse.Namespace) -> int:
     server = WebhookServer(
         receiver, host, args.port if args.port is not None else hook.port, ops=Health(service),
         cds=cds_of(settings, service),
+        mounts=[("/review", app)] if (app := workbench_of(settings, service)) else [],
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -244,6 +269,41 @@ def backfill(args: argparse.Namespace) -> int:
     print(f"{found} patient-day(s) from {args.since} to {settings.bill_from}; {kept} kept as "
           "history (nothing written)")  # fmt: skip
     return 0
+
+
+def users(args: argparse.Namespace) -> int:
+    """``users list``, ``users add NAME --role ROLE`` (the password from ``--password-file``,
+    else asked twice on the terminal), ``users disable NAME``: the workbench's local users."""
+    settings = load_settings(args.config, store=args.store)
+    store = open_store(settings.store_url())
+    try:
+        if args.action == "list":
+            for name, role, disabled in store.users():
+                print(f"{name:30} {role:8} {'disabled' if disabled else ''}")
+            return 0
+        if not args.name:
+            raise ConfigError(f"users {args.action} needs a user name")
+        if args.action == "disable":
+            if not store.user_disable(args.name):
+                raise ConfigError(f"no workbench user {args.name}")
+            print(f"user {args.name} disabled")
+            return 0
+        if args.role is None:
+            raise ConfigError("users add needs --role (viewer, biller, manager, admin)")
+        if args.password_file is not None:
+            password = args.password_file.read_text().rstrip("\n")
+        else:
+            password = getpass.getpass("password: ")
+            if getpass.getpass("again: ") != password:
+                raise ConfigError("the passwords differ")
+        try:
+            store.user_put(args.name, hash_password(password), args.role)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        print(f"user {args.name} ({args.role}) saved")
+        return 0
+    finally:
+        store.close()
 
 
 def outbox(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from playwright import sync_api as playwright
 
 from adapter.delivery import Hl7Target
 from adapter.emr.client import FhirClient
@@ -35,7 +36,6 @@ from tests.fhir.make import at, context, procedure
 from tests.fhir_server import FhirServer
 from tests.mllp_peer import Peer
 
-playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 RULEBOOK = load_rulebook()
 PASSWORD = "correct horse battery"
