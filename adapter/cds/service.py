@@ -33,6 +33,7 @@ from adapter.cds.models import (
     Feedback,
     HookRequest,
     HookResponse,
+    Link,
     Service,
     Source,
 )
@@ -113,6 +114,8 @@ class CdsServices:
     #: prefetch is missing (never with the adapter's own credentials); none: never read
     fhir_servers: frozenset[str] = frozenset()
     budget: float = 0.4  # seconds the EHR reads may take before the answer goes without them
+    #: the billing workbench's base URL (``…/review``): a card links to the day there
+    review_url: str | None = None
     services: Sequence[Service] = field(default_factory=lambda: [
         *(Service(hook=hook, id=REVIEW if hook == "encounter-discharge" else f"{REVIEW}-start",
                   title="Therapy charge review",
@@ -207,7 +210,7 @@ class CdsServices:
         _, decisions, _ = evaluate_bundle(bundle, self.rulebook, options)
         mine = [d for d in decisions if d.patient_id in (patient, f"Patient/{patient}")]
         procedures = {f"Procedure/{p['id']}": p for p in draft if isinstance(p.get("id"), str)}
-        cards = [c for d in mine
+        cards = [self._linked(c, d) for d in mine
                  for c in _cards(d, request.hookInstance, self.rulebook, procedures)]  # fmt: skip
         return cards or [_card("info", "No billable therapy on this encounter",
                                "No completed or draft therapy procedure was found in the "
@@ -258,6 +261,22 @@ class CdsServices:
                 cards.append(_card("info", summary[:140], detail, f"{key}:state"))
         text = "The request lists no appointment with a start."
         return cards or [_card("info", "No therapy appointment to check", text, "none")]
+
+    def _linked(self, card: Card, decision: Decision) -> Card:
+        """The card with a link to its day in the billing workbench (when one is served)."""
+        if self.review_url is None:
+            return card
+        key = PatientDay(
+            decision.patient_id if "/" in decision.patient_id else f"Patient/{decision.patient_id}",
+            decision.service_date,
+        ).key
+        card.links = [
+            Link(
+                label="Open the day in the billing workbench",
+                url=f"{self.review_url.rstrip('/')}/days/{key}",
+            )
+        ]
+        return card
 
     def _discipline(self, appointment: Mapping[str, Any]) -> str:
         kinds = self.rulebook.clocks.certification.categories

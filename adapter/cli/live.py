@@ -118,9 +118,10 @@ def cds_of(settings: Settings, service: Service) -> CdsServices | None:
             raise ConfigError(f"cds client {client.iss}: {client.public_key}: {err}") from None
         clients[client.iss] = CdsClient(iss=client.iss, public_key=pem,
                                         jwks_url=client.jwks_url, sub=client.sub)  # fmt: skip
+    review = f"{c.base_url}/review" if settings.workbench else None  # the cards link there
     return CdsServices(service.rulebook, service.options, service.store, clients, c.base_url,
                        fhir_servers=frozenset(u.rstrip("/") for u in c.fhir_servers),
-                       budget=c.budget_ms / 1000)  # fmt: skip
+                       budget=c.budget_ms / 1000, review_url=review)  # fmt: skip
 
 
 def workbench_of(settings: Settings, service: Service) -> Any:

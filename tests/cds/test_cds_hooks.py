@@ -375,3 +375,13 @@ def test_used_token_ids_are_pruned(tmp_path: Path) -> None:
         assert store.jti_count() == 1
     finally:
         store.close()
+
+
+def test_cards_link_to_the_day_in_the_workbench(ehr: tuple[Http, Client, CdsServices]) -> None:
+    http, client, cds = ehr
+    cds.review_url = f"{BASE}/review"
+    cards = _review(http, client, "ms-7-7-7")
+    _, patient, _ = _request("ms-7-7-7")
+    assert cards and all(c.links for c in cards)
+    urls = {link.url for c in cards for link in c.links or []}
+    assert len(urls) == 1 and urls.pop().startswith(f"{BASE}/review/days/{patient}:")
