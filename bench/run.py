@@ -611,6 +611,96 @@ def cmd_cds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review_days(n: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``n`` synthetic patient-days as the workbench records them: a year of dates, 10
+    clinics, 50 clinicians, 5 payers, findings drawn from the common ones."""
+    import random  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    kinds = ["time-missing", "note-vague", "same-code-overlap", "kx-applied", "no-price",
+             "progress-report-due", "authorization-running-out", "ncci-not-distinct",
+             "overlapping-services", "under-8-minutes"]  # fmt: skip
+    payers = ["medicare", "medicaid", "commercial", "tricare", "workers-comp"]
+    for i in range(n):
+        found = rng.sample(kinds, rng.choice([0, 0, 1, 1, 2, 3]))
+        errors = sum(f in ("time-missing", "overlapping-services", "no-price") for f in found)
+        dos = f"2026-{1 + i % 12:02d}-{1 + (i // 12) % 28:02d}"
+        total = rng.randrange(5_000, 60_000)
+        yield f"bench-{i}:{dos}", {
+            "patient": f"Patient/bench-{i}", "dos": dos, "payer": rng.choice(payers),
+            "clinic": f"Organization/clinic-{i % 10}", "errors": errors,
+            "warnings": len(found) - errors, "held": errors, "unpriced": int("no-price" in found),
+            "rejected": 0, "auth_low": int("authorization-running-out" in found),
+            "at_risk": total if found else 0, "total": total, "findings": found,
+            "clinicians": [f"PractitionerRole/r{rng.randrange(50)}"],
+            "lines": [{"code": "97110", "discipline": "PT", "units": 2, "modifiers": "GP",
+                       "assistant": False, "net": total}],
+        }  # fmt: skip
+
+
+def cmd_workbench(args: argparse.Namespace) -> int:
+    """The workbench's pages at ``--days`` patient-days (issue 18: the queue under 300 ms
+    server time at 100k): the real web server on loopback, a signed-in session, wall time per
+    page on the client side (an upper bound of the server's time), p50 and p95 per page."""
+    from adapter.workbench.auth import SessionRules, hash_password  # noqa: PLC0415
+    from adapter.workbench.web import Workbench, workbench_app  # noqa: PLC0415
+
+    with workdir(args.keep, "bench-workbench-") as tmp:
+        store = open_store(args.store or tmp / "wb.db")
+        started = time.perf_counter()
+        for key, summary in _review_days(args.days, args.seed):
+            store.review_put(key, summary, {"lines": [], "findings": [], "periods": []}, "sync")
+        fill = time.perf_counter() - started
+        store.user_put("bench", hash_password("bench password 1"), "viewer")
+        wb = Workbench(store=store, session=SessionRules(secret="b" * 40, secure=False),
+                       resync=lambda day: None, audit=lambda: 0)  # fmt: skip
+        server = WebhookServer(Receiver(lambda n: None, secret="s"), port=0,
+                               mounts=[("/review", workbench_app(wb))])  # fmt: skip
+        server.start()
+        base = f"http://127.0.0.1:{server.port}/review"
+        http = requests.Session()
+        try:
+            page = http.get(f"{base}/login", timeout=30).text
+            token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            login = {"csrf": token, "username": "bench", "password": "bench password 1"}
+            http.post(f"{base}/login", data=login, timeout=30)
+            first = http.get(f"{base}/", timeout=60).text
+            more = first.split('href="/review/?', 1)[1].split('" rel="next"', 1)[0]
+            more = more.replace("&amp;", "&")
+            pages = {
+                "queue": "/", "queue_page_2": f"/?{more}",
+                "queue_by_finding": "/?finding=time-missing",
+                "queue_by_clinician": "/?clinician=PractitionerRole/r7&sort=age",
+                "queue_held_by_payer": "/?kind=held&payer=tricare&sort=date",
+                "queue_by_clinic_dates": "/?clinic=Organization/clinic-3&from=2026-03-01"
+                                         "&to=2026-05-31",
+                "day": "/days/bench-17:" + next(k for k, _ in _review_days(18, args.seed)
+                                               if k.startswith("bench-17:")).split(":", 1)[1],
+                "reports": "/reports",
+            }  # fmt: skip
+            times: dict[str, list[float]] = {name: [] for name in pages}
+            for n in range(args.rounds):
+                for name, path in pages.items():
+                    t = time.perf_counter()
+                    answer = http.get(base + path, timeout=120)
+                    elapsed = (time.perf_counter() - t) * 1000
+                    if answer.status_code != 200:
+                        raise SystemExit(f"{name} answered {answer.status_code}")
+                    if n >= args.warmup:
+                        times[name].append(elapsed)
+        finally:
+            server.stop()
+            store.close()
+    queue = [t for name, ts in times.items() if name.startswith("queue") for t in ts]
+    figures = {"queue_p50_ms": percentile(queue, 50), "queue_p95_ms": percentile(queue, 95)}
+    for name, ts in times.items():
+        figures[f"{name}_p50_ms"] = percentile(ts, 50)
+    extra = {"fill_s": round(fill, 1), "store": "postgresql" if args.store else "sqlite"}
+    report("workbench", {"days": args.days, "rounds": args.rounds - args.warmup},
+           figures, {"queue_p95_ms": "<=300"}, extra)  # fmt: skip
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -638,6 +728,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no prefetch: the service reads from the FHIR test server",
     )
+    wb = sub.add_parser("workbench", help="the workbench's pages at 100k days (p50, p95)")
+    wb.add_argument("--days", type=int, default=100_000)
+    wb.add_argument("--rounds", type=int, default=12)
+    wb.add_argument("--warmup", type=int, default=2)
+    wb.add_argument("--seed", type=int, default=0)
+    wb.add_argument("--store", metavar="URL", help="a PostgreSQL store (default: SQLite)")
+    wb.add_argument("--keep", type=Path, default=None)
     b = sub.add_parser("_baseline", help=argparse.SUPPRESS)
     b.add_argument("inputs", type=Path)
     b.add_argument("outputs", type=Path)
@@ -648,7 +745,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command = {"replay": cmd_replay, "live": cmd_live, "cds": cmd_cds,
-               "_baseline": cmd_baseline}[args.command]  # fmt: skip
+               "workbench": cmd_workbench, "_baseline": cmd_baseline}[args.command]  # fmt: skip
     return command(args)
 
 

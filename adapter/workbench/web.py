@@ -2,12 +2,13 @@
 queue, a day, decisions, reports and CSV exports, mounted at ``/review`` on the adapter's
 ASGI application.
 
-Every page needs a signed-in user (a session cookie signed with the site's secret, ``SameSite
-=Strict``, ``HttpOnly``, ``Secure`` unless configured off, ended after ``idle`` seconds
-without a request and ``max_age`` after sign-in); every form carries the session's CSRF
-token, and a request whose ``Origin`` is another site's is refused. Every decision is
-appended to the store with who made it, the role and the reason, then the day is recomputed
-(the override reaches every target as a normal change) and the decision is written to the
+Every page needs a signed-in user: a session cookie signed with the site's secret
+(``SameSite=Lax``, so that the sign-in provider's redirect back carries it; ``HttpOnly``;
+``Secure`` unless configured off), ended after ``idle`` seconds without a request and
+``max_age`` after sign-in. Every form carries the session's CSRF token, and a post whose
+``Origin`` is another site's is refused. Every decision is appended to the store with who
+made it, the role and the reason; then the day is recomputed (the override reaches every
+target as a normal change) and the decision is written to the
 EMR as an ``AuditEvent``. Logs carry user names, day keys and counts only.
 """
 
@@ -132,7 +133,7 @@ def workbench_app(wb: Workbench) -> Starlette:
             secret_key=wb.session.secret,
             session_cookie="wb_session",
             max_age=wb.session.max_age,
-            same_site="strict",
+            same_site="lax",
             https_only=wb.session.secure,
             path="/review",
         ),
@@ -177,7 +178,7 @@ class _Pages:
         if now - issued > self.wb.session.max_age or now - seen > self.wb.session.idle:
             s.clear()
             return None
-        if self.wb.oidc is None:  # a local user disabled or changed since: out
+        if s.get("via") != "oidc":  # a local user disabled or changed since: out
             found = self.wb.store.user_get(user)
             if found is None or found[2] or found[1] != role:
                 s.clear()
@@ -280,7 +281,7 @@ class _Pages:
         self.wb._failures.pop(name, None)
         return found[1]
 
-    def _start(self, request: Request, name: str, role: str) -> None:
+    def _start(self, request: Request, name: str, role: str, via: str = "local") -> None:
         request.session.clear()  # a new session on sign-in (no fixation)
         now = self.wb.clock()
         request.session.update(
@@ -289,6 +290,7 @@ class _Pages:
                 "role": role,
                 "issued": now,
                 "seen": now,
+                "via": via,
                 "csrf": secrets.token_urlsafe(32),
             }
         )
@@ -319,7 +321,7 @@ class _Pages:
         if role is None:
             log.warning("workbench: an OpenID Connect user without a workbench role")
             return HTMLResponse("Your account has no workbench role", status_code=403)
-        self._start(request, name, role)
+        self._start(request, name, role, via="oidc")
         log.info("workbench: %s signed in by OpenID Connect (%s)", name, role)
         return RedirectResponse("/review/", status_code=303)
 
