@@ -122,6 +122,9 @@ class ReviewStore:
                 kind TEXT NOT NULL, value TEXT NOT NULL, day TEXT NOT NULL,
                 PRIMARY KEY (kind, value, day))""",
             "CREATE INDEX IF NOT EXISTS review_tags_day ON review_tags (day)",
+            # the values the queue's filters offer (kept as days bring them; never removed)
+            """CREATE TABLE IF NOT EXISTS review_values (
+                kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, value))""",
             # each day's latest lines (the reports: units, assistants' share, revenue)
             """CREATE TABLE IF NOT EXISTS review_lines (
                 day TEXT NOT NULL, n INTEGER NOT NULL, dos TEXT NOT NULL, payer TEXT NOT NULL,
@@ -191,6 +194,15 @@ class ReviewStore:
                     "INSERT INTO review_versions (day, version, at, cause, body) "
                     "VALUES (?, ?, ?, ?, ?)",
                     (day, version, now, cause, text),
+                ),
+                *(
+                    (
+                        "INSERT INTO review_values (kind, value) VALUES (?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        (k, v),
+                    )
+                    for k, v in [*tags, ("clinic", summary["clinic"]), ("payer", summary["payer"])]
+                    if v
                 ),
                 ("DELETE FROM review_tags WHERE day = ?", (day,)),
                 ("DELETE FROM review_lines WHERE day = ?", (day,)),
@@ -272,7 +284,7 @@ class ReviewStore:
         )
         return [_review_row(r) for r in self._run(sql, (*params, limit))]
 
-    def review_count(self, f: QueueFilter, cap: int = 10_000) -> int:
+    def review_count(self, f: QueueFilter, cap: int = 1_000) -> int:
         """How many days the filter matches, counted up to ``cap`` (a bounded cost)."""
         where, params = self._where(f)
         sql = (
@@ -308,18 +320,9 @@ class ReviewStore:
 
     def review_choices(self) -> dict[str, list[str]]:
         """The values the queue's filters offer (clinics, payers, clinicians, findings)."""
-        out = {
-            c: [
-                str(r[0])
-                for r in self._run(
-                    f"SELECT DISTINCT {c} FROM review_days WHERE {c} <> '' ORDER BY {c}"
-                )
-            ]
-            for c in ("clinic", "payer")
-        }
-        for kind in ("clinician", "finding"):
-            sql = "SELECT DISTINCT value FROM review_tags WHERE kind = ? ORDER BY value"
-            out[kind] = [str(r[0]) for r in self._run(sql, (kind,))]
+        out: dict[str, list[str]] = {k: [] for k in ("clinic", "payer", "clinician", "finding")}
+        for kind, value in self._run("SELECT kind, value FROM review_values ORDER BY kind, value"):
+            out.setdefault(str(kind), []).append(str(value))
         return out
 
     # -- the decisions -----------------------------------------------------------------------

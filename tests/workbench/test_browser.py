@@ -20,7 +20,7 @@ import pytest
 import requests
 from playwright import sync_api as playwright
 
-from adapter.delivery import Hl7Target
+from adapter.delivery import Hl7Target, X12Target
 from adapter.emr.client import FhirClient
 from adapter.fhir import codes
 from adapter.intake.events import ChangeEvent, Notification
@@ -34,6 +34,7 @@ from adapter.workbench.auth import SessionRules, hash_password
 from adapter.workbench.web import Workbench, workbench_app
 from tests.fhir.make import at, context, procedure
 from tests.fhir_server import FhirServer
+from tests.live.test_targets_live import ENVELOPE, PROVIDER, _valid_837p
 from tests.mllp_peer import Peer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,9 +77,10 @@ def desk(fresh_fhir: FhirServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     client = FhirClient(fresh_fhir.base)
     store = open_store(tmp_path / "wb.db")
-    service = Service(client, client, RULEBOOK, Options(), store,
-                      targets=[Hl7Target(name="billing-dft", host="127.0.0.1", port=peer.port,
-                                         timeout=3)])  # fmt: skip
+    targets = [Hl7Target(name="billing-dft", host="127.0.0.1", port=peer.port, timeout=3),
+               X12Target(name="clearinghouse", folder=tmp_path / "drop", envelope=ENVELOPE,
+                         provider=PROVIDER, payer_ids={"medicare": "MEDICARE01"})]  # fmt: skip
+    service = Service(client, client, RULEBOOK, Options(), store, targets=targets)
     for rid in ("wb-ovl-a", "wb-ovl-b", "wb-ok-a", "wb-end-a", "wb-end-b"):
         service.inbox.enqueue(Notification(events=(ChangeEvent("Procedure", rid, source="t"),)))
     assert service.drain(timeout=90)
@@ -86,7 +88,8 @@ def desk(fresh_fhir: FhirServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
     store.user_put("biller1", hash_password(PASSWORD), "biller")
     store.user_put("viewer1", hash_password(PASSWORD), "viewer")
     wb = Workbench(store=store, session=SessionRules(secret="s" * 40, secure=False),
-                   resync=service.resync, audit=service.write_audits, targets=["billing-dft"],
+                   resync=service.resync, audit=service.write_audits,
+                   targets=[t.name for t in targets],
                    modifiers=frozenset(RULEBOOK.modifiers.order))  # fmt: skip
     server = WebhookServer(Receiver(lambda n: None, secret="x"), port=0,
                            mounts=[("/review", workbench_app(wb))])  # fmt: skip
@@ -95,7 +98,8 @@ def desk(fresh_fhir: FhirServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
     shots.mkdir(parents=True, exist_ok=True)
     try:
         yield {"base": f"http://127.0.0.1:{server.port}", "service": service, "peer": peer,
-               "fhir": fresh_fhir, "shots": shots, "store": store}  # fmt: skip
+               "fhir": fresh_fhir, "shots": shots, "store": store,
+               "drop": tmp_path / "drop"}  # fmt: skip
     finally:
         server.stop()
         peer.stop()
@@ -112,7 +116,7 @@ def _sign_in(page: Any, base: str, user: str) -> None:
 
 
 def test_a_biller_overrides_a_line_and_it_reaches_every_target(desk: dict[str, Any]) -> None:
-    base, service, peer = desk["base"], desk["service"], desk["peer"]
+    base, peer = desk["base"], desk["peer"]
     assert len(peer.received) == 3  # one DFT per day before any decision
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -124,7 +128,10 @@ def test_a_biller_overrides_a_line_and_it_reaches_every_target(desk: dict[str, A
         assert rows.count() == 2, page.inner_text("table.queue")
         assert "same-code-overlap" in page.inner_text("table.queue")
         page.screenshot(path=str(desk["shots"] / "queue.png"), full_page=True)
-        # keyboard: the first link is reachable and the filters work
+        # keyboard: the first Tab reaches the skip link, which moves to the content
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip"
+        # the filters
         page.select_option("select[name=finding]", "same-code-overlap")
         page.get_by_role("button", name="Show").click()
         assert page.locator("table.queue tbody tr").count() == 1
@@ -151,7 +158,18 @@ def test_a_biller_overrides_a_line_and_it_reaches_every_target(desk: dict[str, A
         page.goto(f"{base}/review/reports")
         assert page.locator("svg.chart").count() >= 5
         page.screenshot(path=str(desk["shots"] / "reports.png"), full_page=True)
+        # a tablet: the day's tables scroll inside the page, nothing is cut
+        tablet = browser.new_page(viewport={"width": 768, "height": 1024}, has_touch=True,
+                                  storage_state=page.context.storage_state())  # fmt: skip
+        tablet.goto(f"{base}/review/days/wb-ovl:2026-03-02")
+        assert tablet.evaluate("document.documentElement.scrollWidth") <= 768
+        tablet.screenshot(path=str(desk["shots"] / "day-tablet.png"), full_page=True)
         browser.close()
+    _reached_every_target(desk)
+
+
+def _reached_every_target(desk: dict[str, Any]) -> None:
+    service, peer = desk["service"], desk["peer"]
     # the MLLP receiver: a credit of the 3 units and a charge of 2
     deadline = time.monotonic() + 20
     while len(peer.received) < 4 and time.monotonic() < deadline:
@@ -168,6 +186,9 @@ def test_a_biller_overrides_a_line_and_it_reaches_every_target(desk: dict[str, A
     assert len(events) == 1 and events[0]["agent"][0]["who"]["display"] == "biller1"
     assert "2 units per the note" in events[0]["outcomeDesc"]
     assert desk["store"].review_actions("wb-ovl:2026-03-02")[0].audit == "written"
+    # the clearinghouse: the day's claim replaced (frequency 7), every file valid
+    texts = _valid_837p(desk["drop"])
+    assert len(texts) == 4 and sum("*11:B:7*" in t for t in texts) == 1
 
 
 def _session(base: str, user: str | None) -> tuple[requests.Session, str]:
@@ -216,6 +237,15 @@ def test_roles_csrf_and_sessions_are_enforced(desk: dict[str, Any]) -> None:
     http, t = _session(base, None)
     assert http.post(f"{base}/review/login", timeout=10, data={
         "csrf": t, "username": "biller1", "password": PASSWORD}).status_code == 401  # fmt: skip
+    # the CSV exports: the queue and each report, for a signed-in user only
+    queue = viewer.get(f"{base}/review/queue.csv?status=all", timeout=10)
+    assert queue.headers["content-type"].startswith("text/csv")
+    assert queue.text.splitlines()[0].startswith("day,patient,date,payer")
+    assert len(queue.text.splitlines()) == 4  # the header and three days
+    units = viewer.get(f"{base}/review/reports/units-by-code.csv", timeout=10).text
+    assert units.splitlines()[0] == "month,code,units" and "2026-03,PT 97110," in units
+    assert requests.get(f"{base}/review/queue.csv", timeout=10,
+                        allow_redirects=False).status_code == 303  # fmt: skip
     # the answers carry the security headers
     headers = viewer.get(f"{base}/review/", timeout=10).headers
     assert "default-src 'none'" in headers["content-security-policy"]
