@@ -58,6 +58,14 @@ CONTEXT_DAYS = 400
 MAX_DELIVERY_ATTEMPTS = 50
 
 
+def _empty_review(day: PatientDay) -> dict[str, Any]:
+    """The review summary of a day left with nothing to bill or review."""
+    return {"patient": day.patient, "dos": day.service_date.isoformat(), "payer": "",
+            "clinic": "", "errors": 0, "warnings": 0, "held": 0, "unpriced": 0, "rejected": 0,
+            "auth_low": 0, "at_risk": 0, "total": 0, "findings": [], "clinicians": [],
+            "lines": []}  # fmt: skip
+
+
 def _same_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Two desired states alike but for when they were computed."""
     return {k: v for k, v in a.items() if k != "at"} == {k: v for k, v in b.items() if k != "at"}
@@ -346,7 +354,15 @@ class Service:
     def _review_record(self, result: SyncResult, cause: str) -> None:
         """The day's record in the billing office's workbench (a new version when it
         changed)."""
-        if result.decision is None or result.history_only:
+        if result.history_only:
+            return
+        if result.decision is None:  # nothing on the day is therapy any more: nothing to do
+            if self.store.review_row(result.day.key) is not None:
+                self.store.review_put(result.day.key, _empty_review(result.day),
+                                      {"lines": [], "findings": [], "periods": [],
+                                       "minutes": [], "explanation": [
+                                           "No therapy procedure is on this day any more."]},
+                                      cause)  # fmt: skip
             return
         provider = result.facts.provider if result.facts is not None else None
         clinic = provider if provider and provider.startswith("Organization/") else ""

@@ -164,3 +164,24 @@ def test_cds_settings_need_one_key_per_client(tmp_path: Path) -> None:
     cfg.write_text('[cds]\nbase_url = "https://a.example"\n[[cds.clients]]\niss = "https://e"\n')
     with pytest.raises(ConfigError, match="public_key or jwks_url"):
         load_settings(cfg)
+
+
+def test_workbench_settings(tmp_path: Path) -> None:
+    """(issue 18) the session secret is long enough; an OIDC provider maps to known roles."""
+    from adapter.config import load_settings
+
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[workbench]\nsession_secret = "short"\n')
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_settings(cfg)
+    good = '[workbench]\nsession_secret = "' + "x" * 40 + '"\n'
+    cfg.write_text(good + '[workbench.oidc]\nissuer = "https://login.example"\nclient_id = "w"\n'
+                   'client_secret = "s"\nroles = { "billing-lead" = "manager" }\n')  # fmt: skip
+    settings = load_settings(cfg)
+    assert settings.workbench is not None and settings.workbench.oidc is not None
+    assert settings.workbench.oidc.roles == {"billing-lead": "manager"}
+    assert "x" * 40 not in repr(settings)  # the secret is masked
+    cfg.write_text(good + '[workbench.oidc]\nissuer = "https://login.example"\nclient_id = "w"\n'
+                   'client_secret = "s"\nroles = { "billing-lead" = "owner" }\n')  # fmt: skip
+    with pytest.raises(ConfigError, match="roles"):
+        load_settings(cfg)

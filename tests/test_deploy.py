@@ -115,9 +115,14 @@ def test_example_config_loads_through_the_settings_model(tmp_path: Path) -> None
     secret.write_text("from-the-file\n")
     text = (DEPLOY / "adapter.example.toml").read_text()
     assert '"/etc/charge-adapter/secrets/webhook_secret"' in text  # the secret is set up
+    session = tmp_path / "workbench_session"
+    session.write_text("a-session-secret-of-more-than-32-characters\n")
     cfg = tmp_path / "adapter.toml"
-    cfg.write_text(text.replace("/etc/charge-adapter/secrets/webhook_secret", str(secret)))
+    text = text.replace("/etc/charge-adapter/secrets/webhook_secret", str(secret))
+    cfg.write_text(text.replace("/etc/charge-adapter/secrets/workbench_session", str(session)))
     settings = load_settings(cfg)
+    assert settings.workbench is not None and settings.workbench.secure_cookie
+    assert settings.workbench.session_secret.get_secret_value().startswith("a-session")
     assert settings.emr_base_url and settings.auth.type == "smart"
     assert settings.subscription.criteria == ["Procedure?", "Encounter?"]
     assert settings.webhook.host == "127.0.0.1" and settings.webhook.problem() is None

@@ -276,6 +276,9 @@ class _Pages:
         found = self.wb.store.user_get(name) if name else None
         ok = check_password(password, found[0] if found else DUMMY)
         if len(tries) >= _FAILURES_MAX or not ok or found is None or found[2]:
+            if len(self.wb._failures) > 10_000:  # names tried long ago are forgotten
+                self.wb._failures = {k: v for k, v in self.wb._failures.items()
+                                     if now - v[-1] < _LOCKOUT}  # fmt: skip
             self.wb._failures[name] = [*tries, now][-_FAILURES_MAX:]
             return None
         self.wb._failures.pop(name, None)

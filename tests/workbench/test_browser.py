@@ -250,3 +250,21 @@ def test_roles_csrf_and_sessions_are_enforced(desk: dict[str, Any]) -> None:
     headers = viewer.get(f"{base}/review/", timeout=10).headers
     assert "default-src 'none'" in headers["content-security-policy"]
     assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+
+
+def test_a_day_whose_procedures_went_away_leaves_the_queue(desk: dict[str, Any]) -> None:
+    """The EMR deletes the day's procedures: its review record becomes a version with nothing
+    on it, done (and the receivers got a credit and a void, as for any such day)."""
+    fhir: FhirServer = desk["fhir"]
+    service: Service = desk["service"]
+    store = desk["store"]
+    assert store.review_row("wb-end:2026-03-02").status == "open"
+    for rid in ("wb-end-a", "wb-end-b"):
+        status, _ = fhir.request("DELETE", f"Procedure/{rid}")
+        assert status in (200, 204)
+        service.inbox.enqueue(Notification(events=(
+            ChangeEvent("Procedure", rid, deleted=True, source="gone"),)))  # fmt: skip
+    assert service.drain(timeout=90)
+    row = store.review_row("wb-end:2026-03-02")
+    assert row.status == "done" and row.version == 2 and row.total == 0 and row.errors == 0
+    assert store.review_versions("wb-end:2026-03-02")[0][3]["lines"] == []
