@@ -58,6 +58,12 @@ CONTEXT_DAYS = 400
 MAX_DELIVERY_ATTEMPTS = 50
 
 
+#: the kv prefix of the days a decision left to recompute
+RESYNC = "workbench:resync:"
+#: how long a held day's queued message waits before its hold is looked at again
+HELD_RECHECK = 30.0
+
+
 def _empty_review(day: PatientDay) -> dict[str, Any]:
     """The review summary of a day left with nothing to bill or review."""
     return {"patient": day.patient, "dos": day.service_date.isoformat(), "payer": "",
@@ -399,12 +405,19 @@ class Service:
             if item is not None:
                 log.info("day %s: a new state queued for %s", key, target.name)
 
+    def held(self, day: str) -> bool:
+        """Whether the billing office holds the day (its decisions say so)."""
+        return day_review(self.store.review_actions(day))[1]
+
     def deliver_once(self, target: Target) -> bool:
         """Compose and send the target's next due message; False when there is none."""
         row = self.store.outbox_claim(target.name)
         if row is None:
             return False
         name = target.name
+        if self.held(row.day):  # queued before the hold: it waits for the release
+            self.store.outbox_postpone(row.id, HELD_RECHECK, "held by the billing office")
+            return True
         if not row.body:
             acked = self.store.outbox_acked_state(name, row.day)
             composed = target.render(row, acked, self.store.next_number(f"control:{name}"),
@@ -583,33 +596,52 @@ class Service:
         thread.start()
         self._threads.append(thread)
 
-    def write_audits(self) -> int:
+    def write_audits(self, limit: int = 100) -> int:
         """The billing office's decisions not yet in the EMR, written as AuditEvents (each
         under its fixed id: writing one again changes nothing). Without FHIR write-back they
         stay in the store only. Returns how many were written."""
         written = 0
-        for a in self.store.review_actions(audit="pending", limit=100):
+        for a in self.store.review_actions(audit="pending", limit=limit):
             if not self.options.write_fhir:
                 self.store.review_audited(a.id, "store-only")
                 continue
             patient = "Patient/" + a.day.rpartition(":")[0]
             detail = f"{a.action} {json.dumps(a.payload, sort_keys=True)} on version {a.version}"
-            self.target.update(audit_event(
-                salt=self._salt(), action_id=a.id, at=a.at, user=a.user, role=a.role,
-                action=a.action, reason=a.reason, patient=patient, day=a.day, detail=detail,
-            ))  # fmt: skip
+            try:
+                self.target.update(audit_event(
+                    salt=self._salt(), action_id=a.id, at=a.at, user=a.user, role=a.role,
+                    action=a.action, reason=a.reason, patient=patient, day=a.day, detail=detail,
+                ))  # fmt: skip
+            except FatalServerError as err:  # refused for good: recorded, the rest go on
+                log.error("workbench: AuditEvent of decision %d refused (%s)", a.id, err.status)
+                self.store.review_audited(a.id, "refused")
+                continue
             self.store.review_audited(a.id, "written")
             written += 1
         if written:
             log.info("workbench: %d decision(s) written to the EMR as AuditEvents", written)
         return written
 
+    def resync_later(self, day: PatientDay) -> None:
+        """A day to recompute once the EMR answers (a decision made while it was away)."""
+        self.store.set_value(f"{RESYNC}{day.key}", "1")
+
+    def resync_pending(self) -> int:
+        """The days decisions left to recompute, recomputed now (each until it succeeds)."""
+        done = 0
+        for key in self.store.keys_with_prefix(RESYNC):
+            self.sync(PatientDay.from_key(key[len(RESYNC) :]))
+            self.store.delete_value(key)
+            done += 1
+        return done
+
     def _audit_loop(self, idle_sleep: float) -> None:
         while not self.stopping.is_set():
-            try:
-                self.write_audits()
-            except Exception as err:  # the EMR away: tried again (no PHI: the type only)
-                log.warning("workbench: AuditEvents not written: %s", type(err).__name__)
+            for step in (self.resync_pending, self.write_audits):
+                try:
+                    step()
+                except Exception as err:  # the EMR away: tried again (no PHI: the type only)
+                    log.warning("workbench: %s not done: %s", step.__name__, type(err).__name__)
             self.stopping.wait(idle_sleep)
 
     def stop(self, timeout: float = 30.0) -> None:

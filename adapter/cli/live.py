@@ -139,6 +139,7 @@ def workbench_of(settings: Settings, service: Service) -> Any:
                          secure=w.secure_cookie)  # fmt: skip
     return workbench_app(Workbench(
         store=service.store, session=rules, resync=service.resync, audit=service.write_audits,
+        resync_later=service.resync_later,
         targets=[t.name for t in service.targets],
         modifiers=frozenset(service.rulebook.modifiers.order), oidc=oidc,
     ))  # fmt: skip

@@ -25,7 +25,7 @@ class LineOverride:
     ``code``, ``discipline`` and ``modifiers`` (as they computed them); ``units`` at most the
     rules' (an override never bills more than the documentation supports: that is fixed in the
     EMR), 0 leaves the line out; ``new_modifiers`` in place of the rules' (KX is still the
-    rules')."""
+    rules'). ``modifiers`` are the line's before KX (which the rules add after)."""
 
     code: str
     discipline: Discipline
@@ -39,10 +39,13 @@ class LineOverride:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Release:
-    """An administrative hold released for the day: the finding stays, as a warning naming
-    who released it and why, and holds nothing."""
+    """An administrative hold released: the finding of ``code`` on exactly these
+    ``interventions`` (as the person saw it) stays, as a warning naming who released it and
+    why, and holds nothing. The same finding on other services (documented later, another
+    discipline) is not released."""
 
     code: FindingCode
+    interventions: tuple[str, ...]
     reason: str
     by: str
     ref: str
@@ -53,7 +56,11 @@ class DayReview:
     overrides: tuple[LineOverride, ...] = ()
     releases: tuple[Release, ...] = ()
 
-    def released(self, code: FindingCode) -> Release | None:
+    def released(self, code: FindingCode, interventions: tuple[str, ...]) -> Release | None:
+        """The release of the finding ``code`` on ``interventions`` (all of them released
+        together), if any."""
         if code not in RELEASABLE:
             return None
-        return next((r for r in self.releases if r.code is code), None)
+        mine = set(interventions)
+        return next((r for r in self.releases if r.code is code and mine
+                     and mine <= set(r.interventions)), None)  # fmt: skip

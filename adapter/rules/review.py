@@ -4,7 +4,9 @@ administrative holds. Every change is explained on the line (``reasons``, ``rule
 the decision's ``review:<id>``) and as a finding for the billing office.
 
 An override never bills more than the rules: more units than the rules give are refused (the
-documentation is fixed in the EMR instead); a modifier outside ``modifiers.toml`` is refused;
+documentation is fixed in the EMR instead); a modifier outside ``modifiers.toml`` is refused,
+and so is adding or removing CQ, CO or KX (the assistant's reduced payment, the threshold's
+attestation: the rules' alone);
 an override that matches no line any more (the documentation changed since) is reported
 stale, never applied to another line.
 """
@@ -26,6 +28,8 @@ from adapter.domain import (
 from adapter.rules.findings import INFO, WARN, finding
 
 F = FindingCode
+#: modifiers only the rules set: an assistant's service (paid at 85 %) and the KX attestation
+RULES_ONLY = frozenset({"CQ", "CO", "KX"})
 
 
 def apply_overrides(
@@ -76,6 +80,9 @@ def _override(
         unknown = sorted(set(o.new_modifiers) - set(rules.order))
         if unknown:
             return line, f"unknown modifier(s) {', '.join(unknown)}"
+        if set(o.new_modifiers) & RULES_ONLY != set(line.modifiers) & RULES_ONLY:
+            return line, ("CQ, CO and KX are the rules' (who furnished the service, the year's "
+                          "threshold): correct the documentation instead")  # fmt: skip
         modifiers = tuple(sorted(dict.fromkeys(o.new_modifiers), key=rules.rank))
         if len(modifiers) > rules.max_per_line:
             return line, f"more than {rules.max_per_line} modifiers"
@@ -100,7 +107,7 @@ def release(
     out: list[Finding] = []
     kept: set[str] = set()
     for f in findings:
-        r = review.released(f.code) if f.severity is Severity.ERROR else None
+        r = review.released(f.code, f.intervention_ids) if f.severity is Severity.ERROR else None
         if r is None:
             out.append(f)
             if f.severity is Severity.ERROR:
@@ -116,4 +123,6 @@ def release(
 def _released_only(iv: str, findings: Sequence[Finding], review: DayReview) -> bool:
     """Whether every error holding ``iv`` in the step was released."""
     errors = [f for f in findings if f.severity is Severity.ERROR and iv in f.intervention_ids]
-    return bool(errors) and all(review.released(f.code) is not None for f in errors)
+    return bool(errors) and all(
+        review.released(f.code, f.intervention_ids) is not None for f in errors
+    )

@@ -563,6 +563,14 @@ class SqlStore(ReviewStore):
             (error, self.clock() + delay, item_id),
         )
 
+    def outbox_postpone(self, item_id: int, delay: float, why: str) -> None:
+        """A claimed message put back for later without counting a try (its day is held)."""
+        self._run(
+            "UPDATE outbox SET status = 'pending', lease_until = NULL, last_error = ?, "
+            "next_at = ? WHERE id = ? AND status = 'sending'",
+            (why, self.clock() + delay, item_id),
+        )
+
     def outbox_rows(self, target: str | None = None, status: str | None = None,
                     limit: int = 200) -> list[OutboxRow]:  # fmt: skip
         where = [("target = ?", target), ("status = ?", status)]
@@ -679,6 +687,14 @@ class SqlStore(ReviewStore):
     def get_value(self, key: str) -> str | None:
         rows = self._run("SELECT value FROM kv WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
+
+    def keys_with_prefix(self, prefix: str, limit: int = 100) -> list[str]:
+        rows = self._run("SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+                         (prefix, prefix + "\uffff", limit))  # fmt: skip
+        return [str(r[0]) for r in rows]
+
+    def delete_value(self, key: str) -> None:
+        self._run("DELETE FROM kv WHERE key = ?", (key,))
 
     def set_value(self, key: str, value: str) -> None:
         self._run(

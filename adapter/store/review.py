@@ -174,6 +174,7 @@ class ReviewStore:
         findings = sorted(set(summary.get("findings", ())))
         clinicians = sorted(set(summary.get("clinicians", ())))
         tags = [("finding", f) for f in findings] + [("clinician", c) for c in clinicians]
+        tags += [("note", n) for n in sorted(set(summary.get("notes", ())))]
         self._atomic(
             [
                 ("DELETE FROM review_days WHERE day = ?", (day,)),

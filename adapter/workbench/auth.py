@@ -2,8 +2,9 @@
 the site's OpenID Connect provider (``authlib``); roles; the session's limits.
 
 Roles, each with what the one before may do: ``viewer`` reads the queue, the days and the
-reports; ``biller`` overrides lines, re-runs days, marks them done and reverts its decisions;
-``manager`` also releases administrative holds (the clocks) and holds or unholds days;
+reports; ``biller`` overrides lines, re-runs days, marks them done and reverts overrides;
+``manager`` also releases administrative holds (the clocks), holds or unholds days and
+reverts releases and holds;
 ``admin`` also manages users.
 """
 

@@ -105,7 +105,7 @@ def kx_crossings(store: SqlStore, start: str | None, end: str | None) -> Table:
     where, params = _span("d.dos", start, end)
     rows = store.review_report(
         "SELECT SUBSTR(d.dos, 1, 7), COUNT(*) FROM review_tags t JOIN review_days d "
-        f"ON d.day = t.day WHERE t.kind = 'finding' AND t.value = 'kx-applied' AND {where} "
+        f"ON d.day = t.day WHERE t.kind = 'note' AND t.value = 'kx-applied' AND {where} "
         "GROUP BY SUBSTR(d.dos, 1, 7) ORDER BY 1",
         params,
     )

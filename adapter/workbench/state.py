@@ -69,7 +69,9 @@ def _cents(amount: Decimal | None) -> int:
 
 
 def line_key(ln: ChargeLine) -> str:
-    return "|".join([ln.code, ln.discipline.value, "-".join(ln.modifiers)])
+    """The line as an override names it: code, discipline, the modifiers before KX (the
+    rules add KX after the overrides)."""
+    return "|".join([ln.code, ln.discipline.value, "-".join(m for m in ln.modifiers if m != "KX")])
 
 
 def _estimate(iv_code: str, minutes: int, decision: Decision, rulebook: Rulebook) -> Decimal:
@@ -125,6 +127,7 @@ def record(
         "total": _cents(decision.total),
         "findings": sorted({f.code.value for f in shown}),
         "clinicians": clinicians,
+        "notes": sorted({f.code.value for f in decision.findings if f.severity is Severity.INFO}),
         "lines": [
             {
                 "code": ln.code,
@@ -235,35 +238,34 @@ def _period(iv: Any, held: frozenset[str]) -> dict[str, Any]:
 
 
 def day_review(actions: Sequence[Action]) -> tuple[DayReview, bool]:
-    """The day's decisions as the rules take them, and whether the day is held."""
+    """The day's decisions as the rules take them, and whether the day is held. A decision
+    that cannot be read (a payload no form of the workbench makes) is left out."""
     reverted = {int(a.payload.get("action", 0)) for a in actions if a.action == "revert"}
-    live = [a for a in actions if a.id not in reverted]
     overrides: list[LineOverride] = []
     releases: list[Release] = []
     held = False
-    for a in live:
-        if a.action == "override":
-            overrides.append(_override(a.payload, a))
-        elif a.action == "release":
-            releases.append(
-                Release(
-                    code=F(a.payload["finding"]), reason=a.reason, by=a.user, ref=f"review:{a.id}"
-                )
-            )
-        elif a.action in ("hold", "unhold"):
-            held = a.action == "hold"
+    for a in (a for a in actions if a.id not in reverted):
+        try:
+            if a.action == "override":
+                overrides.append(_override(a.payload, a))
+            elif a.action == "release":
+                releases.append(Release(
+                    code=F(a.payload["finding"]), reason=a.reason, by=a.user,
+                    interventions=tuple(str(i) for i in a.payload.get("interventions") or ()),
+                    ref=f"review:{a.id}"))  # fmt: skip
+            elif a.action in ("hold", "unhold"):
+                held = a.action == "hold"
+        except (KeyError, ValueError, TypeError):
+            continue
     return DayReview(overrides=tuple(overrides), releases=tuple(releases)), held
 
 
 def _override(p: Mapping[str, Any], a: Action) -> LineOverride:
     new = p.get("new_modifiers")
     return LineOverride(
-        code=str(p["code"]),
-        discipline=Discipline(p["discipline"]),
-        modifiers=tuple(p.get("modifiers") or ()),
+        code=str(p["code"]), discipline=Discipline(p["discipline"]),
+        modifiers=tuple(str(m) for m in p.get("modifiers") or ()),
         units=int(p["units"]) if p.get("units") is not None else None,
-        new_modifiers=tuple(new) if new is not None else None,
-        reason=a.reason,
-        by=a.user,
-        ref=f"review:{a.id}",
-    )
+        new_modifiers=tuple(str(m) for m in new) if new is not None else None,
+        reason=a.reason, by=a.user, ref=f"review:{a.id}",
+    )  # fmt: skip

@@ -43,7 +43,16 @@ from adapter.fhir.refs import is_id
 from adapter.store import SqlStore
 from adapter.store.review import KINDS, SORTS, QueueFilter, ReviewRow
 from adapter.workbench import charts, reports
-from adapter.workbench.auth import DUMMY, NEEDS, Oidc, SessionRules, can, check_password
+from adapter.workbench.auth import (
+    DUMMY,
+    NEEDS,
+    ROLES,
+    Oidc,
+    SessionRules,
+    can,
+    check_password,
+)
+from adapter.workbench.state import day_review
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -64,6 +73,8 @@ class Workbench:
     resync: Callable[[PatientDay], object]
     #: write the pending decisions to the EMR as AuditEvents (returns how many)
     audit: Callable[[], int]
+    #: recompute the day later (the EMR did not answer the decision's recompute)
+    resync_later: Callable[[PatientDay], None] = lambda day: None
     targets: Sequence[str] = ()  # the delivery targets' names (the day's delivery state)
     modifiers: frozenset[str] = frozenset()  # the modifiers an override may use
     oidc: Oidc | None = None
@@ -275,7 +286,9 @@ class _Pages:
         tries = [t for t in self.wb._failures.get(name, []) if now - t < _LOCKOUT]
         found = self.wb.store.user_get(name) if name else None
         ok = check_password(password, found[0] if found else DUMMY)
-        if len(tries) >= _FAILURES_MAX or not ok or found is None or found[2]:
+        if len(tries) >= _FAILURES_MAX:  # locked: a try now neither counts nor extends it
+            return None
+        if not ok or found is None or found[2]:
             if len(self.wb._failures) > 10_000:  # names tried long ago are forgotten
                 self.wb._failures = {k: v for k, v in self.wb._failures.items()
                                      if now - v[-1] < _LOCKOUT}  # fmt: skip
@@ -299,7 +312,8 @@ class _Pages:
         )
 
     async def logout(self, request: Request) -> Response:
-        await self._form(request)
+        if await self._form(request) is None:
+            return HTMLResponse("The form expired or came from elsewhere", status_code=403)
         request.session.clear()
         return RedirectResponse("/review/login", status_code=303)
 
@@ -320,7 +334,9 @@ class _Pages:
             return HTMLResponse("Sign-in failed", status_code=401)
         claims = dict(token.get("userinfo") or {})
         role = self.wb.oidc.role_of(claims)
-        name = str(claims.get("preferred_username") or claims.get("email") or claims.get("sub"))
+        # named apart from the local users (an audit entry never confuses the two)
+        name = "oidc:" + str(claims.get("preferred_username") or claims.get("email")
+                             or claims.get("sub"))  # fmt: skip
         if role is None:
             log.warning("workbench: an OpenID Connect user without a workbench role")
             return HTMLResponse("Your account has no workbench role", status_code=403)
@@ -494,6 +510,12 @@ class _Pages:
         need = NEEDS.get(action)
         if need is None:
             return HTMLResponse("No such decision", status_code=400)
+        if action == "revert":  # undoing a decision needs the role that made it
+            target = form.get("target", "")
+            made = [a for a in self.wb.store.review_actions(key)
+                    if target.isdigit() and a.id == int(target)]  # fmt: skip
+            if made and made[0].action in NEEDS:
+                need = max(need, NEEDS[made[0].action], key=ROLES.index)
         if not can(who[1], need):
             log.warning("workbench: %s (%s) may not %s", who[0], who[1], action)
             return HTMLResponse(f"Your role may not {action}", status_code=403)
@@ -515,7 +537,8 @@ class _Pages:
         if action == "override":
             return self._override(form)
         if action == "release":
-            return {"finding": form.get("finding", "")}, None
+            ids = sorted(i for i in form.get("interventions", "").split(",") if i)
+            return {"finding": form.get("finding", ""), "interventions": ids}, None
         if action == "revert":
             target = form.get("target", "")
             return (
@@ -564,15 +587,10 @@ class _Pages:
         row: ReviewRow,
     ) -> Response:
         store = self.wb.store
-        if action == "release" and not any(
-            f.get("code") == payload.get("finding") and f.get("releasable")
-            for f in (store.review_versions(key)[0][3].get("findings") or [])
-        ):
-            return self._back(key, "That finding holds nothing a person may release.")
-        if action == "revert":
-            mine = [a for a in store.review_actions(key) if a.id == payload["action"]]
-            if not mine or mine[0].action not in ("override", "release", "hold"):
-                return self._back(key, "Nothing to revert.")
+        latest = store.review_versions(key)[0][3]
+        problem = self._check_decision(key, action, payload, latest)
+        if problem is not None:
+            return self._back(key, problem)
         action_id = store.review_act(
             key,
             user=who[0],
@@ -583,25 +601,52 @@ class _Pages:
             version=row.version,
         )
         log.info("workbench: %s %s day %s (decision %d)", who[0], action, key, action_id)
-        if action in ("done", "reopen"):
-            store.review_set_status(key, "done" if action == "done" else "open")
-        elif action == "hold":
+        _, held = day_review(store.review_actions(key))
+        if held:  # the decisions' hold is the truth the status shows
             store.review_set_status(key, "held")
-        elif action == "unhold":
+        elif action == "done":
+            store.review_set_status(key, "done")
+        elif action in ("reopen", "unhold", "revert") or row.status == "held":
             store.review_set_status(key, "open")
         note = "Saved."
         if action not in ("done", "reopen"):
+            day = PatientDay.from_key(key)
             try:
-                self.wb.resync(PatientDay.from_key(key))
+                self.wb.resync(day)
                 note = "Saved; the day was recomputed."
             except Exception as err:  # the EMR away: the decision stands, the day waits
                 log.warning("workbench: day %s not recomputed: %s", key, type(err).__name__)
-                note = "Saved; the day could not be recomputed now (the EMR did not answer)."
+                self.wb.resync_later(day)
+                note = ("Saved; the EMR did not answer, so the day will be recomputed as soon "
+                        "as it does.")  # fmt: skip
         try:
             self.wb.audit()
         except Exception as err:
             log.warning("workbench: audit not written yet: %s", type(err).__name__)
         return self._back(key, note)
+
+    def _check_decision(
+        self, key: str, action: str, payload: Mapping[str, Any], latest: Mapping[str, Any]
+    ) -> str | None:
+        """Why a decision cannot be made on the day as it is now (None: it can)."""
+        if action == "override":
+            keys = {ln.get("key") for ln in latest.get("lines") or []}
+            named = "|".join(
+                [payload["code"], payload["discipline"], "-".join(payload["modifiers"])]
+            )
+            return None if named in keys else "No such line on the day now."
+        if action == "release":
+            ok = any(f.get("code") == payload.get("finding") and f.get("releasable")
+                     and sorted(f.get("interventions") or []) == payload.get("interventions")
+                     for f in latest.get("findings") or [])  # fmt: skip
+            return None if ok else "That finding holds nothing a person may release."
+        if action == "done" and day_review(self.wb.store.review_actions(key))[1]:
+            return "The day is held: release it first."
+        if action == "revert":
+            mine = [a for a in self.wb.store.review_actions(key) if a.id == payload["action"]]
+            if not mine or mine[0].action not in ("override", "release", "hold"):
+                return "Nothing to revert."
+        return None
 
     @staticmethod
     def _back(key: str, message: str) -> Response:

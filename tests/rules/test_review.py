@@ -6,6 +6,7 @@ released it. Golden cases, and properties over random days and overrides."""
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from adapter.domain import (
     Decision,
     Discipline,
     FindingCode,
+    KxSpend,
     LineOverride,
     Release,
     Rulebook,
@@ -22,8 +24,9 @@ from adapter.domain import (
     Severity,
 )
 from adapter.rules import evaluate
+from adapter.workbench.state import line_key
 
-from .build import PT, day, iv
+from .build import OT, PT, PTA, day, iv
 from .test_progress import earlier
 from .test_properties import PROFILE, RB, days
 
@@ -97,8 +100,8 @@ def test_a_released_progress_report_hold_bills_the_line(rulebook: Rulebook) -> N
     held = day(iv("a", "97110", 0, 30), treatment_days={PTD: earlier(12)})
     before = evaluate(held, rulebook)
     assert before.lines == () and _codes(before)[F.PROGRESS_REPORT_MISSING] is Severity.ERROR
-    why = Release(code=F.PROGRESS_REPORT_MISSING, reason="report on paper, scanned",
-                  by="manager1", ref="review:9")  # fmt: skip
+    why = Release(code=F.PROGRESS_REPORT_MISSING, interventions=("a",),
+                  reason="report on paper, scanned", by="manager1", ref="review:9")  # fmt: skip
     after = evaluate(_reviewed(held, releases=(why,)), rulebook)
     assert [ln.code for ln in after.lines] == ["97110"]
     assert _codes(after)[F.PROGRESS_REPORT_MISSING] is Severity.WARNING
@@ -108,18 +111,64 @@ def test_a_released_progress_report_hold_bills_the_line(rulebook: Rulebook) -> N
 
 def test_a_documentation_hold_cannot_be_released(rulebook: Rulebook) -> None:
     held = day(iv("a", "97110", 0, 30, group=True))
-    why = Release(code=F.GROUP_BILLED_ONE_ON_ONE, reason="x", by="m", ref="review:1")
+    why = Release(
+        code=F.GROUP_BILLED_ONE_ON_ONE, interventions=("a",), reason="x", by="m", ref="review:1"
+    )
     after = evaluate(_reviewed(held, releases=(why,)), rulebook)
     assert after.lines == () and _codes(after)[F.GROUP_BILLED_ONE_ON_ONE] is Severity.ERROR
+
+
+def test_a_line_with_kx_is_overridden_by_its_key(rulebook: Rulebook) -> None:
+    """(review finding) the workbench names a line by its modifiers before KX: an override of
+    a line over the threshold applies (it was reported stale before)."""
+    over = day(iv("a", "97110", 0, 38, PT), kx_spend=KxSpend(pt_slp=Decimal("5000"), ot=Decimal(0)))
+    (line,) = evaluate(over, rulebook).lines
+    assert "KX" in line.modifiers and line_key(line) == "97110|PT|GP"
+    after = evaluate(_reviewed(over, _override(units=2)), rulebook)
+    assert [(ln.units, ln.modifiers) for ln in after.lines] == [(2, ("GP", "KX"))]
+    assert F.REVIEW_STALE not in _codes(after)
+
+
+def test_cq_co_and_kx_stay_the_rules(rulebook: Rulebook) -> None:
+    """(review finding) removing CQ from an assistant's line would raise its payment; adding
+    KX would attest the threshold: both refused."""
+    pta = day(iv("a", "97110", 0, 38, PTA))
+    (line,) = evaluate(pta, rulebook).lines
+    assert "CQ" in line.modifiers
+    o = _override(modifiers=line.modifiers, new_modifiers=("GP",))
+    after = evaluate(_reviewed(pta, o), rulebook)
+    assert after.lines[0].modifiers == line.modifiers and F.REVIEW_REFUSED in _codes(after)
+    plain = day(iv("a", "97110", 0, 38, PT))
+    kx = evaluate(_reviewed(plain, _override(new_modifiers=("GP", "KX"))), rulebook)
+    assert kx.lines[0].modifiers == ("GP",) and F.REVIEW_REFUSED in _codes(kx)
+
+
+def test_a_release_is_for_the_services_it_names(rulebook: Rulebook) -> None:
+    """(review finding) PT and OT both lack a progress report: releasing PT's hold bills PT
+    only; OT's stays held."""
+    both = day(iv("a", "97110", 0, 30, PT), iv("b", "97530", 30, 30, OT),
+               treatment_days={PTD: earlier(12), Discipline.OT: earlier(12)})  # fmt: skip
+    held = evaluate(both, rulebook)
+    missing = [f for f in held.findings if f.code is F.PROGRESS_REPORT_MISSING]
+    pt = next(f for f in missing if f.intervention_ids == ("a",))
+    why = Release(code=F.PROGRESS_REPORT_MISSING, interventions=pt.intervention_ids,
+                  reason="on paper", by="m1", ref="review:3")  # fmt: skip
+    after = evaluate(_reviewed(both, releases=(why,)), rulebook)
+    assert [ln.code for ln in after.lines] == ["97110"]
+    assert "b" in after.held_intervention_ids
 
 
 @st.composite
 def reviewed_days(draw: st.DrawFn) -> tuple[ServiceDay, Decision]:
     d = draw(days())
     plain = evaluate(d, RB)
+    mods = st.none() | st.lists(st.sampled_from(sorted(RB.modifiers.order)), max_size=3)
     overrides = tuple(
-        LineOverride(code=ln.code, discipline=ln.discipline, modifiers=ln.modifiers,
-                     units=draw(st.integers(0, 12)), reason="r", by="b", ref=f"review:{n}")
+        LineOverride(code=ln.code, discipline=ln.discipline,
+                     modifiers=tuple(m for m in ln.modifiers if m != "KX"),
+                     units=draw(st.integers(0, 12)),
+                     new_modifiers=tuple(m) if (m := draw(mods)) is not None else None,
+                     reason="r", by="b", ref=f"review:{n}")
         for n, ln in enumerate(plain.lines) if draw(st.booleans())
     )  # fmt: skip
     return replace(d, review=DayReview(overrides=overrides)), plain
@@ -138,4 +187,6 @@ def test_an_override_never_bills_more(case: tuple[ServiceDay, Decision]) -> None
     assert sum(ln.units for ln in after.lines) <= sum(ln.units for ln in plain.lines)
     if plain.total is not None and after.total is not None:
         assert after.total <= plain.total
+    if plain.allowed_total is not None and after.allowed_total is not None:
+        assert after.allowed_total <= plain.allowed_total
     assert evaluate(reviewed, RB) == after  # deterministic

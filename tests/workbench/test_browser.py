@@ -21,6 +21,7 @@ import requests
 from playwright import sync_api as playwright
 
 from adapter.delivery import Hl7Target, X12Target
+from adapter.domain import PatientDay
 from adapter.emr.client import FhirClient
 from adapter.fhir import codes
 from adapter.intake.events import ChangeEvent, Notification
@@ -87,9 +88,10 @@ def desk(fresh_fhir: FhirServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
     service.deliver_all()
     store.user_put("biller1", hash_password(PASSWORD), "biller")
     store.user_put("viewer1", hash_password(PASSWORD), "viewer")
+    store.user_put("manager1", hash_password(PASSWORD), "manager")
     wb = Workbench(store=store, session=SessionRules(secret="s" * 40, secure=False),
                    resync=service.resync, audit=service.write_audits,
-                   targets=[t.name for t in targets],
+                   resync_later=service.resync_later, targets=[t.name for t in targets],
                    modifiers=frozenset(RULEBOOK.modifiers.order))  # fmt: skip
     server = WebhookServer(Receiver(lambda n: None, secret="x"), port=0,
                            mounts=[("/review", workbench_app(wb))])  # fmt: skip
@@ -268,3 +270,41 @@ def test_a_day_whose_procedures_went_away_leaves_the_queue(desk: dict[str, Any])
     row = store.review_row("wb-end:2026-03-02")
     assert row.status == "done" and row.version == 2 and row.total == 0 and row.errors == 0
     assert store.review_versions("wb-end:2026-03-02")[0][3]["lines"] == []
+
+
+def test_holds_reverts_and_forged_lines(desk: dict[str, Any]) -> None:
+    """(review findings) a held day cannot be marked done, and its status follows the hold;
+    a biller cannot revert a manager's hold; a line the day does not have is refused before
+    it is stored; a day a decision could not recompute is recomputed later."""
+    base, store, service = desk["base"], desk["store"], desk["service"]
+    key = "wb-end:2026-03-02"
+    act = f"{base}/review/days/{key}/act"
+
+    def version() -> str:
+        return str(store.review_row(key).version)
+
+    manager, m_token = _session(base, "manager1")
+    biller, b_token = _session(base, "biller1")
+    hold_form = {"csrf": m_token, "action": "hold", "reason": "payer audit", "version": version()}
+    answer = manager.post(act, timeout=30, data=hold_form)
+    assert answer.status_code == 200 and store.review_row(key).status == "held"
+    done = manager.post(act, timeout=30, data={"csrf": m_token, "action": "done",
+                                                "version": version()})  # fmt: skip
+    assert "release it first" in done.text and store.review_row(key).status == "held"
+    hold = store.review_actions(key)[-1]
+    assert hold.action == "hold"
+    refused = biller.post(act, timeout=30, data={"csrf": b_token, "action": "revert",
+                                                  "target": str(hold.id), "reason": "no",
+                                                  "version": version()})  # fmt: skip
+    assert refused.status_code == 403
+    manager.post(act, timeout=30, data={"csrf": m_token, "action": "revert",
+                                         "target": str(hold.id), "reason": "audit over",
+                                         "version": version()})  # fmt: skip
+    assert store.review_row(key).status == "open" and not service.held(key)
+    forged = biller.post(act, timeout=30, data={"csrf": b_token, "action": "override",
+                                                 "line": "97110|XX|GP", "units": "1",
+                                                 "reason": "x", "version": version()})  # fmt: skip
+    assert "No such line" in forged.text
+    assert [a.action for a in store.review_actions(key)] == ["hold", "revert"]
+    service.resync_later(PatientDay.from_key(key))
+    assert service.resync_pending() == 1 and service.resync_pending() == 0

@@ -105,14 +105,15 @@ def test_decisions_as_the_rules_take_them(store: SqlStore) -> None:
     first = store.review_act(key, user="b1", role="biller", action="override", payload=line,
                              reason="r1", version=1)  # fmt: skip
     store.review_act(key, user="m1", role="manager", action="release",
-                     payload={"finding": "progress-report-missing"}, reason="on paper",
-                     version=1)  # fmt: skip
+                     payload={"finding": "progress-report-missing", "interventions": ["x"]},
+                     reason="on paper", version=1)  # fmt: skip
     store.review_act(key, user="m1", role="manager", action="hold", payload={}, reason="h",
                      version=1)  # fmt: skip
     review, held = day_review(store.review_actions(key))
     assert held and [o.ref for o in review.overrides] == [f"review:{first}"]
     assert review.overrides[0].units == 1 and review.overrides[0].by == "b1"
-    assert review.released(FindingCode.PROGRESS_REPORT_MISSING) is not None
+    assert review.released(FindingCode.PROGRESS_REPORT_MISSING, ("x",)) is not None
+    assert review.released(FindingCode.PROGRESS_REPORT_MISSING, ("x", "y")) is None
     store.review_act(key, user="b1", role="biller", action="revert",
                      payload={"action": first}, reason="mistake", version=1)  # fmt: skip
     store.review_act(key, user="m1", role="manager", action="unhold", payload={}, reason="ok",
@@ -144,3 +145,47 @@ def test_the_queue_on_postgres(pg_dsn: str) -> None:
         assert s.review_report("SELECT COUNT(*) FROM review_lines")[0][0] > 0
     finally:
         s.close()
+
+
+def test_a_held_days_queued_message_waits(tmp_path: Path) -> None:
+    """(review finding) a message queued before the hold is not sent while the day is held:
+    put back without counting a try; after the release it goes (here: to a closed port, a
+    counted try)."""
+    from adapter.delivery import Hl7Target
+    from adapter.emr.client import FhirClient
+    from adapter.service import Service
+
+    store = open_store(tmp_path / "h.db")
+    nowhere = FhirClient("http://127.0.0.1:9/fhir")
+    target = Hl7Target(name="dft", host="127.0.0.1", port=9, timeout=0.5)
+    service = Service(nowhere, nowhere, RULEBOOK, Options(), store, targets=[target])
+    day = "p1:2026-03-02"
+    item = store.outbox_queue("dft", day, 1, {"lines": []})
+    assert item is not None
+    store.review_act(day, user="m1", role="manager", action="hold", payload={}, reason="x",
+                     version=1)  # fmt: skip
+    assert service.held(day) and service.deliver_once(target)
+    row = store.outbox_get(item)
+    assert row is not None and row.status == "pending" and row.attempts == 0
+    assert row.last_error == "held by the billing office"
+    store.close()
+
+
+def test_an_unreadable_decision_is_left_out(store: SqlStore) -> None:
+    """(review finding) a payload no form makes (a discipline that does not exist) no longer
+    breaks every sync of the day: it is left out."""
+    key = RECORDS[0][0]
+    store.review_act(key, user="b1", role="biller", action="override",
+                     payload={"code": "97110", "discipline": "XX", "modifiers": ["GP"],
+                              "units": 1}, reason="r", version=1)  # fmt: skip
+    review, held = day_review(store.review_actions(key))
+    assert review.overrides == () and not held
+
+
+def test_the_kx_report_counts_the_days_over_the_threshold(store: SqlStore) -> None:
+    """(review finding) kx-applied is an info finding: the report counted none before."""
+    from adapter.workbench.reports import kx_crossings
+
+    days = sum(1 for _, s, _ in RECORDS if "kx-applied" in s["notes"])
+    assert days > 0
+    assert sum(n for _, n in kx_crossings(store, None, None).rows) == days
