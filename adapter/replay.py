@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import tempfile
 from collections import Counter
@@ -56,6 +57,30 @@ class FileReport:
     patient_days: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class DayDigest:
+    """What the summary counts of one day (small and picklable: a worker process sends it)."""
+
+    not_therapy: int
+    problems: tuple[Problem, ...]
+    payer: str | None  # None: nothing on the day was therapy
+    lines: int = 0
+    units: int = 0
+    findings: tuple[str, ...] = ()
+    kinds: Mapping[str, int] = field(default_factory=dict)
+
+
+def digest(result: DayResult) -> DayDigest:
+    d = result.decision
+    base = DayDigest(len(result.parsed.not_therapy), tuple(result.parsed.problems), None)
+    if d is None:
+        return base
+    kinds = Counter(e["resource"]["resourceType"] for e in result.entries)
+    return replace(base, payer=d.payer, lines=len(d.lines),
+                   units=sum(ln.units for ln in d.lines),
+                   findings=tuple(f.code.value for f in d.findings), kinds=dict(kinds))  # fmt: skip
+
+
 @dataclass(slots=True)
 class Summary:
     """What a replay did, for people (``table``) and machines (``as_json``)."""
@@ -83,21 +108,22 @@ class Summary:
     x12_unwritable: Counter[str] = field(default_factory=Counter)  # days no 837P carries, why
 
     def add(self, result: DayResult) -> None:
-        self.not_therapy += len(result.parsed.not_therapy)
-        for p in result.parsed.problems:
+        self.add_digest(digest(result))
+
+    def add_digest(self, d: DayDigest) -> None:
+        self.not_therapy += d.not_therapy
+        for p in d.problems:
             self.note(p)
-        d = result.decision
-        if d is None:
+        if d.payer is None:
             return
         self.patient_days += 1
         self.payers[d.payer] += 1
-        self.lines += len(d.lines)
-        self.units += sum(ln.units for ln in d.lines)
-        self.findings.update(f.code.value for f in d.findings)
-        kinds = Counter(e["resource"]["resourceType"] for e in result.entries)
-        self.charge_items += kinds["ChargeItem"]
-        self.claims += kinds["Claim"]
-        self.communications += kinds["Communication"]
+        self.lines += d.lines
+        self.units += d.units
+        self.findings.update(d.findings)
+        self.charge_items += d.kinds.get("ChargeItem", 0)
+        self.claims += d.kinds.get("Claim", 0)
+        self.communications += d.kinds.get("Communication", 0)
 
     def note(self, problem: Problem, keep: int = 200) -> None:
         self.problem_count += 1
@@ -192,12 +218,21 @@ class _BundleWriter:
         self.count = 0
 
     def write(self, entry: dict[str, Any]) -> None:
-        self.fh.write(("," if self.count else "") + "\n  " + json.dumps(entry, ensure_ascii=False))
+        self.write_text(entry_text(entry))
+
+    def write_text(self, text: str) -> None:
+        """An entry already serialised by ``entry_text`` (a worker process's)."""
+        self.fh.write(("," if self.count else "") + "\n  " + text)
         self.count += 1
 
     def close(self) -> None:
         self.fh.write(("\n " if self.count else "") + "]\n}\n")
         self.fh.close()
+
+
+def entry_text(entry: dict[str, Any]) -> str:
+    """An entry as the output Bundle holds it (the same bytes whichever process made it)."""
+    return json.dumps(entry, ensure_ascii=False)
 
 
 def _output_name(name: str) -> str:
@@ -266,9 +301,16 @@ def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[i
     """Evaluate every patient-day in the spool: (input file index, result). Each patient's days
     come in date order, each given the allowed amounts of the earlier days of its year (the
     KX running total, from a ledger of this replay's own lines)."""
+    return _evaluate(spool, rulebook, options, spool.days())
+
+
+def _evaluate(
+    spool: Spool, rulebook: Rulebook, options: Options, listing: Iterable[tuple[int, str, str]]
+) -> Iterator[tuple[int, DayResult]]:
+    """The days of ``listing`` (whole patients, each in date order), with their ledgers."""
     ledger = KxLedger()
     treatments = TreatmentLedger()
-    for file, patient, dos in spool.days():
+    for file, patient, dos in listing:
         spool.clear_cache()
         procs = spool.procedures_of(patient, dos)
         on = date.fromisoformat(dos)
@@ -282,6 +324,87 @@ def days(spool: Spool, rulebook: Rulebook, options: Options) -> Iterator[tuple[i
             treatments.record(patient, on, *day_treatments(result.decision, rulebook),
                               units=day_units(result.decision))  # fmt: skip
         yield file, result
+
+
+#: fewer patient-days than this replay in one process (starting workers costs more)
+PARALLEL_FROM = 400
+#: about this many patient-days go to a worker at a time (whole patients)
+TASK_DAYS = 64
+#: a worker process's spool, rulebook and options (set once by the pool's initializer)
+_WORKER: dict[str, Any] = {}
+#: one day's output from a worker: (input file, its entries' text, its digest)
+DayOut = tuple[int, list[str], DayDigest]
+
+
+def _init_worker(path: str, zone: tzinfo | None, rulebook: Rulebook, options: Options) -> None:
+    _WORKER.update(spool=Spool(path, zone=zone, create=False), rulebook=rulebook,
+                   options=options)  # fmt: skip
+
+
+def _work(task: list[tuple[int, str, str]]) -> list[DayOut]:
+    """A batch of whole patients' days, evaluated in a worker process."""
+    spool, rulebook, options = _WORKER["spool"], _WORKER["rulebook"], _WORKER["options"]
+    return [(file, [entry_text(e) for e in result.entries], digest(result))
+            for file, result in _evaluate(spool, rulebook, options, task)]  # fmt: skip
+
+
+def _tasks(path: str, zone: tzinfo | None) -> Iterator[list[tuple[int, str, str]]]:
+    """The spool's days in batches of whole patients (its own connection: the pool's task
+    thread reads it)."""
+    spool = Spool(path, zone=zone, create=False)
+    try:
+        batch: list[tuple[int, str, str]] = []
+        for day in spool.days():
+            if len(batch) >= TASK_DAYS and batch[-1][1] != day[1]:
+                yield batch
+                batch = []
+            batch.append(day)
+        if batch:
+            yield batch
+    finally:
+        spool.close()
+
+
+def _in_parallel(
+    spool: Spool, rulebook: Rulebook, options: Options, workers: int
+) -> Iterator[DayOut]:
+    """Every day of the spool, evaluated by ``workers`` processes (forked: they share the
+    rulebook), in the spool's order: the same output, byte for byte, as one process."""
+    ctx = multiprocessing.get_context("fork")
+    args = (spool.path, options.zone, rulebook, options)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=args) as pool:
+        for batch in pool.imap(_work, _tasks(spool.path, options.zone)):
+            yield from batch
+
+
+def _parallel_workers(workers: int, spool: Spool, formats: Formats, plain: bool) -> int:
+    """How many worker processes a replay uses (1: this one): several only for the FHIR
+    output alone (the other formats keep state across days), with no per-day callback,
+    where processes fork, and for enough days."""
+    if workers <= 1 or not plain or formats.hl7v2 or formats.x12 is not None:
+        return 1
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return workers if spool.day_count() >= PARALLEL_FROM else 1
+
+
+def _stream(
+    spool: Spool,
+    rulebook: Rulebook,
+    options: Options,
+    formats: Formats,
+    workers: int,
+    *,
+    plain: bool,
+) -> Iterator[tuple[int, list[str], DayDigest, DayResult | None]]:
+    """Each day's (input file, entries' text, digest, result: None from a worker process)."""
+    n = _parallel_workers(workers, spool, formats, plain=plain)
+    if n > 1:
+        for f, texts, d in _in_parallel(spool, rulebook, options, n):
+            yield f, texts, d, None
+        return
+    for f, r in days(spool, rulebook, options):
+        yield f, [entry_text(e) for e in r.entries] if formats.fhir else [], digest(r), r
 
 
 #: how an MLLP peer receives each message: a vertical tab before, FS CR after
@@ -414,9 +537,12 @@ def replay(
     progress: Progress | None = None,
     on_day: Callable[[DayResult], None] | None = None,
     formats: Formats | None = None,
+    workers: int = 1,
 ) -> Summary:
     """Replay ``paths`` into transaction bundles under ``out`` (and, with ``formats``, DFT
-    messages and 837P files beside them); return the summary."""
+    messages and 837P files beside them); return the summary. ``workers`` > 1: the days are
+    evaluated by that many processes (the FHIR output alone, enough days), with the same
+    output byte for byte."""
     files = expand(paths)
     summary = Summary(rulebook_version=rulebook.version)
     outputs = _Outputs(files, out, summary, formats or Formats(), options.evaluated_at)
@@ -426,20 +552,23 @@ def replay(
     with _temporary_spool(options.zone) as spool:
         ingest(files, spool, summary, progress)
         current: tuple[int, _BundleWriter] | None = None
-        for index, result in days(spool, rulebook, options):
+        stream = _stream(spool, rulebook, options, formats or Formats(), workers,
+                         plain=on_day is None)  # fmt: skip
+        for index, texts, d, result in stream:
             if current is None or current[0] != index:
                 if current is not None:
                     close_output(*current)
                 current = (index, open_output(index))
-            for entry in result.entries:
-                current[1].write(entry)
-            others.day(result, descriptions)
-            summary.add(result)
-            if result.decision is not None:
+            for text in texts:
+                current[1].write_text(text)
+            if result is not None:
+                others.day(result, descriptions)
+            summary.add_digest(d)
+            if d.payer is not None:
                 summary.files[index].patient_days += 1
-            if on_day is not None:
+            if on_day is not None and result is not None:
                 on_day(result)
-            if progress and result.decision and summary.patient_days % 5_000 == 0:
+            if progress and d.payer is not None and summary.patient_days % 5_000 == 0:
                 progress(f"{summary.patient_days} patient-days")
         if current is not None:
             close_output(*current)

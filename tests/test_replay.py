@@ -229,3 +229,32 @@ def test_a_bad_opening_balance_file_is_refused(
     assert main(["replay", str(src), "--out", str(tmp_path / "o"), "--kx-opening",
                  str(opening)]) == 2  # fmt: skip
     assert "kx.csv: line 2: '24OO' is not an amount" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(issue 19) the days evaluated by 1, 2 or 3 processes: every output file the same, byte
+    for byte, and the same summary."""
+    from adapter import replay as replay_mod
+    from adapter.mappings import load_rulebook
+    from adapter.pipeline import Options
+    from bench.generate import generate
+
+    monkeypatch.setattr(replay_mod, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(replay_mod, "TASK_DAYS", 7)  # many small tasks: order is tested
+    generate(tmp_path / "in", 600, seed=3)
+    pools: list[int] = []
+    real = replay_mod._in_parallel
+    monkeypatch.setattr(replay_mod, "_in_parallel",
+                        lambda *a: (pools.append(a[-1]), real(*a))[1])  # fmt: skip
+    outs = {}
+    for n in (1, 2, 3):
+        summary = replay_mod.replay([tmp_path / "in"], tmp_path / f"out{n}", load_rulebook(),
+                                    Options(), workers=n)  # fmt: skip
+        files = sorted((tmp_path / f"out{n}").iterdir())
+        outs[n] = ({f.name: f.read_bytes() for f in files},
+                   {k: v for k, v in summary.as_json().items() if k != "files"})  # fmt: skip
+    assert outs[1][1]["patient_days"] > 10 and outs[1][0]
+    assert outs[1] == outs[2] == outs[3]
+    assert pools == [2, 3]  # the worker runs took the process pool

@@ -86,6 +86,11 @@ def _offline_commands(sub: Subparsers) -> None:
     )  # fmt: skip
     _common(rp)
     rp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    rp.add_argument(
+        "--workers", type=int, metavar="N",
+        help="processes evaluating the days (default: one per core; the output is the same "
+        "byte for byte whatever N; the FHIR output of 400+ patient-days only)",
+    )  # fmt: skip
     ex = sub.add_parser(
         "explain",
         help="explain, per patient-day, the minutes, method, units, modifiers and findings",

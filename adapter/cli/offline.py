@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -81,8 +82,9 @@ def progress(message: str) -> None:
 def replay_command(args: argparse.Namespace) -> int:
     rulebook, options = setup(args)
     formats = formats_of(args.emit, load_settings(args.config))
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     summary = replay_mod.replay(args.paths, args.out, rulebook, options, progress=progress,
-                                formats=formats)  # fmt: skip
+                                formats=formats, workers=workers)  # fmt: skip
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:

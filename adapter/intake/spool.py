@@ -105,12 +105,16 @@ class SpoolStats:
 class Spool:
     """The spool file and the ``Lookup`` the parser uses."""
 
-    def __init__(self, path: Path | str = ":memory:", *, zone: tzinfo | None = None) -> None:
+    def __init__(
+        self, path: Path | str = ":memory:", *, zone: tzinfo | None = None, create: bool = True
+    ) -> None:
+        """A new spool at ``path``; ``create=False``: one written already, to read (a replay's
+        worker processes)."""
         self.zone = zone  # the site's time zone for dates of service (None: own offsets)
+        self.path = str(path)
         self.db = sqlite3.connect(str(path))
-        self.db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;" + _SCHEMA
-        )
+        pragmas = "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;"
+        self.db.executescript(pragmas + _SCHEMA if create else "PRAGMA query_only=ON;")
         self.stats = SpoolStats()
         self.problems: list[Problem] = []
         self.problem_count = 0
@@ -333,6 +337,11 @@ class Spool:
                 self.db.execute("DELETE FROM actors WHERE proc = ?", (key,))
 
     # -- reading ---------------------------------------------------------------------------
+    def day_count(self) -> int:
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT patient, dos FROM procedures "
+            "WHERE status = 'completed' AND dos IS NOT NULL) AS d").fetchone()[0])  # fmt: skip
+
     def days(self) -> Iterator[tuple[int, str, str]]:
         """(file, patient, date) of every patient-day with completed procedures: by the first
         input file naming the patient (where all the patient's days are written), then patient,
