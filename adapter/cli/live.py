@@ -31,7 +31,7 @@ from adapter.service import Health, Service
 from adapter.store import open_store
 from adapter.web.server import WebhookServer
 from adapter.workbench.auth import Oidc, SessionRules, hash_password
-from adapter.workbench.web import Workbench, workbench_app
+from adapter.workbench.web import SIGNED_OUT, Workbench, workbench_app
 
 log = logging.getLogger(__name__)
 DEAD_LETTERS_EXIT = 6  # poll --once / work --until-empty: some items became dead letters
@@ -302,6 +302,7 @@ def users(args: argparse.Namespace) -> int:
             store.user_put(args.name, hash_password(password), args.role)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        store.set_value(f"{SIGNED_OUT}{args.name}", repr(time.time()))  # old sessions end
         print(f"user {args.name} ({args.role}) saved")
         return 0
     finally:

@@ -355,36 +355,28 @@ class ReviewStore:
         )
         return int(rows[0][0])
 
-    def review_actions(
-        self, day: str | None = None, *, audit: str | None = None, limit: int = 500
-    ) -> list[Action]:
-        where, params = [], []
+    def review_actions(self, day: str | None = None, *, audit: str | None = None,
+                       limit: int | None = None) -> list[Action]:  # fmt: skip
+        """A day's decisions, oldest first: all of them (what the rules and the hold are
+        computed from is never cut short); ``limit`` only for the pending audits' batches."""
+        where: list[str] = []
+        params: list[Any] = []
         if day is not None:
             where.append("day = ?")
             params.append(day)
         if audit is not None:
             where.append("audit = ?")
             params.append(audit)
-        rows = self._run(
-            "SELECT id, day, at, username, role, action, payload, reason, version, audit "
-            f"FROM review_actions WHERE {' AND '.join(where) or '1 = 1'} ORDER BY id LIMIT ?",
-            (*params, limit),
-        )
-        return [
-            Action(
-                int(i),
-                str(d),
-                float(a),
-                str(u),
-                str(r),
-                str(k),
-                json.loads(p),
-                str(why),
-                int(v),
-                str(au),
-            )
-            for i, d, a, u, r, k, p, why, v, au in rows
-        ]
+        clause = " AND ".join(where) or "1 = 1"
+        sql = ("SELECT id, day, at, username, role, action, payload, reason, version, audit "
+               f"FROM review_actions WHERE {clause} ORDER BY id")  # fmt: skip
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._run(sql, tuple(params))
+        return [Action(int(i), str(d), float(a), str(u), str(r), str(k), json.loads(p),
+                       str(why), int(v), str(au))
+                for i, d, a, u, r, k, p, why, v, au in rows]  # fmt: skip
 
     def review_audited(self, action_id: int, status: str = "written") -> None:
         """``written`` (to the EMR as an AuditEvent) or ``store-only``."""

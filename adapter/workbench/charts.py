@@ -5,7 +5,7 @@ alternative, and the table it comes from is on the page beside it."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -130,8 +130,12 @@ def timeline(periods: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[st
         i for f in findings if "overlap" in str(f.get("code")) for i in f.get("interventions", [])
     }
     start = min(s for _, s, _ in timed)
-    end = max(e for _, _, e in timed)
+    # the axis spans the documented periods, at most a day from the first (a period
+    # documented years long is drawn to the edge, not over a years-long axis)
+    end = min(max(e for _, _, e in timed), start + timedelta(days=1))
+    timed = [(p, s, min(e, end)) for p, s, e in timed if s <= end]
     span = max(60.0, (end - start).total_seconds() / 60)
+    step = 15 if span <= 240 else 60
     # a row per clinician and code; periods that overlap within a row go in lanes beneath
     lanes: dict[str, list[list[tuple[datetime, datetime]]]] = {}
     placed: list[tuple[Mapping[str, Any], datetime, datetime, str, int]] = []
@@ -157,7 +161,7 @@ def timeline(periods: Sequence[Mapping[str, Any]], findings: Sequence[Mapping[st
         'patternTransform="rotate(45)"><rect width="3" height="6" fill="#cf222e" '
         'opacity="0.5"/></pattern></defs>'
     ]
-    for tick in range(0, int(span) + 1, 15):
+    for tick in range(0, int(span) + 1, step):
         x = left + width * tick / span
         label = datetime.fromtimestamp(start.timestamp() + tick * 60, start.tzinfo).strftime(
             "%H:%M"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -55,12 +56,33 @@ from adapter.workbench.auth import (
 from adapter.workbench.state import day_review
 
 log = logging.getLogger(__name__)
+#: what the day page says after a decision (the URL carries the code only)
+MESSAGES = {
+    "saved": "Saved.",
+    "recomputed": "Saved; the day was recomputed.",
+    "later": "Saved; the EMR did not answer, so the day will be recomputed as soon as it does.",
+    "changed": "The day changed since you opened it: look again.",
+    "no-line": "No such line on the day now.",
+    "not-releasable": "That finding holds nothing a person may release.",
+    "held": "The day is held: release it first.",
+    "no-revert": "Nothing to revert.",
+    "reason": "A reason is required.",
+    "long-reason": "The reason is longer than 500 characters.",
+    "units": "Units are a whole number.",
+    "unknown-modifier": "Unknown modifier: use those of modifiers.toml.",
+    "nothing-set": "Give the units or the modifiers to set.",
+    "busy": "Too many decisions on this day just now: wait a minute.",
+}
 HERE = Path(__file__).parent
 PAGE = 50
 MAX_REASON = 500
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MODIFIER = re.compile(r"[A-Z0-9]{2}")
 _FAILURES_MAX, _LOCKOUT = 5, 300.0
+#: the kv key of the time a user signed out (or got a new password): older sessions end
+SIGNED_OUT = "workbench:signed-out:"
+#: decisions one user may make on one day in a minute
+_DECISIONS_PER_MINUTE = 20
 
 
 @dataclass
@@ -80,6 +102,7 @@ class Workbench:
     oidc: Oidc | None = None
     clock: Callable[[], float] = time.time
     _failures: dict[str, list[float]] = field(default_factory=dict)
+    _paces: dict[str, list[float]] = field(default_factory=dict)
 
 
 class SecurityHeaders:
@@ -115,7 +138,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def workbench_app(wb: Workbench) -> Starlette:
+def workbench_app(wb: Workbench) -> ASGIApp:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(["html"]),
@@ -138,7 +161,6 @@ def workbench_app(wb: Workbench) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
-        Middleware(SecurityHeaders, secure=wb.session.secure),
         Middleware(
             SessionMiddleware,
             secret_key=wb.session.secret,
@@ -149,7 +171,65 @@ def workbench_app(wb: Workbench) -> Starlette:
             path="/review",
         ),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    # outermost: the headers on every answer (a 500 too), and a small body read in time
+    return SecurityHeaders(BodyLimit(app), secure=wb.session.secure)
+
+
+class BodyLimit:
+    """A request body of at most ``max_body`` bytes (the workbench's forms are small), read
+    within ``timeout`` seconds: a longer one is refused with 413, a slower one with 408,
+    before any page sees it."""
+
+    def __init__(self, app: ASGIApp, max_body: int = 64_000, timeout: float = 10.0) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(self.timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    size += len(message.get("body", b""))
+                    if size > self.max_body:
+                        await _refuse(send, 413, b"request body too large")
+                        return
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError:
+            await _refuse(send, 408, b"request body too slow")
+            return
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(send: Send, status: int, text: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": text})
 
 
 def _money(cents: Any) -> str:
@@ -187,6 +267,10 @@ class _Pages:
             return None
         issued, seen = float(s.get("issued", 0)), float(s.get("seen", 0))
         if now - issued > self.wb.session.max_age or now - seen > self.wb.session.idle:
+            s.clear()
+            return None
+        out = self.wb.store.get_value(f"{SIGNED_OUT}{user}")
+        if out is not None and issued <= float(out):  # signed out (or a new password) since
             s.clear()
             return None
         if s.get("via") != "oidc":  # a local user disabled or changed since: out
@@ -265,7 +349,8 @@ class _Pages:
             )
         name = form.get("username", "").strip()[:100]
         password = form.get("password", "")
-        role = await run_in_threadpool(self._check, name, password)
+        client = request.client.host if request.client else ""
+        role = await run_in_threadpool(self._check, name, password, client)
         if role is None:
             log.warning("workbench: sign-in refused for a user")
             return self._render(
@@ -281,9 +366,12 @@ class _Pages:
         log.info("workbench: %s signed in (%s)", name, role)
         return RedirectResponse(_next(form.get("next")), status_code=303)
 
-    def _check(self, name: str, password: str) -> str | None:
+    def _check(self, name: str, password: str, client: str = "") -> str | None:
+        """The user's role when the password is right; five wrong ones lock the name for
+        five minutes from that client (a client elsewhere cannot lock a user out)."""
         now = self.wb.clock()
-        tries = [t for t in self.wb._failures.get(name, []) if now - t < _LOCKOUT]
+        slot = f"{client}|{name}"
+        tries = [t for t in self.wb._failures.get(slot, []) if now - t < _LOCKOUT]
         found = self.wb.store.user_get(name) if name else None
         ok = check_password(password, found[0] if found else DUMMY)
         if len(tries) >= _FAILURES_MAX:  # locked: a try now neither counts nor extends it
@@ -292,9 +380,9 @@ class _Pages:
             if len(self.wb._failures) > 10_000:  # names tried long ago are forgotten
                 self.wb._failures = {k: v for k, v in self.wb._failures.items()
                                      if now - v[-1] < _LOCKOUT}  # fmt: skip
-            self.wb._failures[name] = [*tries, now][-_FAILURES_MAX:]
+            self.wb._failures[slot] = [*tries, now][-_FAILURES_MAX:]
             return None
-        self.wb._failures.pop(name, None)
+        self.wb._failures.pop(slot, None)
         return found[1]
 
     def _start(self, request: Request, name: str, role: str, via: str = "local") -> None:
@@ -314,6 +402,9 @@ class _Pages:
     async def logout(self, request: Request) -> Response:
         if await self._form(request) is None:
             return HTMLResponse("The form expired or came from elsewhere", status_code=403)
+        user = request.session.get("user")
+        if isinstance(user, str):  # every session of the user ends, this cookie's and others'
+            self.wb.store.set_value(f"{SIGNED_OUT}{user}", repr(self.wb.clock()))
         request.session.clear()
         return RedirectResponse("/review/login", status_code=303)
 
@@ -471,7 +562,8 @@ class _Pages:
         versions, actions, deliveries, written = await run_in_threadpool(self._day_data, key)
         body = versions[0][3] if versions else {}
         reverted = {int(a.payload.get("action", 0)) for a in actions if a.action == "revert"}
-        return self._render(
+        return await run_in_threadpool(
+            self._render,
             request,
             "day.html",
             row=row,
@@ -483,7 +575,7 @@ class _Pages:
             written=written,
             timeline=charts.timeline(body.get("periods", []), body.get("findings", [])),
             modifiers=sorted(self.wb.modifiers),
-            message=request.query_params.get("m"),
+            message=MESSAGES.get(request.query_params.get("m") or ""),
         )
 
     def _day_data(self, key: str) -> tuple[Any, Any, Any, Any]:
@@ -513,25 +605,38 @@ class _Pages:
         if action == "revert":  # undoing a decision needs the role that made it
             target = form.get("target", "")
             made = [a for a in self.wb.store.review_actions(key)
-                    if target.isdigit() and a.id == int(target)]  # fmt: skip
+                    if target.isascii() and target.isdigit() and a.id == int(target)]  # fmt: skip
             if made and made[0].action in NEEDS:
                 need = max(need, NEEDS[made[0].action], key=ROLES.index)
         if not can(who[1], need):
             log.warning("workbench: %s (%s) may not %s", who[0], who[1], action)
             return HTMLResponse(f"Your role may not {action}", status_code=403)
+        if not self._pace(f"{who[0]}|{key}"):
+            return self._back(key, MESSAGES["busy"])
         if form.get("version") != str(row.version):
-            return self._back(key, "The day changed since you opened it: look again.")
+            return self._back(key, MESSAGES["changed"])
         payload, problem = self._payload(action, form)
         reason = form.get("reason", "").strip()
         if problem is None and action not in ("rerun", "done", "reopen") and not reason:
-            problem = "A reason is required."
+            problem = MESSAGES["reason"]
         if problem is None and len(reason) > MAX_REASON:
-            problem = f"The reason is longer than {MAX_REASON} characters."
+            problem = MESSAGES["long-reason"]
         if problem is not None:
             return self._back(key, problem)
         return await run_in_threadpool(
             lambda: self._decide(key, who, action, payload=payload, reason=reason, row=row)
         )
+
+    def _pace(self, slot: str) -> bool:
+        """Whether one more decision fits the user's pace on the day."""
+        now = self.wb.clock()
+        recent = [t for t in self.wb._paces.get(slot, []) if now - t < 60]
+        if len(recent) >= _DECISIONS_PER_MINUTE:
+            return False
+        if len(self.wb._paces) > 10_000:
+            self.wb._paces = {k: v for k, v in self.wb._paces.items() if now - v[-1] < 60}
+        self.wb._paces[slot] = [*recent, now]
+        return True
 
     def _payload(self, action: str, form: Mapping[str, str]) -> tuple[dict[str, Any], str | None]:
         if action == "override":
@@ -542,14 +647,16 @@ class _Pages:
         if action == "revert":
             target = form.get("target", "")
             return (
-                ({"action": int(target)}, None) if target.isdigit() else ({}, "Nothing to revert.")
+                ({"action": int(target)}, None)
+                if target.isascii() and target.isdigit() and len(target) < 18
+                else ({}, MESSAGES["no-revert"])
             )
         return {}, None
 
     def _override(self, form: Mapping[str, str]) -> tuple[dict[str, Any], str | None]:
         parts = form.get("line", "").split("|")
         if len(parts) != 3:
-            return {}, "No such line."
+            return {}, MESSAGES["no-line"]
         code, discipline, mods = parts
         payload: dict[str, Any] = {
             "code": code,
@@ -558,8 +665,8 @@ class _Pages:
         }
         units = form.get("units", "").strip()
         if units:
-            if not units.isdigit() or int(units) > 99:
-                return {}, "Units are a whole number."
+            if not (units.isascii() and units.isdigit()) or int(units) > 99:
+                return {}, MESSAGES["units"]
             payload["units"] = int(units)
         new = form.get("modifiers", "").strip()
         if new:
@@ -570,10 +677,10 @@ class _Pages:
                 if not _MODIFIER.fullmatch(m) or (self.wb.modifiers and m not in self.wb.modifiers)
             ]
             if wrong:
-                return {}, f"Unknown modifier(s): {', '.join(wrong)[:60]}."
+                return {}, MESSAGES["unknown-modifier"]
             payload["new_modifiers"] = given
         if "units" not in payload and "new_modifiers" not in payload:
-            return {}, "Give the units or the modifiers to set."
+            return {}, MESSAGES["nothing-set"]
         return payload, None
 
     def _decide(
@@ -608,17 +715,16 @@ class _Pages:
             store.review_set_status(key, "done")
         elif action in ("reopen", "unhold", "revert") or row.status == "held":
             store.review_set_status(key, "open")
-        note = "Saved."
+        note = MESSAGES["saved"]
         if action not in ("done", "reopen"):
             day = PatientDay.from_key(key)
             try:
                 self.wb.resync(day)
-                note = "Saved; the day was recomputed."
+                note = MESSAGES["recomputed"]
             except Exception as err:  # the EMR away: the decision stands, the day waits
                 log.warning("workbench: day %s not recomputed: %s", key, type(err).__name__)
                 self.wb.resync_later(day)
-                note = ("Saved; the EMR did not answer, so the day will be recomputed as soon "
-                        "as it does.")  # fmt: skip
+                note = MESSAGES["later"]  # fmt: skip
         try:
             self.wb.audit()
         except Exception as err:
@@ -634,23 +740,26 @@ class _Pages:
             named = "|".join(
                 [payload["code"], payload["discipline"], "-".join(payload["modifiers"])]
             )
-            return None if named in keys else "No such line on the day now."
+            return None if named in keys else MESSAGES["no-line"]
         if action == "release":
             ok = any(f.get("code") == payload.get("finding") and f.get("releasable")
                      and sorted(f.get("interventions") or []) == payload.get("interventions")
                      for f in latest.get("findings") or [])  # fmt: skip
-            return None if ok else "That finding holds nothing a person may release."
+            return None if ok else MESSAGES["not-releasable"]
         if action == "done" and day_review(self.wb.store.review_actions(key))[1]:
-            return "The day is held: release it first."
+            return MESSAGES["held"]
         if action == "revert":
             mine = [a for a in self.wb.store.review_actions(key) if a.id == payload["action"]]
             if not mine or mine[0].action not in ("override", "release", "hold"):
-                return "Nothing to revert."
+                return MESSAGES["no-revert"]
         return None
 
     @staticmethod
     def _back(key: str, message: str) -> Response:
-        return RedirectResponse(f"/review/days/{key}?{urlencode({'m': message})}", status_code=303)
+        """Back to the day with one of ``MESSAGES``, by its code (no text from the URL is
+        ever shown)."""
+        code = next((c for c, text in MESSAGES.items() if text == message), "saved")
+        return RedirectResponse(f"/review/days/{key}?{urlencode({'m': code})}", status_code=303)
 
     # -- reports -------------------------------------------------------------------------------
     async def reports(self, request: Request) -> Response:
@@ -680,11 +789,15 @@ def _cursor(text: str | None, sort: str) -> tuple[Any, str] | None:
         return None
     value, _, day = text.partition("~")
     column = SORTS[sort][0]
+    if len(value) > 30:  # no sort value is longer (a longer one overflows the database)
+        return None
     try:
         parsed: Any = (
             int(value) if column == "at_risk" else float(value) if column == "first_seen" else value
         )
     except ValueError:
+        return None
+    if isinstance(parsed, int) and abs(parsed) >= 2**62:
         return None
     return parsed, day[:200]
 
@@ -707,7 +820,9 @@ def _csv(name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Res
     writer = csv.writer(out)
     writer.writerow(header)
     for r in rows:  # a cell a spreadsheet would run as a formula is quoted as text
-        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@\t\r" else c for c in r])
+        writer.writerow(
+            ["'" + c if isinstance(c, str) and c and c[0] in "=+-@\t\r" else c for c in r]
+        )
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",

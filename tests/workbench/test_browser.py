@@ -150,7 +150,7 @@ def test_a_biller_overrides_a_line_and_it_reaches_every_target(desk: dict[str, A
         form.get_by_label("Units").fill("2")
         form.get_by_label("Reason").fill("Overlap documented twice; 2 units per the note")
         form.get_by_role("button", name="Override").click()
-        page.wait_for_url(re.compile(r".*m=Saved.*"))
+        page.wait_for_url(re.compile(r".*[?]m=recomputed$"))
         assert "the day was recomputed" in page.inner_text("p.note")
         audit = page.inner_text("ol.audit")
         assert "override by biller1 (biller)" in audit and "2 units per the note" in audit
