@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -105,6 +106,8 @@ class Summary:
     payers: Counter[str] = field(default_factory=Counter)
     hl7_messages: int = 0
     x12_claims: int = 0
+    workers: int = 1  # the processes that evaluated the days
+    worker_peak_rss_mb: float | None = None  # the largest worker's (None: one process)
     x12_unwritable: Counter[str] = field(default_factory=Counter)  # days no 837P carries, why
 
     def add(self, result: DayResult) -> None:
@@ -160,6 +163,8 @@ class Summary:
             "x12_unwritable": dict(sorted(self.x12_unwritable.items())),
             "findings": dict(sorted(self.findings.items())),
             "problem_count": self.problem_count,
+            "workers": self.workers,
+            "worker_peak_rss_mb": self.worker_peak_rss_mb,
             "problems": [{"where": p.where, "reason": p.reason} for p in self.problems],
         }
 
@@ -375,6 +380,8 @@ def _in_parallel(
     with ctx.Pool(workers, initializer=_init_worker, initargs=args) as pool:
         for batch in pool.imap(_work, _tasks(spool.path, options.zone)):
             yield from batch
+        pool.close()
+        pool.join()
 
 
 def _parallel_workers(workers: int, spool: Spool, formats: Formats, plain: bool) -> int:
@@ -396,12 +403,16 @@ def _stream(
     workers: int,
     *,
     plain: bool,
+    summary: Summary,
 ) -> Iterator[tuple[int, list[str], DayDigest, DayResult | None]]:
     """Each day's (input file, entries' text, digest, result: None from a worker process)."""
     n = _parallel_workers(workers, spool, formats, plain=plain)
     if n > 1:
         for f, texts, d in _in_parallel(spool, rulebook, options, n):
             yield f, texts, d, None
+        summary.workers = n
+        # the largest worker's peak (they are this process's children, waited for)
+        summary.worker_peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         return
     for f, r in days(spool, rulebook, options):
         yield f, [entry_text(e) for e in r.entries] if formats.fhir else [], digest(r), r
@@ -553,7 +564,7 @@ def replay(
         ingest(files, spool, summary, progress)
         current: tuple[int, _BundleWriter] | None = None
         stream = _stream(spool, rulebook, options, formats or Formats(), workers,
-                         plain=on_day is None)  # fmt: skip
+                         plain=on_day is None, summary=summary)  # fmt: skip
         for index, texts, d, result in stream:
             if current is None or current[0] != index:
                 if current is not None:
