@@ -37,7 +37,7 @@ from adapter.cds.models import (
     Service,
     Source,
 )
-from adapter.cds.suggest import suggestions
+from adapter.cds.suggest import stable_uuid, suggestions
 from adapter.cds.tokens import CdsClient, TokenError, verify
 from adapter.domain import (
     Decision,
@@ -448,9 +448,8 @@ def _finding_card(
 
 
 def _card(indicator: str, summary: str, detail: str, key: str) -> Card:
-    uuid = hashlib.sha256(key.encode()).hexdigest()
     return Card.model_validate({
-        "uuid": f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:32]}",
+        "uuid": stable_uuid(key),
         "summary": summary, "detail": detail, "indicator": indicator,
         "source": Source(label="Therapy charge adapter"),
     })  # fmt: skip

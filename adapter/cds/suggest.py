@@ -50,7 +50,8 @@ def suggestions(
     return []
 
 
-def _uuid(key: str) -> str:
+def stable_uuid(key: str) -> str:
+    """A UUID-shaped id fixed by ``key`` (the same card or suggestion, the same id)."""
     h = hashlib.sha256(key.encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
@@ -90,7 +91,7 @@ def _recode(
         action = Action(type="update", resource=_with_cpt(proc, entry.code, entry.descriptor),
                         description=f"Code the group session as {entry.code} "
                         f"({entry.descriptor})")  # fmt: skip
-        key = _uuid(f"recode:{iv}:{entry.code}")
+        key = stable_uuid(f"recode:{iv}:{entry.code}")
         out.append(Suggestion(label=f"Code as group therapy {entry.code}", isRecommended=True,
                               uuid=key, actions=[action]))  # fmt: skip
     return out
@@ -113,7 +114,7 @@ def _confirm(
         action = Action(type="update", resource=_with_cpt(proc, entry.code, entry.descriptor),
                         description=f"Record {entry.code} ({entry.descriptor}) as the "
                         "procedure's code")  # fmt: skip
-        key = _uuid(f"confirm:{iv}:{entry.code}")
+        key = stable_uuid(f"confirm:{iv}:{entry.code}")
         out.append(Suggestion(label=f"Confirm {entry.code} {entry.descriptor}"[:80], uuid=key,
                               actions=[action]))  # fmt: skip
     return out
@@ -133,5 +134,5 @@ def _task(f: Finding, decision: Decision, what: str) -> Suggestion:
     }
     action = Action(type="create", description=what, resource=task)
     return Suggestion(label=what, isRecommended=True,
-                      uuid=_uuid(f"task:{patient}:{decision.service_date}:{f.code.value}"),
+                      uuid=stable_uuid(f"task:{patient}:{decision.service_date}:{f.code.value}"),
                       actions=[action])  # fmt: skip

@@ -254,12 +254,14 @@ class ReviewStore:
         rows = self._run(f"SELECT {_ROW} FROM review_days WHERE day = ?", (day,))
         return _review_row(rows[0]) if rows else None
 
-    def review_versions(self, day: str) -> list[tuple[int, float, str, dict[str, Any]]]:
-        """(version, at, cause, body), newest first."""
+    def review_versions(
+        self, day: str, limit: int = 1_000
+    ) -> list[tuple[int, float, str, dict[str, Any]]]:
+        """(version, at, cause, body), newest first (``limit=1``: the latest alone)."""
         rows = self._run(
             "SELECT version, at, cause, body FROM review_versions WHERE day = ? "
-            "ORDER BY version DESC",
-            (day,),
+            "ORDER BY version DESC LIMIT ?",
+            (day, limit),
         )
         return [(int(v), float(a), str(c), json.loads(b)) for v, a, c, b in rows]
 

@@ -473,7 +473,7 @@ class _Pages:
             rows = rows[:PAGE]
             last = rows[-1]
             column = SORTS[sort][0]
-            more = urlencode({**base, "after": f"{getattr(last, _attr(column))}~{last.day}"})
+            more = urlencode({**base, "after": f"{getattr(last, column)}~{last.day}"})
         return self._render(
             request,
             "queue.html",
@@ -694,7 +694,7 @@ class _Pages:
         row: ReviewRow,
     ) -> Response:
         store = self.wb.store
-        latest = store.review_versions(key)[0][3]
+        latest = store.review_versions(key, limit=1)[0][3]
         problem = self._check_decision(key, action, payload, latest)
         if problem is not None:
             return self._back(key, problem)
@@ -778,10 +778,6 @@ class _Pages:
             return HTMLResponse("No such report", status_code=404)
         table = await run_in_threadpool(reports.REPORTS[name], self.wb.store, *_span(request))
         return _csv(f"{name}.csv", table.header, table.rows)
-
-
-def _attr(column: str) -> str:
-    return {"at_risk": "at_risk", "first_seen": "first_seen", "dos": "dos"}[column]
 
 
 def _cursor(text: str | None, sort: str) -> tuple[Any, str] | None:
