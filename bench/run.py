@@ -552,6 +552,109 @@ def measure_live(base: str, days: list[Day], rate: float, timeout: float = 60.0)
                    last_post - first, rounds)  # fmt: skip
 
 
+# -- delivery targets ------------------------------------------------------------------------
+def bench_envelope() -> tuple[Any, Any]:
+    """The 837P envelope and billing provider of the bench (the tests' synthetic ones)."""
+    from adapter.x12.p837 import BillingProvider, Envelope  # noqa: PLC0415
+
+    envelope = Envelope(sender_id="BENCHSUBMITTER", receiver_id="BENCHRECEIVER",
+                        submitter_name="Bench Therapy Clinic", receiver_name="Bench Clearinghouse",
+                        contact_name="Bench Biller", contact_phone="5555550100")  # fmt: skip
+    provider = BillingProvider(name="Bench Therapy Clinic", npi="1999999984",
+                               tax_id="123456789", address="1 Bench Street", city="Benchville",
+                               state="MN", postal_code="555550001")  # fmt: skip
+    return envelope, provider
+
+
+def bench_targets(peer_port: int, folder: Path) -> list[Any]:
+    """A DFT^P03 target on the local MLLP peer and an 837P target on a drop folder."""
+    from adapter.delivery import Hl7Target, X12Target  # noqa: PLC0415
+
+    envelope, provider = bench_envelope()
+    payer_ids = {p: f"BENCH{p.upper()[:8]}" for p in load_rulebook().payers}
+    return [Hl7Target(name="billing-dft", host="127.0.0.1", port=peer_port, timeout=10),
+            X12Target(name="clearinghouse", folder=folder, envelope=envelope, provider=provider,
+                      payer_ids=payer_ids)]  # fmt: skip
+
+
+def day_outputs(inputs: Path, scratch: Path) -> Iterator[Any]:
+    """Every billable patient-day of the generated ``inputs`` as the targets get it."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from adapter.delivery import DayOutput  # noqa: PLC0415
+    from adapter.intake.sources import expand  # noqa: PLC0415
+    from adapter.intake.spool import Spool  # noqa: PLC0415
+    from adapter.replay import Summary, days, ingest  # noqa: PLC0415
+
+    rulebook = load_rulebook()
+    at = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+    spool = Spool(scratch / "spool.sqlite")
+    try:
+        ingest(expand([inputs]), spool, Summary(rulebook_version=rulebook.version), None)
+        for _, result in days(spool, rulebook, Options()):
+            if result.decision is not None and result.parties is not None:
+                yield DayOutput(result.decision, result.parsed.facts, result.parties, at)
+    finally:
+        spool.close()
+
+
+def cmd_delivery(args: argparse.Namespace) -> int:
+    """Each delivery target's sustained messages/s and time to acknowledgement: the days of
+    ``--procedures`` generated procedures queued (as a sync queues them: desire, compare,
+    store), then sent by the service's own delivery code, one target after the other, to the
+    local MLLP peer (hl7apy's MLLPServer, tests/mllp_peer.py) and to a drop folder."""
+    from adapter.emr.client import FhirClient  # noqa: PLC0415
+    from adapter.service import Service  # noqa: PLC0415
+    from tests.mllp_peer import Peer  # noqa: PLC0415
+
+    with workdir(args.keep, "charge-bench-delivery-") as tmp:
+        stats = write_ndjson(Generator(args.seed), tmp / "input", args.procedures)
+        peer = Peer().start()
+        store = open_store(args.store or tmp / "delivery.db")
+        try:
+            targets = bench_targets(peer.port, tmp / "drop")
+            client = FhirClient("http://127.0.0.1:9/fhir")  # never called: delivery only
+            service = Service(client, client, load_rulebook(), Options(), store,
+                              targets=targets)  # fmt: skip
+            queued = {t.name: 0 for t in targets}
+            queue_s = 0.0
+            n_days = 0
+            for out in day_outputs(tmp / "input", tmp):
+                n_days += 1
+                started = time.perf_counter()
+                for target in targets:  # what Service._queue_outbound does per synced day
+                    desired = target.desire(out)
+                    if store.outbox_latest(target.name, out.facts.day.key) is None:
+                        queued[target.name] += store.outbox_queue(
+                            target.name, out.facts.day.key, 1, desired) is not None  # fmt: skip
+                queue_s += time.perf_counter() - started
+            figures: dict[str, float] = {"queue_ms_per_day": 1000 * queue_s / max(n_days, 1)}
+            extra: dict[str, Any] = {"patient_days": n_days, "queued": queued}
+            for target in targets:
+                each: list[float] = []
+                started = time.perf_counter()
+                while True:
+                    t0 = time.perf_counter()
+                    if not service.deliver_once(target):
+                        break
+                    each.append(time.perf_counter() - t0)
+                span = time.perf_counter() - started
+                done = store.outbox_counts()
+                key = target.name.replace("-", "_")
+                figures[f"{key}_messages_per_s"] = len(each) / span if span else 0.0
+                figures[f"{key}_p50_ms"] = 1000 * percentile(each, 50) if each else 0.0
+                figures[f"{key}_p99_ms"] = 1000 * percentile(each, 99) if each else 0.0
+                extra[target.name] = {s: c for (t, s), c in done.items() if t == target.name}
+            extra["peer_received"] = len(peer.received)
+            extra["files_written"] = len(list((tmp / "drop").glob("*.837p.x12")))
+        finally:
+            store.close()
+            peer.stop()
+    size = {"procedures": stats.procedures, "store": "postgresql" if args.store else "sqlite"}
+    report("delivery", size, figures, dict.fromkeys(figures), extra)
+    return 0
+
+
 # -- cli -------------------------------------------------------------------------------------
 def cmd_cds(args: argparse.Namespace) -> int:
     """CDS Hooks card latency (issue 17: p95 <= 200 ms with prefetch on this machine): a CDS
@@ -753,6 +856,11 @@ def parser() -> argparse.ArgumentParser:
     wb.add_argument("--seed", type=int, default=0)
     wb.add_argument("--store", metavar="URL", help="a PostgreSQL store (default: SQLite)")
     wb.add_argument("--keep", type=Path, default=None)
+    dv = sub.add_parser("delivery", help="each delivery target's messages/s and time to ack")
+    dv.add_argument("--procedures", type=int, default=10_000)
+    dv.add_argument("--seed", type=int, default=0)
+    dv.add_argument("--store", metavar="URL", help="a PostgreSQL store (default: SQLite)")
+    dv.add_argument("--keep", type=Path, default=None)
     b = sub.add_parser("_baseline", help=argparse.SUPPRESS)
     b.add_argument("inputs", type=Path)
     b.add_argument("outputs", type=Path)
@@ -763,7 +871,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command = {"replay": cmd_replay, "live": cmd_live, "cds": cmd_cds,
-               "workbench": cmd_workbench, "_baseline": cmd_baseline}[args.command]  # fmt: skip
+               "workbench": cmd_workbench, "delivery": cmd_delivery,
+               "_baseline": cmd_baseline}[args.command]  # fmt: skip
     return command(args)
 
 

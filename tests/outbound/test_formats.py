@@ -15,6 +15,8 @@ import pyx12.params
 import pyx12.x12n_document
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapter.cli import main
 from adapter.hl7v2.dft import FtLine, SiteProfile, change, control_id, dft_message, header_of
@@ -237,3 +239,85 @@ def test_free_text_is_escaped_not_lost() -> None:
     assert "O\\S\\Brien \\T\\ Co^" in pid
     msg = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
     assert msg.validate()
+
+
+_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F, blacklist_characters="\x7f"),
+                max_size=20).filter(lambda s: s.strip() == s)  # fmt: skip
+_SHORT = _TEXT.filter(lambda s: len(s) <= 5)  # escaped, within v2.5.1's 15 (CX) and 20 (HD)
+_CODE = st.from_regex(r"\A[A-Z0-9]{1,5}\Z")
+_UNESCAPE = {"\\F\\": "|", "\\S\\": "^", "\\T\\": "&", "\\R\\": "~", "\\E\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    """ER7's escape sequences read back (HL7 v2.5.1 §2.7), left to right."""
+    out, i = [], 0
+    while i < len(text):
+        seq = text[i : i + 3]
+        if seq in _UNESCAPE:
+            out.append(_UNESCAPE[seq])
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(family=_TEXT.filter(bool), given_name=_TEXT, encounter=_SHORT,
+       lines=st.lists(st.tuples(_CODE, st.lists(st.sampled_from(["GP", "GO", "CQ", "KX", "59"]),
+                                                max_size=3),
+                                st.integers(1, 12), st.lists(_CODE, max_size=3), _TEXT),
+                      min_size=1, max_size=5),
+       credits=st.integers(0, 2), diagnoses=st.sampled_from(["both", "ft1"]),
+       code=st.sampled_from(["cdm", "cpt"]), facility=_SHORT)  # fmt: skip
+def test_any_dft_parses_strictly_and_reads_back(
+    family: str, given_name: str, encounter: str, lines: list[tuple[str, list[str], int,
+    list[str], str]], credits: int, diagnoses: str, code: str, facility: str,
+) -> None:  # fmt: skip
+    """The message is composed as text (not through hl7apy's tree): whatever the names,
+    codes and profile, hl7apy parses it strictly, it validates, and every value reads back
+    as given (escaped on the way, unescaped by the parser)."""
+    result, _ = _day("knee-eval-97161-97140-xu")
+    header = replace(header_of(result.parsed.facts, result.parties), family=family,  # type: ignore[attr-defined]
+                     given=given_name, encounter=encounter)  # fmt: skip
+    ft = [FtLine(code=c, modifiers=tuple(m), units=u, cdm=f"4{c}", performer=None,
+                 diagnoses=tuple(d), line_id=f"l{i}", description=desc)
+          for i, (c, m, u, d, desc) in enumerate(lines)]  # fmt: skip
+    delta = change(ft[:credits], ft[credits:])
+    profile = SiteProfile(diagnoses=diagnoses, transaction_code=code,  # type: ignore[arg-type]
+                          sending_facility=facility)  # fmt: skip
+    text = dft_message(header=header, delta=delta, message_id="M1",
+                       at=datetime(2026, 8, 1, tzinfo=UTC), profile=profile)  # fmt: skip
+    msg = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert msg.validate()
+    unescape = _unescape
+    assert unescape(msg.pid.pid_5.pid_5_1.to_er7()) == family
+    assert unescape(msg.pid.pid_5.pid_5_2.to_er7()) == given_name
+    assert unescape(msg.pv1.pv1_19.to_er7()) == encounter
+    assert unescape(msg.msh.msh_4.to_er7()) == facility
+    sent = list(delta.credits) + list(delta.charges)
+    ft1s = [g.ft1 for g in msg.children if g.name == "DFT_P03_FINANCIAL"]
+    assert len(ft1s) == len(sent)
+    for seg, ln in zip(ft1s, sent, strict=True):
+        assert seg.ft1_6.to_er7() == ("CR" if ln in delta.credits else "CG")
+        assert seg.ft1_10.to_er7() == str(ln.units)
+        assert seg.ft1_7.ft1_7_1.to_er7() == (ln.cdm if code == "cdm" else ln.code)
+        assert unescape(seg.ft1_7.ft1_7_2.to_er7()) == ln.description
+        assert [f.to_er7() for f in seg.children if f.name == "FT1_26"] == [
+            f"{m}^^CPTM" for m in ln.modifiers]  # fmt: skip
+        assert [f.to_er7() for f in seg.children if f.name == "FT1_19"] == [
+            f"{d}^^I10" for d in ln.diagnoses]  # fmt: skip
+    dg1 = [s for s in msg.children if s.name == "DG1"]
+    wanted = dict.fromkeys(d for ln in delta.current + delta.credits for d in ln.diagnoses)
+    assert len(dg1) == (len(wanted) if diagnoses == "both" else 0)
+
+
+def test_a_patient_without_a_name_is_refused() -> None:
+    """PID-5 is required: a day whose patient has no name is not sent as an invalid message."""
+    result, _ = _day("knee-eval-97161-97140-xu")
+    header = replace(header_of(result.parsed.facts, result.parties), family="", given=" ")  # type: ignore[attr-defined]
+    line = FtLine(code="97110", modifiers=("GP",), units=1, cdm=None, performer=None,
+                  diagnoses=(), line_id="l1")  # fmt: skip
+    with pytest.raises(ValueError, match="PID-5"):
+        dft_message(header=header, delta=change((), [line]), message_id="M1",
+                    at=datetime(2026, 8, 1, tzinfo=UTC), profile=SiteProfile())  # fmt: skip
