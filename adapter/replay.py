@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import resource
@@ -35,7 +34,7 @@ from adapter.hl7v2.dft import (
     lines_of,
 )
 from adapter.intake.sources import Deleted, InputFile, Item, document_items, expand, read
-from adapter.intake.spool import Spool
+from adapter.intake.spool import Spool, dumps
 from adapter.ledger import KxLedger, TreatmentLedger, day_amounts, day_treatments, day_units
 from adapter.pipeline import DayResult, Options, process_day
 from adapter.x12.p837 import (
@@ -237,7 +236,7 @@ class _BundleWriter:
 
 def entry_text(entry: dict[str, Any]) -> str:
     """An entry as the output Bundle holds it (the same bytes whichever process made it)."""
-    return json.dumps(entry, ensure_ascii=False)
+    return dumps(entry)
 
 
 def _output_name(name: str) -> str:

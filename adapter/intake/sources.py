@@ -8,13 +8,14 @@ inside a good file is yielded as a ``Problem`` and the rest goes on.
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from adapter.errors import InputError
 from adapter.fhir.parse import Problem
@@ -125,8 +126,8 @@ def _read_ndjson(file: InputFile) -> Iterator[Item | Deleted | Problem]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError as err:
                     yield Problem(where, f"not JSON: {err.msg}")
                     continue
                 if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
@@ -140,8 +141,8 @@ def _read_ndjson(file: InputFile) -> Iterator[Item | Deleted | Problem]:
 def _read_json(file: InputFile) -> Iterator[Item | Deleted | Problem]:
     try:
         with _open(file.path) as fh:
-            doc = json.load(fh)
-    except json.JSONDecodeError as err:
+            doc = orjson.loads(fh.read())
+    except orjson.JSONDecodeError as err:
         raise InputError(f"{file.name}: not JSON ({err.msg} at line {err.lineno})") from None
     except (OSError, UnicodeDecodeError, EOFError) as err:
         raise InputError(f"{file.name}: cannot be read: {err}") from None

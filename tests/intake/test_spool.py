@@ -81,3 +81,35 @@ def test_a_delete_older_than_the_version_read_changes_nothing() -> None:
         assert (spool.get("PractitionerRole/r1") or {})["meta"]["versionId"] == "5"
     finally:
         spool.close()
+
+
+def test_between_days_the_days_own_resources_are_forgotten_the_rest_kept() -> None:
+    """clear_cache forgets the procedures and encounters it cached (tracked as they are
+    read, not by scanning the cache) and keeps the practitioners' side: an encounter changed
+    in the spool is read afresh on the next day, an unchanged role is not read again."""
+    spool = Spool()
+    try:
+        enc = {"resourceType": "Encounter", "id": "e1", "status": "finished"}
+        spool.add(enc, file=0, where="x")
+        spool.add(role("r1", "Practitioner/p1"), file=0, where="x")
+        assert (spool.get("Encounter/e1") or {})["status"] == "finished"
+        kept = spool.get("PractitionerRole/r1")
+        spool.db.execute("UPDATE resources SET body = ? WHERE key = ?",
+                         ('{"resourceType":"Encounter","id":"e1","status":"planned"}',
+                          "Encounter/e1"))  # fmt: skip
+        spool.clear_cache()
+        assert (spool.get("Encounter/e1") or {})["status"] == "planned"
+        assert spool.get("PractitionerRole/r1") is kept
+    finally:
+        spool.close()
+
+
+def test_an_integer_beyond_64_bits_is_spooled_not_refused() -> None:
+    """Not FHIR, but not a crash either: the stdlib writes what orjson will not."""
+    spool = Spool()
+    try:
+        spool.add({"resourceType": "Encounter", "id": "e2", "length": {"value": 10**30}},
+                  file=0, where="x")  # fmt: skip
+        assert (spool.get("Encounter/e2") or {})["length"]["value"] == float(10**30)
+    finally:
+        spool.close()
