@@ -438,7 +438,11 @@ class Service:
             return True
         status = "failed" if outcome.status == "retry" else outcome.status
         self.store.outbox_done(row.id, status, outcome.ack, outcome.error)
-        self.store.review_set_rejected(row.day, self._rejected(row.day))  # the workbench's
+        if status not in ("acked", "delivered") or row.seq > 1:
+            # the workbench's count of refused targets: it changes only when this message was
+            # refused, or when it follows one of the day's that may have been (the day's
+            # first message accepted changes nothing: 3 statements a message saved)
+            self.store.review_set_rejected(row.day, self._rejected(row.day))
         counter = "outbox_acked" if status in ("acked", "delivered") else "outbox_rejected"
         self.metrics.inc(f"{counter}_total", target=name)
         log.info("%s: message %d %s", name, row.id, status)

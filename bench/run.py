@@ -11,6 +11,7 @@ line. See ``bench/README.md``.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import operator
 import os
 import statistics
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -322,7 +324,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchmark's script, step by step)
+def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (the live benchmark's script, step by step)
     # imported here so that `replay` and its `_baseline` child do not load the live stack
     from adapter.domain import PatientDay  # noqa: PLC0415
     from adapter.emr import subscriptions  # noqa: PLC0415
@@ -335,6 +337,7 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
     from adapter.store import open_store  # noqa: PLC0415
     from adapter.web.server import WebhookServer  # noqa: PLC0415
     from tests import fhir_server  # noqa: PLC0415
+    from tests.mllp_peer import Peer  # noqa: PLC0415
 
     n, rate, warm = args.patient_days, args.rate, args.warmup
     with workdir(args.keep, "charge-bench-live-") as tmp:
@@ -352,9 +355,12 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
             seed_server(http, warm_ctx + ctx + direct_ctx + direct_procs + alone_ctx + alone_procs)
 
             client = FhirClient(server.base)
+            requests_sent = count_requests(client)
             rulebook = load_rulebook()
             store = open_store(tmp / "state" / "adapter.db")
-            service = Service(client, client, rulebook, Options(), store)
+            peer = Peer().start() if args.targets else None
+            targets = bench_targets(peer.port, tmp / "drop") if peer is not None else []
+            service = Service(client, client, rulebook, Options(), store, targets=targets)
             busy = {"enqueue": 0.0, "sync": 0.0, "skipped": 0.0, "syncs": 0}
             lock = threading.Lock()
             enqueue, sync = service.inbox.enqueue, service.sync
@@ -384,8 +390,14 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
             service.inbox.enqueue = timed_enqueue  # type: ignore[method-assign]
             service.sync = timed_sync  # type: ignore[method-assign]
             receiver = Receiver(service.inbox.enqueue, secret=SECRET)
-            web = WebhookServer(receiver, "127.0.0.1", 0)
+            cds_client = LiveCds([u.context + team_resources("live", u.team)
+                                  + [u.days[0].encounter] + u.days[0].procedures
+                                  for u in units]) if args.targets else None  # fmt: skip
+            web = WebhookServer(receiver, "127.0.0.1", 0,
+                                cds=cds_client.services(store) if cds_client else None)  # fmt: skip
             web.start()
+            if cds_client is not None:
+                cds_client.port = web.port
             service.start(args.workers)
             try:
                 wanted = subscriptions.desired(
@@ -404,21 +416,32 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
                     pending = [p for p in pending if not has_charges(http, p)]
                     time.sleep(0.05)
                 busy.update({"enqueue": 0.0, "sync": 0.0, "skipped": 0.0, "syncs": 0})
-                lat = measure_live(server.base, [u.days[0] for u in units], rate)
+                requests_sent.clear()
+                cpu_before = (cpu_seconds(server.process.pid), cpu_seconds(os.getpid()))
+                lat, load_cpu = generate_load(server.base, [u.days[0] for u in units], rate,
+                                              cds_client)  # fmt: skip
                 # charges are readable before the sync returns (ledger, metrics): let it finish
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
                     counts = store.counts()
-                    if not counts.get("pending") and not counts.get("processing"):
+                    sending = {k: v for k, v in store.outbox_counts().items()
+                               if k[1] in ("pending", "sending")}  # fmt: skip
+                    if not counts.get("pending") and not counts.get("processing") and not sending:
                         break
                     time.sleep(0.05)
                 time.sleep(0.3)
                 adapter_busy = dict(busy)
+                live_requests = sum(requests_sent.values())
+                server_cpu = cpu_seconds(server.process.pid) - cpu_before[0]
+                adapter_cpu = cpu_seconds(os.getpid()) - cpu_before[1]
+                delivered = outbox_times(store)
             finally:
                 web.stop()
                 service.stop()
                 subscriptions.remove(client)
                 store.close()
+                if peer is not None:
+                    peer.stop()
 
             # the adapter alone: each day of an identical set synced one after another, with no
             # other load (no deliveries, no other worker, no poller): the conditions the direct
@@ -426,6 +449,8 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
             alone_store = open_store(tmp / "state" / "alone.db")
             alone_service = Service(client, client, rulebook, Options(), alone_store)
             alone: list[float] = []
+            requests_sent.clear()
+            cpu_before = (cpu_seconds(server.process.pid), cpu_seconds(os.getpid()))
             for u in alone_units:
                 day = u.days[0]
                 _, seconds = timed(
@@ -433,6 +458,9 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
                 )
                 alone.append(seconds)
             alone_store.close()
+            alone_requests = sum(requests_sent.values())
+            alone_cpu = (cpu_seconds(server.process.pid) - cpu_before[0],
+                         cpu_seconds(os.getpid()) - cpu_before[1])  # fmt: skip
 
             # the server's own cost: the same ChargeItem/Claim/... writes, posted directly
             bundles = []
@@ -444,10 +472,13 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
                 tx, _, _ = evaluate_bundle(doc, rulebook)
                 bundles.append(tx)
             direct: list[float] = []
+            cpu_before = (cpu_seconds(server.process.pid), cpu_seconds(os.getpid()))
             for tx in bundles:
                 _, seconds = timed(lambda tx=tx: http.post("", tx))  # type: ignore[misc]
                 direct.append(seconds)
             written = sum(len(b["entry"]) for b in bundles)
+            direct_cpu = (cpu_seconds(server.process.pid) - cpu_before[0],
+                          cpu_seconds(os.getpid()) - cpu_before[1])  # fmt: skip
         finally:
             server.stop()
 
@@ -470,7 +501,29 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
         "latency_over_direct_ratio": statistics.fmean(ok) / direct_mean if ok else float("nan"),
         "syncs_per_patient_day": adapter_busy["syncs"] / n,
         "missing_patient_days": float(missing),
+        "emr_requests_per_patient_day": live_requests / n,
+        "emr_requests_per_patient_day_alone": alone_requests / n,
+        "late_posts": float(lat.late_posts),
+        # CPU seconds per patient-day under load (2 cores: the sum bounds the sustainable rate)
+        "server_cpu_s_per_patient_day": server_cpu / n,
+        "adapter_cpu_s_per_patient_day": adapter_cpu / n,
+        "load_generator_cpu_s_per_patient_day": load_cpu / n,
+        "cpu_bound_patient_days_per_s": (os.cpu_count() or 1)
+        * n
+        / (server_cpu + adapter_cpu + load_cpu),
+        # the same, alone (step 6: the server answering the adapter's reads and write) and for
+        # the direct writes (step 7: the server's write, the bench posting it)
+        "alone_server_cpu_s_per_patient_day": alone_cpu[0] / n,
+        "alone_adapter_cpu_s_per_patient_day": alone_cpu[1] / n,
+        "direct_server_cpu_s_per_patient_day": direct_cpu[0] / n,
+        "direct_client_cpu_s_per_patient_day": direct_cpu[1] / n,
     }
+    for name, times in delivered.items():
+        key = name.replace("-", "_")
+        figures[f"{key}_messages"] = float(len(times))
+        figures[f"{key}_p99_s"] = percentile(times, 99) if times else float("nan")
+    if lat.cds_ms:
+        figures["cds_p95_ms"] = percentile(lat.cds_ms, 95)
     report("live", {"patient_days": n, "rate": rate}, figures, LIVE_TARGETS, {
         "latency_mean_s": statistics.fmean(ok) if ok else None,
         "latency_max_s": max(ok) if ok else None,
@@ -480,9 +533,112 @@ def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0915 (the live benchm
         "adapter_alone_p50_s": percentile(alone, 50),
         "direct_entries_per_patient_day": written / n,
         "direct_p50_s": percentile(direct, 50), "poll_rounds": lat.rounds,
+        "targets": [t.name for t in targets], "cds_calls": len(lat.cds_ms),
+        "requests_by_kind": dict(requests_sent),
         "seed": args.seed, "cpus": os.cpu_count(), "python": sys.version.split()[0],
     })  # fmt: skip
     return 0
+
+
+def count_requests(client: Any) -> Counter[str]:
+    """Count the adapter's own requests to the EMR (at the ``requests`` session under its
+    FHIR client: a batch is one request), by method and first path segment."""
+    sent: Counter[str] = Counter()
+    send = client.session.request
+
+    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        path = url.removeprefix(client.base_url).lstrip("/").split("?")[0].split("/")[0]
+        sent[f"{method} {path or '/'}"] += 1
+        return send(method, url, *args, **kwargs)
+
+    client.session.request = counted
+    return sent
+
+
+def outbox_times(store: Any) -> dict[str, list[float]]:
+    """Each target's messages: seconds from queued (the sync) to acknowledged / written."""
+    rows = store._run("SELECT target, created_at, done_at FROM outbox WHERE done_at IS NOT NULL "
+                      "AND status IN ('acked', 'delivered')", ())  # fmt: skip
+    out: dict[str, list[float]] = {}
+    for target, created, done in rows:
+        out.setdefault(str(target), []).append(float(done) - float(created))
+    return out
+
+
+_CDS_SESSIONS = threading.local()  # the CDS caller's keep-alive session, one per thread
+
+
+class LiveCds:
+    """The EHR's CDS client in the live bench: an ``encounter-discharge`` call per posted day
+    (the day's procedures and context as the prefetch), signed with a fresh ES384 JWT. It runs
+    in the load generator's process (picklable: the key as PEM)."""
+
+    iss, base = "https://ehr.example.org", "https://adapter.example.org"
+
+    def __init__(self, day_resources: list[list[Resource]]) -> None:
+        key = ec.generate_private_key(ec.SECP384R1())
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        self.public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, spki).decode()
+        self.private_pem = key.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())  # fmt: skip
+        self.days = day_resources
+        self.port = 0
+
+    def services(self, store: Any) -> CdsServices:
+        """The adapter's CDS Hooks services that trust this client."""
+        return CdsServices(load_rulebook(), Options(), store,
+                           {self.iss: CdsClient(iss=self.iss, public_key=self.public_pem)},
+                           self.base)  # fmt: skip
+
+    def call(self, i: int) -> float:
+        resources = self.days[i]
+        patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+        encounter = next(r["id"] for r in resources if r["resourceType"] == "Encounter")
+        bundle = {"resourceType": "Bundle", "type": "searchset",
+                  "entry": [{"resource": r} for r in resources]}  # fmt: skip
+        body = {"hook": "encounter-discharge", "hookInstance": str(uuid.uuid4()),
+                "context": {"userId": "Practitioner/x", "patientId": patient,
+                            "encounterId": encounter},
+                "prefetch": {"procedures": bundle}}  # fmt: skip
+        now = int(time.time())
+        token = jwt.encode({"iss": self.iss, "sub": "bench",
+                            "aud": f"{self.base}/cds-services/{REVIEW}", "exp": now + 60,
+                            "iat": now, "jti": str(uuid.uuid4())}, self.private_pem,
+                           algorithm="ES384")  # fmt: skip
+        session = getattr(_CDS_SESSIONS, "session", None) or requests.Session()
+        _CDS_SESSIONS.session = session
+        started = time.perf_counter()
+        answer = session.post(f"http://127.0.0.1:{self.port}/cds-services/{REVIEW}",
+                              data=orjson.dumps(body), timeout=30,
+                              headers={"Authorization": f"Bearer {token}",
+                                       "Content-Type": "application/json"})  # fmt: skip
+        elapsed = 1000 * (time.perf_counter() - started)
+        if answer.status_code != 200:
+            raise RuntimeError(f"cds call answered {answer.status_code}")
+        return elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system, from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def generate_load(base: str, days: list[Day], rate: float,
+                  cds: LiveCds | None) -> tuple[LiveRun, float]:  # fmt: skip
+    """``measure_live`` in a process of its own (so that the load generator's threads do not
+    compete with the adapter's for its interpreter lock); its CPU seconds too."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_generate_load, (base, days, rate, cds))
+
+
+def _generate_load(base: str, days: list[Day], rate: float,
+                   cds: LiveCds | None) -> tuple[LiveRun, float]:  # fmt: skip
+    before = cpu_seconds(os.getpid())
+    run = measure_live(base, days, rate, cds=cds.call if cds is not None else None)
+    return run, cpu_seconds(os.getpid()) - before
 
 
 @dataclass(slots=True)
@@ -492,29 +648,74 @@ class LiveRun:
     span: float  # first post -> last ChargeItem readable
     post_span: float  # first post -> last post started
     rounds: int
+    late_posts: int  # posts that started more than 50 ms after their time
+    cds_ms: list[float]  # the CDS Hooks calls' wall times
 
 
-def measure_live(base: str, days: list[Day], rate: float, timeout: float = 60.0) -> LiveRun:
-    """Post each day's 2 procedures (one transaction) at ``rate`` per second; a second thread
-    polls ``ChargeItem?subject=`` for every posted day until its charges are readable."""
+def charged(http: Http, patients: list[str]) -> set[str]:
+    """Which of ``patients`` have a ChargeItem (one search per 50: ``subject`` OR list)."""
+    found: set[str] = set()
+    for i in range(0, len(patients), 50):
+        chunk = patients[i : i + 50]
+        bundle = http.get(f"ChargeItem?subject={','.join(chunk)}&_elements=subject&_count=1000")
+        found.update(str(e["resource"]["subject"]["reference"]) for e in bundle.get("entry", []))
+    return found
+
+
+def measure_live(  # noqa: C901, PLR0915 (the load generator, its poller and its CDS client)
+    base: str, days: list[Day], rate: float, timeout: float = 60.0,
+    cds: Callable[[int], float] | None = None,
+) -> LiveRun:  # fmt: skip
+    """Offer the days at ``rate`` per second, open loop: each day's 2 procedures are posted
+    (one transaction) at its own time by a pool of posting threads, whatever the earlier
+    posts are still doing (a single poster waiting for each answer offers less than the rate
+    as soon as the server slows down). With ``cds``, each day is also checked by a CDS Hooks
+    call at its time (as an EHR does before the note is signed). A poller asks which posted
+    days have charges, one search per 50 open days, until every day has them."""
     n = len(days)
     posted: list[float | None] = [None] * n
     found: list[float | None] = [None] * n
     post_seconds: list[float] = []
+    cds_ms: list[float] = []
+    lock = threading.Lock()
     done_posting = threading.Event()
-    rounds = 0
+    rounds = late = 0
+    pool = [Http(base) for _ in range(16)]
+    free = list(pool)
 
-    def poster() -> None:
-        http = Http(base)
-        t0 = time.perf_counter()
-        for i, day in enumerate(days):
-            wait = t0 + i / rate - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
+    def post(i: int) -> None:
+        with lock:
+            http = free.pop()
+        try:
             start = time.perf_counter()
             posted[i] = start
-            http.post("", put_bundle(day.procedures))
-            post_seconds.append(time.perf_counter() - start)
+            http.post("", put_bundle(days[i].procedures))
+            with lock:
+                post_seconds.append(time.perf_counter() - start)
+        finally:
+            with lock:
+                free.append(http)
+
+    def check(i: int) -> None:
+        ms = cds(i) if cds is not None else 0.0
+        with lock:
+            cds_ms.append(ms)
+
+    def scheduler() -> None:
+        nonlocal late
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+        with ThreadPoolExecutor(len(pool)) as posts, ThreadPoolExecutor(4) as checks:
+            t0 = time.perf_counter()
+            for i in range(n):
+                due = t0 + i / rate
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                late += time.perf_counter() - due > 0.05
+                posts.submit(post, i)
+                if cds is not None:
+                    checks.submit(check, i)
         done_posting.set()
 
     def poller() -> None:
@@ -529,14 +730,17 @@ def measure_live(base: str, days: list[Day], rate: float, timeout: float = 60.0)
                 time.sleep(0.005)
                 continue
             rounds += 1
+            have = charged(http, [days[i].patient for i in open_days])
+            now = time.perf_counter()
             for i in open_days:
-                if has_charges(http, days[i].patient):
-                    found[i] = time.perf_counter()
-                    last_progress = found[i] or last_progress
+                if days[i].patient in have:
+                    found[i] = now
+                    last_progress = now
             if done_posting.is_set() and time.perf_counter() - last_progress > timeout:
                 return
+            time.sleep(0.01)
 
-    threads = [threading.Thread(target=poster), threading.Thread(target=poller)]
+    threads = [threading.Thread(target=scheduler), threading.Thread(target=poller)]
     for t in threads:
         t.start()
     for t in threads:
@@ -549,7 +753,7 @@ def measure_live(base: str, days: list[Day], rate: float, timeout: float = 60.0)
         for p, f in zip(posted, found, strict=True)
     ]
     return LiveRun(latencies, post_seconds, (max(found_ok) - first) if found_ok else 0.0,
-                   last_post - first, rounds)  # fmt: skip
+                   last_post - first, rounds, late, cds_ms)  # fmt: skip
 
 
 # -- delivery targets ------------------------------------------------------------------------
@@ -837,6 +1041,12 @@ def parser() -> argparse.ArgumentParser:
     lv.add_argument("--warmup", type=int, default=5, help="unmeasured patient-days first")
     lv.add_argument("--seed", type=int, default=0)
     lv.add_argument("--keep", type=Path, default=None, help="keep the server's work dir in DIR")
+    lv.add_argument(
+        "--no-targets",
+        dest="targets",
+        action="store_false",
+        help="the FHIR write-back alone (no DFT, 837P or CDS Hooks calls)",
+    )
     cd = sub.add_parser(
         "cds", help="CDS Hooks card latency, with prefetch or with EHR reads (p50, p95)"
     )
