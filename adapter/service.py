@@ -149,6 +149,8 @@ class Service:
         self._threads: list[threading.Thread] = []
         #: the delivery targets beside the FHIR write-back, each with its outbox
         self.targets = list(targets)
+        #: set when this process queues a target's message: its idle delivery worker looks
+        self._queued = {t.name: threading.Event() for t in self.targets}
 
     # -- which days an inbox row touches ----------------------------------------------------------
     def _days(self, payload: InboxPayload) -> dict[PatientDay, list[Change]]:
@@ -404,6 +406,7 @@ class Service:
                                            desired)  # fmt: skip
             if item is not None:
                 log.info("day %s: a new state queued for %s", key, target.name)
+                self._queued[target.name].set()
 
     def held(self, day: str) -> bool:
         """Whether the billing office holds the day (its decisions say so)."""
@@ -471,8 +474,10 @@ class Service:
             except Exception as err:  # the store away: the loop goes on (no PHI: the type only)
                 log.error("%s: delivery failed: %s", target.name, type(err).__name__)
                 busy = False
-            if not busy:
-                self.stopping.wait(idle_sleep)
+            if not busy:  # another process's messages (or a retry's time) within idle_sleep
+                queued = self._queued[target.name]
+                queued.wait(idle_sleep)
+                queued.clear()
 
     def _kx_prior(self, day: PatientDay) -> KxSpend:
         """The allowed amounts of the adapter's own lines on the patient's earlier days of the
@@ -652,6 +657,8 @@ class Service:
         """Stop claiming; the batches in hand finish (unfinished rows return after their lease)."""
         self.stopping.set()
         self._wake.set()
+        for queued in self._queued.values():
+            queued.set()
         for thread in self._threads:
             thread.join(timeout)
 

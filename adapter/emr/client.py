@@ -10,6 +10,7 @@ types, ids and status codes, never bodies.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import posixpath
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from urllib.request import getproxies
 
+import orjson
 import requests
 import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -62,6 +64,22 @@ def _proxies_or_netrc() -> bool:
         return (Path.home() / ".netrc").exists()
     except (RuntimeError, OSError):  # no home directory for this user
         return False
+
+
+def _body(value: Any) -> bytes | None:
+    """A request's JSON body (orjson; the stdlib for what orjson refuses, such as an integer
+    beyond 64 bits)."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False).encode()
+
+
+def _json(resp: requests.Response) -> Any:
+    """An answer's JSON body (orjson: a ``ValueError`` when it is not JSON, as ``.json()``)."""
+    return orjson.loads(resp.content)
 
 
 def _retry_after(value: str | None, cap: float) -> float | None:
@@ -192,7 +210,7 @@ class FhirClient:
             try:
                 with self.budget.slot() if self.budget else nullcontext():
                     resp = self.session.request(
-                        method, url, params=params, json=json_body, headers=hdrs,
+                        method, url, params=params, data=_body(json_body), headers=hdrs,
                         timeout=self.timeout, stream=True,
                     )  # fmt: skip
                     self._read_whole(resp, method, path)
@@ -233,7 +251,7 @@ class FhirClient:
         outcome: dict[str, Any] | None = None
         detail = ""
         try:
-            body = resp.json()
+            body = _json(resp)
             if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
                 outcome = body
                 detail = "; ".join(
@@ -254,14 +272,14 @@ class FhirClient:
 
     # -- FHIR interactions ------------------------------------------------------------------
     def capabilities(self) -> Resource:
-        return dict(self.request("GET", "metadata").json())
+        return dict(_json(self.request("GET", "metadata")))
 
     def read(self, kind: str, rid: str) -> Resource:
-        return dict(self.request("GET", _path(kind, rid)).json())
+        return dict(_json(self.request("GET", _path(kind, rid))))
 
     def search(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every resource of every page (matches and includes), following ``next`` links."""
-        yield from self._pages(self.request("GET", _path(kind), params=params).json())
+        yield from self._pages(_json(self.request("GET", _path(kind), params=params)))
 
     def supports_subject_identifier(self) -> bool:
         """Whether the server honours ``Procedure?subject:identifier=`` (FHIR's ``:identifier``
@@ -344,7 +362,7 @@ class FhirClient:
     def history(self, kind: str, params: Params) -> Iterator[Resource]:
         """Every entry (``request``, ``response`` and, unless a delete, ``resource``) of a
         type-level ``_history``, following ``next`` links."""
-        first = self.request("GET", f"{_path(kind)}/_history", params=params).json()
+        first = _json(self.request("GET", f"{_path(kind)}/_history", params=params))
         for page in self._follow(first, truncated_is_error=True):
             yield from (e for e in page.get("entry") or [] if isinstance(e, dict))
 
@@ -372,21 +390,21 @@ class FhirClient:
             )
             if not nxt:
                 return
-            bundle = self.request("GET", urljoin(self.base_url + "/", nxt)).json()
+            bundle = _json(self.request("GET", urljoin(self.base_url + "/", nxt)))
         if truncated_is_error:
             raise TruncatedAnswer(f"more than {max_pages} pages: answer not read to its end")
         log.warning("stopped following next links after %d pages", max_pages)
 
     def transaction(self, bundle: Resource) -> Resource:
-        return dict(self.request("POST", "", json_body=bundle).json())
+        return dict(_json(self.request("POST", "", json_body=bundle)))
 
     def create(self, resource: Resource) -> Resource:
         path = _path(resource["resourceType"])
-        return dict(self.request("POST", path, json_body=resource).json())
+        return dict(_json(self.request("POST", path, json_body=resource)))
 
     def update(self, resource: Resource) -> Resource:
         path = _path(resource["resourceType"], resource["id"])
-        return dict(self.request("PUT", path, json_body=resource).json())
+        return dict(_json(self.request("PUT", path, json_body=resource)))
 
     def delete(self, kind: str, rid: str) -> None:
         self.request("DELETE", _path(kind, rid))

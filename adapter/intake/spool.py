@@ -136,6 +136,7 @@ class Spool:
         self.problem_count = 0
         self._cache: dict[str, Resource | None] = {}
         self._day_keys: list[str] = []  # cached keys of procedures and encounters
+        self._aliases: dict[str, str] = {}  # key_of's answers (forgotten when an alias is added)
         self._roles: dict[str, list[Resource]] = {}
 
     def close(self) -> None:
@@ -159,6 +160,7 @@ class Spool:
             self.db.execute(
                 "INSERT OR REPLACE INTO aliases VALUES (?, ?)", (ref_key(full_url), key)
             )
+            self._aliases.clear()
         rank = _rank(resource)
         gone = self.db.execute("SELECT rank FROM deleted WHERE key = ?", (key,)).fetchone()
         if gone is not None:
@@ -427,8 +429,14 @@ class Spool:
         if key.startswith(PLACEHOLDER):
             holders = self._holders(key)
             return holders[0] if len(holders) == 1 else key
-        row = self.db.execute("SELECT key FROM aliases WHERE alias = ?", (key,)).fetchone()
-        return str(row[0]) if row else key
+        known = self._aliases.get(key)
+        if known is None:
+            row = self.db.execute("SELECT key FROM aliases WHERE alias = ?", (key,)).fetchone()
+            known = str(row[0]) if row else key
+            if len(self._aliases) > 50_000:
+                self._aliases.clear()
+            self._aliases[key] = known
+        return known
 
     def get(self, ref: str) -> Resource | None:
         key = self.key_of(ref)

@@ -113,3 +113,17 @@ def test_an_integer_beyond_64_bits_is_spooled_not_refused() -> None:
         assert (spool.get("Encounter/e2") or {})["length"]["value"] == float(10**30)
     finally:
         spool.close()
+
+
+def test_an_alias_added_after_a_lookup_is_followed() -> None:
+    """key_of remembers its answers; an alias (a Bundle entry's fullUrl) added after a lookup
+    that found none is followed on the next lookup, not the remembered miss."""
+    spool = Spool()
+    try:
+        url = "urn:uuid:6f1c2b1e-0000-4000-8000-000000000001"
+        assert spool.key_of(url) == url
+        spool.add(role("r9", "Practitioner/p9"), file=0, where="x", full_url=url)
+        assert spool.key_of(url) == "PractitionerRole/r9"
+        assert (spool.get(url) or {}).get("id") == "r9"
+    finally:
+        spool.close()
