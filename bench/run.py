@@ -163,42 +163,6 @@ def run_child(cmd: list[str], scratch: Path, name: str) -> ChildRun:
                     err.read_bytes())  # fmt: skip
 
 
-def baseline(inputs: Path, outputs: Path, scratch: Path) -> dict[str, int]:
-    """The floor a replay cannot beat: parse every input line / bundle with orjson, and load and
-    re-dump every entry of the replay's output bundles with orjson (written to ``scratch``)."""
-    parsed = dumped = 0
-    for path in sorted(p for p in inputs.rglob("*") if p.is_file()):
-        if path.name.endswith((".ndjson", ".jsonl")):
-            with path.open("rb") as fh:
-                for line in fh:
-                    if line.strip():
-                        orjson.loads(line)
-                        parsed += 1
-        elif path.name.endswith(".json"):
-            orjson.loads(path.read_bytes())
-            parsed += 1
-    scratch.mkdir(parents=True, exist_ok=True)
-    for path in sorted(outputs.glob("*.transaction.json")):
-        # the replay writes one entry per line: parse and re-dump each (flat memory at 1M)
-        with path.open("rb") as fh, (scratch / path.name).open("wb") as sink:
-            sink.write(b'{"resourceType":"Bundle","type":"transaction","entry":[')
-            first = True
-            for line in fh:
-                body = line.strip().rstrip(b",")
-                if body.startswith(b'{"'):
-                    sink.write((b"" if first else b",") + orjson.dumps(orjson.loads(body)))
-                    first = False
-                    dumped += 1
-            sink.write(b"]}")
-    return {"parsed": parsed, "dumped": dumped}
-
-
-def cmd_baseline(args: argparse.Namespace) -> int:
-    counts, seconds = timed(lambda: baseline(args.inputs, args.outputs, args.scratch))
-    emit({**counts, "seconds": seconds})
-    return 0
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     n: int = args.procedures
     with workdir(args.keep, "charge-bench-replay-") as tmp:
@@ -210,20 +174,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
         adapter = [str(exe)] if exe.exists() else [sys.executable, "-m", "adapter.cli"]
         workers = args.workers or os.cpu_count() or 1
         runs = {}
-        for name, n_workers, folder in (("single", 1, tmp / "out-single"),
-                                        ("replay", workers, out)):  # fmt: skip
+        runs_wanted = [("single", 1, tmp / "out-single")] if args.single else []
+        for name, n_workers, folder in [*runs_wanted, ("replay", workers, out)]:
             cmd = [*adapter, "replay", str(inputs), "--out", str(folder), "--json",
                    "--workers", str(n_workers)]  # fmt: skip
             runs[name] = run_child(cmd, tmp, name)
             if runs[name].returncode != 0:
                 sys.stderr.write(runs[name].stderr.decode(errors="replace")[-3000:])
                 raise SystemExit(f"replay failed with exit code {runs[name].returncode}")
-        run, single = runs["replay"], runs["single"]
+        run, single = runs["replay"], runs.get("single")
         summary = orjson.loads(run.stdout)
-        same = all((out / f.name).read_bytes() == f.read_bytes()
-                   for f in (tmp / "out-single").iterdir())  # fmt: skip
+        same = single is not None and all((out / f.name).read_bytes() == f.read_bytes()
+                                          for f in (tmp / "out-single").iterdir())  # fmt: skip
         base = run_child(
-            [sys.executable, str(Path(__file__).resolve()), "_baseline", str(inputs), str(out),
+            [sys.executable, str(Path(__file__).resolve().parent / "baseline.py"), str(inputs),
+             str(out),
              str(tmp / "baseline-out")], tmp, "baseline",
         )  # fmt: skip
         if base.returncode != 0:
@@ -238,9 +203,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
             "peak_rss_mb": run.peak_rss_mb,
             "worker_peak_rss_mb": float(summary.get("worker_peak_rss_mb") or 0.0),
             "limit_ratio": run.seconds / base.seconds,
-            "limit_ratio_single": single.seconds / base.seconds,
-            "single_s": single.seconds,
-            "identical_output": 1.0 if same else 0.0,
+            **(
+                {
+                    "limit_ratio_single": single.seconds / base.seconds,
+                    "single_s": single.seconds,
+                    "identical_output": 1.0 if same else 0.0,
+                }
+                if single is not None
+                else {}
+            ),
             "replay_s": run.seconds,
             "baseline_s": base.seconds,
             "generate_s": gen_s,
@@ -325,7 +296,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def cmd_live(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (the live benchmark's script, step by step)
-    # imported here so that `replay` and its `_baseline` child do not load the live stack
+    # imported here so that `replay` does not load the live stack
     from adapter.domain import PatientDay  # noqa: PLC0415
     from adapter.emr import subscriptions  # noqa: PLC0415
     from adapter.emr.client import FhirClient  # noqa: PLC0415
@@ -1034,6 +1005,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--keep", type=Path, default=None, help="keep inputs and outputs in DIR")
     r.add_argument("--workers", type=int, default=0, help="replay processes (0: one per core)")
+    r.add_argument(
+        "--no-single",
+        dest="single",
+        action="store_false",
+        help="skip the one-process run (and the byte-for-byte comparison)",
+    )
     lv = sub.add_parser("live", help="end-to-end latency on the real FHIR test server")
     lv.add_argument("--patient-days", type=int, default=200)
     lv.add_argument("--rate", type=float, default=20.0, help="patient-days posted per second")
@@ -1071,18 +1048,13 @@ def parser() -> argparse.ArgumentParser:
     dv.add_argument("--seed", type=int, default=0)
     dv.add_argument("--store", metavar="URL", help="a PostgreSQL store (default: SQLite)")
     dv.add_argument("--keep", type=Path, default=None)
-    b = sub.add_parser("_baseline", help=argparse.SUPPRESS)
-    b.add_argument("inputs", type=Path)
-    b.add_argument("outputs", type=Path)
-    b.add_argument("scratch", type=Path)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command = {"replay": cmd_replay, "live": cmd_live, "cds": cmd_cds,
-               "workbench": cmd_workbench, "delivery": cmd_delivery,
-               "_baseline": cmd_baseline}[args.command]  # fmt: skip
+               "workbench": cmd_workbench, "delivery": cmd_delivery}[args.command]  # fmt: skip
     return command(args)
 
 
