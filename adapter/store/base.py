@@ -167,6 +167,8 @@ class SqlStore(ReviewStore):
                 done_at DOUBLE PRECISION, lease_until DOUBLE PRECISION,
                 UNIQUE (target, day, seq))""",
             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (target, status, id)",
+            # the next due message of a target, without reading its history (outbox_claim)
+            "CREATE INDEX IF NOT EXISTS outbox_next ON outbox (target, status, next_at, id)",
             # the CDS Hooks cards' feedback: what clinicians did with them (no free text kept)
             f"""CREATE TABLE IF NOT EXISTS cds_feedback (
                 id {self.id_type}, service TEXT NOT NULL, card TEXT NOT NULL,
@@ -490,21 +492,31 @@ class SqlStore(ReviewStore):
         that runs out returns it). A day's message waits while an earlier one of the day is
         being sent."""
         now = self.clock()
-        rows = self._run(
-            "SELECT o.id FROM outbox o WHERE o.target = ? AND ((o.status = 'pending' AND "
-            "o.next_at <= ?) OR (o.status = 'sending' AND o.lease_until < ?)) AND NOT EXISTS "
-            "(SELECT 1 FROM outbox e WHERE e.target = o.target AND e.day = o.day AND "
-            "e.seq < o.seq AND e.status = 'sending' AND e.lease_until >= ?) "
-            "ORDER BY o.next_at, o.id LIMIT 1",
-            (target, now, now, now),
-        )
+        # two searches along outbox_next (pending and due; sending with its lease run out),
+        # the earlier of their first answers taken: one search with an OR over the status
+        # read every message the target ever had (9 ms a claim at 3,000 days' history)
+        free = ("NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target AND e.day = o.day "
+                "AND e.seq < o.seq AND e.status = 'sending' AND e.lease_until >= ?)")  # fmt: skip
+        rows = [
+            *self._run(
+                f"SELECT o.next_at, o.id FROM outbox o WHERE o.target = ? AND o.status = "
+                f"'pending' AND o.next_at <= ? AND {free} ORDER BY o.next_at, o.id LIMIT 1",
+                (target, now, now),
+            ),
+            *self._run(
+                f"SELECT o.next_at, o.id FROM outbox o WHERE o.target = ? AND o.status = "
+                f"'sending' AND o.lease_until < ? AND {free} ORDER BY o.next_at, o.id LIMIT 1",
+                (target, now, now),
+            ),
+        ]
         if not rows:
             return None
+        first = min((float(at), int(item)) for at, item in rows)[1]
         claimed = self._run(
             f"UPDATE outbox SET status = 'sending', lease_until = ? WHERE id = ? AND "
             f"(status = 'pending' OR (status = 'sending' AND lease_until < ?)) "
             f"RETURNING {_OUTBOX}",
-            (now + lease, int(rows[0][0]), now),
+            (now + lease, first, now),
         )
         return _outbox_row(claimed[0]) if claimed else None
 
