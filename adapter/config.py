@@ -191,6 +191,7 @@ class BillingProviderSettings(_Model):
 
 
 _ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2,15}$")]
+_HD = Annotated[str, Field(pattern=r"^[^|^~\\&\r\n]{0,20}$")]
 
 
 class TargetSettings(_Model):
@@ -208,10 +209,11 @@ class TargetSettings(_Model):
     host: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     tls: bool = False
-    sending_application: str = "CHARGE-ADAPTER"
-    sending_facility: str = ""
-    receiving_application: str = "BILLING"
-    receiving_facility: str = ""
+    #: MSH-3..6 (HD namespace ids: 20 characters at most, none of ER7's delimiters)
+    sending_application: _HD = "CHARGE-ADAPTER"
+    sending_facility: _HD = ""
+    receiving_application: _HD = "BILLING"
+    receiving_facility: _HD = ""
     transaction_code: Literal["cdm", "cpt"] = "cdm"
     diagnoses: Literal["both", "ft1"] = "both"
     processing_id: Literal["P", "T", "D"] = "P"

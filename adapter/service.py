@@ -441,10 +441,12 @@ class Service:
             return True
         status = "failed" if outcome.status == "retry" else outcome.status
         self.store.outbox_done(row.id, status, outcome.ack, outcome.error)
-        if status not in ("acked", "delivered") or row.seq > 1:
+        tried_before = row.seq > 1 or row.ack is not None or row.last_error is not None
+        if status not in ("acked", "delivered") or tried_before:
             # the workbench's count of refused targets: it changes only when this message was
-            # refused, or when it follows one of the day's that may have been (the day's
-            # first message accepted changes nothing: 3 statements a message saved)
+            # refused, or when it or an earlier one of the day may have been (a resent message
+            # keeps its seq, and its last answer); the day's first message accepted at its
+            # first try changes nothing (3 statements a message saved)
             self.store.review_set_rejected(row.day, self._rejected(row.day))
         counter = "outbox_acked" if status in ("acked", "delivered") else "outbox_rejected"
         self.metrics.inc(f"{counter}_total", target=name)

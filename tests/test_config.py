@@ -185,3 +185,17 @@ def test_workbench_settings(tmp_path: Path) -> None:
                    'client_secret = "s"\nroles = { "billing-lead" = "owner" }\n')  # fmt: skip
     with pytest.raises(ConfigError, match="roles"):
         load_settings(cfg)
+
+
+def test_msh_names_fit_the_hd_field() -> None:
+    """MSH-3..6 take 20 characters at most and none of ER7's delimiters: refused when the
+    config is read, not by the receiver one message at a time."""
+    from pydantic import ValidationError
+
+    from adapter.config import TargetSettings
+
+    base = {"name": "dft", "kind": "hl7v2-mllp", "host": "billing.example.org", "port": 2575}
+    assert TargetSettings(**base, sending_facility="CLINIC-NORTH").sending_facility
+    for bad in ("&" * 7, "A" * 21, "X|Y", "A^B"):
+        with pytest.raises(ValidationError, match="sending_facility"):
+            TargetSettings(**base, sending_facility=bad)

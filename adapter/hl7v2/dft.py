@@ -15,6 +15,7 @@ on every retry of it (the receiver de-duplicates by it).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from adapter.domain import Decision
 from adapter.fhir.build import line_diagnoses
 from adapter.fhir.parse import DayFacts
 from adapter.fhir.parties import Parties, Person
+
+_FHIR_DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?")
 
 #: characters with a meaning in ER7 and their escape sequences (HL7 v2.5.1 §2.7)
 _ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\",
@@ -217,7 +220,7 @@ def dft_message(
         _segment("EVN", "P03", stamp),
         _segment("PID", "1", "", _components(_text(header.mrn), "", "", "", "MR"), "",
                  name, "",
-                 header.birth_date.replace("-", "")[:8] if header.birth_date else "",
+                 _dtm_date(header.birth_date),
                  {"male": "M", "female": "F", "other": "O"}.get(header.gender, "U")),
         _segment("PV1", "1", _text(profile.patient_class), *([""] * 16),
                  _text(header.encounter)),
@@ -264,7 +267,7 @@ def _ft1(n: int, kind: str, ln: FtLine, *, stamp: str, header: Header,
     )
     return _segment(
         "FT1", str(n), _text(ln.line_id), "", header.service_date, stamp[:8], kind,
-        _components(_text(transaction), _text(ln.description)[:199], system), "", "",
+        _components(_text(transaction), _fitted(ln.description, 199), system), "", "",
         str(ln.units), *([""] * 8),
         "~".join(_components(_text(code), "", "I10") for code in ln.diagnoses),
         _xcn(header.persons.get(ln.performer), ln.performer) if ln.performer else "",
@@ -280,6 +283,23 @@ def _xcn(person: Person | None, key: str) -> str:
                            _text(person.given) if person else "")  # fmt: skip
     return _components(_text(person.npi), _text(person.family), _text(person.given),
                        *([""] * 9), "NPI")  # fmt: skip
+
+
+def _dtm_date(value: str) -> str:
+    """A FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) as an HL7 date; anything else left out (PID-7
+    is optional; an unchecked value would break the segment)."""
+    return value.replace("-", "") if _FHIR_DATE.fullmatch(value or "") else ""
+
+
+def _fitted(value: str, limit: int) -> str:
+    """``value`` escaped, cut so that the escaped text fits in ``limit`` characters (cutting
+    after escaping could split an escape sequence)."""
+    value = value[:limit]  # an escape only lengthens: no more characters than the limit
+    text = _text(value)
+    while len(text) > limit:
+        value = value[:-1]
+        text = _text(value)
+    return text
 
 
 def _text(value: str) -> str:

@@ -162,6 +162,33 @@ def test_a_receiver_away_mid_batch_loses_nothing_and_doubles_nothing(
         peer.stop()
 
 
+def test_a_refused_first_message_resent_and_accepted_clears_the_days_count(
+    fresh_fhir: FhirServer, tmp_path: Path
+) -> None:
+    """The day's first message is refused (AR): the workbench counts one refused target. A
+    person fixes the receiver and resends it (same seq); once accepted the count is 0 again."""
+    peer = Peer(refuse=1).start()
+    try:
+        fresh_fhir.put_all(*_patient("tk-fixed", "2026-03-12"))
+        service = _service(fresh_fhir, tmp_path, peer)
+        _notify(service, "tk-fixed-a")
+        _deliver(service)
+        day = "tk-fixed:2026-03-12"
+        assert (service.store.review_row(day) or _never()).rejected == 1
+        (refused,) = service.store.outbox_rows(target="billing-dft", status="rejected")
+        assert refused.seq == 1 and service.store.outbox_resend(refused.id)
+        _deliver(service)
+        assert service.store.outbox_get(refused.id).status == "acked"  # type: ignore[union-attr]
+        assert (service.store.review_row(day) or _never()).rejected == 0
+        service.store.close()
+    finally:
+        peer.stop()
+
+
+def _never() -> Any:
+    raise AssertionError("the day has no review record")
+
+
 def test_beside_an_emr_that_takes_only_dft(fresh_fhir: FhirServer, tmp_path: Path) -> None:
     """[[targets]] without a fhir one: nothing is written over FHIR, the DFT carries the day."""
     from dataclasses import replace

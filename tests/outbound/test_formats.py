@@ -321,3 +321,26 @@ def test_a_patient_without_a_name_is_refused() -> None:
     with pytest.raises(ValueError, match="PID-5"):
         dft_message(header=header, delta=change((), [line]), message_id="M1",
                     at=datetime(2026, 8, 1, tzinfo=UTC), profile=SiteProfile())  # fmt: skip
+
+
+def test_an_unchecked_birth_date_and_a_long_description_keep_the_segments_whole() -> None:
+    """A birth date that is not a FHIR date is left out of PID-7 (it cut the segment when it
+    held a '|'), and a description cut to FT1-7.2's 199 characters never splits an escape."""
+    result, _ = _day("knee-eval-97161-97140-xu")
+    header = replace(header_of(result.parsed.facts, result.parties), birth_date="garbage|x")  # type: ignore[attr-defined]
+    description = "x" * 198 + "&rest"
+    line = FtLine(code="97110", modifiers=("GP",), units=1, cdm="41010", performer=None,
+                  diagnoses=(), line_id="l1", description=description)  # fmt: skip
+    text = dft_message(header=header, delta=change((), [line]), message_id="M1",
+                       at=datetime(2026, 8, 1, tzinfo=UTC), profile=SiteProfile())  # fmt: skip
+    msg = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert msg.validate()
+    pid = next(s for s in text.split("\r") if s.startswith("PID")).split("|")
+    assert pid[7] == "" and pid[8] in {"M", "F", "O", "U"}
+    ft1 = next(s for s in text.split("\r") if s.startswith("FT1")).split("|")
+    code, shown, system = ft1[7].split("^")
+    assert (code, system) == ("41010", "CDM") and shown == "x" * 198
+    ok = replace(header, birth_date="1950-04-07")
+    text = dft_message(header=ok, delta=change((), [line]), message_id="M2",
+                       at=datetime(2026, 8, 1, tzinfo=UTC), profile=SiteProfile())  # fmt: skip
+    assert next(s for s in text.split("\r") if s.startswith("PID")).split("|")[7] == "19500407"
