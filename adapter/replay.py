@@ -13,11 +13,13 @@ import multiprocessing
 import os
 import resource
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
+from itertools import islice
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import IO, Any
 
@@ -334,6 +336,8 @@ def _evaluate(
 PARALLEL_FROM = 400
 #: about this many patient-days go to a worker at a time (whole patients)
 TASK_DAYS = 64
+#: tasks handed out per worker ahead of the one the parent writes (bounds the parent's memory)
+IN_FLIGHT = 3
 #: a worker process's spool, rulebook and options (set once by the pool's initializer)
 _WORKER: dict[str, Any] = {}
 #: one day's output from a worker: (input file, its entries' text, its digest)
@@ -353,8 +357,7 @@ def _work(task: list[tuple[int, str, str]]) -> list[DayOut]:
 
 
 def _tasks(path: str, zone: tzinfo | None) -> Iterator[list[tuple[int, str, str]]]:
-    """The spool's days in batches of whole patients (its own connection: the pool's task
-    thread reads it)."""
+    """The spool's days in batches of whole patients (read on a connection of its own)."""
     spool = Spool(path, zone=zone, create=False)
     try:
         batch: list[tuple[int, str, str]] = []
@@ -377,7 +380,19 @@ def _in_parallel(
     ctx = multiprocessing.get_context("fork")
     args = (spool.path, options.zone, rulebook, options)
     with ctx.Pool(workers, initializer=_init_worker, initargs=args) as pool:
-        for batch in pool.imap(_work, _tasks(spool.path, options.zone)):
+        # at most IN_FLIGHT tasks per worker handed out, taken back in order: Pool.imap reads
+        # every task at once and keeps every answer that comes before the one awaited, so the
+        # parent grew with the input when it wrote slower than the workers evaluated (303 MB
+        # at 1M procedures)
+        tasks = _tasks(spool.path, options.zone)
+        pending: deque[AsyncResult[list[DayOut]]] = deque(
+            pool.apply_async(_work, (task,)) for task in islice(tasks, IN_FLIGHT * workers)
+        )
+        while pending:
+            batch = pending.popleft().get()
+            task = next(tasks, None)
+            if task is not None:
+                pending.append(pool.apply_async(_work, (task,)))
             yield from batch
         pool.close()
         pool.join()

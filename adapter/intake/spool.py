@@ -97,6 +97,10 @@ def _newer(old: str, new: str) -> bool:
     return True
 
 
+#: cached resources kept across days (practitioners, roles, coverages, care plans) at most:
+#: 20,000 kept a replay's memory rising up to 1M procedures (a worker at 122 MB); the few
+#: clinicians' resources every day reads are read again after a clear at little cost
+CACHE_BOUND = 4_000
 #: cached lookups that belong to one patient-day (forgotten between days)
 _DAY_SCOPED = ("Procedure/", "Encounter/", "urn:")
 
@@ -402,7 +406,7 @@ class Spool:
     def clear_cache(self) -> None:
         """Between patient-days: forget procedures and encounters (they belong to a day); keep
         practitioners, roles, coverages and care plans, up to a bound."""
-        if len(self._cache) > 20_000:
+        if len(self._cache) > CACHE_BOUND:
             self._cache.clear()
         else:
             for key in self._day_keys:
