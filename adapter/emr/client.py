@@ -10,7 +10,6 @@ types, ids and status codes, never bodies.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import posixpath
@@ -33,6 +32,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from adapter.emr.auth import Auth, NoAuth
 from adapter.emr.budget import RequestBudget
 from adapter.errors import FatalServerError, FhirServerError, TemporaryServerError
+from adapter.fhir import jsontext
 from adapter.fhir.refs import is_id, is_type
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,8 @@ def _proxies_or_netrc() -> bool:
 
 
 def _body(value: Any) -> bytes | None:
-    """A request's JSON body (orjson; the stdlib for what orjson refuses, such as an integer
-    beyond 64 bits)."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, ensure_ascii=False).encode()
+    """A request's JSON body."""
+    return None if value is None else jsontext.dumps(value)
 
 
 def _json(resp: requests.Response) -> Any:

@@ -241,20 +241,23 @@ def dft_message(
 
 def _segment(name: str, *fields: str) -> str:
     """A segment's ER7 text: its fields after the name, trailing empty ones left out."""
-    values = list(fields)
-    while values and not values[-1]:
-        values.pop()
+    text = _trimmed("|", fields)
     if name == "MSH":  # MSH-1 is the field separator itself: MSH-2 follows the name directly
-        return "MSH|" + "|".join(values)
-    return "|".join([name, *values])
+        return "MSH|" + text
+    return f"{name}|{text}" if text else name
 
 
 def _components(*parts: str) -> str:
     """A field's components (``^``), trailing empty ones left out."""
-    values = list(parts)
-    while values and not values[-1]:
-        values.pop()
-    return "^".join(values)
+    return _trimmed("^", parts)
+
+
+def _trimmed(separator: str, values: Sequence[str]) -> str:
+    """``values`` joined, the trailing empty ones left out (as ER7 writes them)."""
+    end = len(values)
+    while end and not values[end - 1]:
+        end -= 1
+    return separator.join(values[:end])
 
 
 def _ft1(n: int, kind: str, ln: FtLine, *, stamp: str, header: Header,

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from adapter.fhir import jsontext
 from adapter.fhir.dates import service_date_of
 from adapter.fhir.parse import Problem
 from adapter.fhir.refs import (
@@ -106,13 +107,8 @@ _DAY_SCOPED = ("Procedure/", "Encounter/", "urn:")
 
 
 def dumps(resource: Resource) -> str:
-    """A resource as the spool keeps it (compact JSON; orjson, ~5x the stdlib's speed). An
-    integer beyond 64 bits, which orjson refuses and FHIR does not allow, is written by the
-    stdlib instead (read back as a float)."""
-    try:
-        return orjson.dumps(resource).decode()
-    except TypeError:
-        return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+    """A resource as the spool keeps it (compact JSON text)."""
+    return jsontext.dumps(resource).decode()
 
 
 @dataclass(slots=True)
